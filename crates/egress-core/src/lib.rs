@@ -1,0 +1,65 @@
+//! Pure, synchronous request logic for the LiveKit egress gateway.
+//!
+//! This crate knows what an egress request *means* but never sends one: there
+//! is no I/O and no async here, so the gRPC proxy, the Twirp client, the
+//! simulator and the tests can all share exactly one set of rules.
+//!
+//! * [`outputs`] — one enum for every output kind, splitting it into the
+//!   per-kind repeated fields of the v1 requests, and converting it to the
+//!   unified `StartEgress` [`Output`](proto::Output) message.
+//! * [`presets`] — typed [`EncodingOptions`] with LiveKit's defaults and the
+//!   eight transcoding presets, convertible both ways to
+//!   [`EncodingOptionsPreset`](proto::EncodingOptionsPreset).
+//! * [`requests`] — builders for every Start RPC that validate before
+//!   returning the proto request.
+//! * [`validate`] — the validation rules themselves, applied to already
+//!   decoded proto requests (what the gRPC proxy receives).
+//! * [`view`] — a flattened [`RequestView`] of any egress request, for
+//!   policy checks and audit logs.
+//! * [`AudioMixing`] and [`ListOptions`] — small typed wrappers.
+//!
+//! # Example
+//!
+//! ```
+//! use egress_core::proto;
+//! use egress_core::requests::RoomCompositeRequest;
+//! use egress_core::{AudioMixing, EgressOutput};
+//!
+//! let request = RoomCompositeRequest::new("standup")
+//!     .layout("speaker")
+//!     .preset(proto::EncodingOptionsPreset::H264720p30)
+//!     .audio_mixing(AudioMixing::DualChannelAgent)
+//!     .output(EgressOutput::Stream(proto::StreamOutput {
+//!         protocol: proto::StreamProtocol::Rtmp as i32,
+//!         urls: vec!["rtmp://live.example.com/app/key".into()],
+//!     }))
+//!     .build()?;
+//! assert_eq!(request.room_name, "standup");
+//! assert_eq!(request.stream_outputs.len(), 1);
+//!
+//! // Without outputs the builder refuses, before anything is sent.
+//! let err = RoomCompositeRequest::new("standup").build().unwrap_err();
+//! assert_eq!(err.to_string(), "request has no outputs");
+//! # Ok::<(), egress_core::ValidationError>(())
+//! ```
+
+pub mod audio;
+mod error;
+pub mod list;
+pub mod outputs;
+pub mod presets;
+pub mod requests;
+pub mod validate;
+pub mod view;
+
+/// The generated LiveKit protobuf types (`livekit` package) this crate works
+/// with, re-exported so callers and doc examples need only one import path.
+pub use egress_proto::livekit as proto;
+
+pub use audio::AudioMixing;
+pub use error::ValidationError;
+pub use list::{ListFilter, ListOptions};
+pub use outputs::{EgressOutput, SplitOutputs, TrackEgressOutput, split_outputs};
+pub use presets::{EncodingOptions, preset_for, preset_options};
+pub use validate::Validate;
+pub use view::{RequestView, Rpc, decode_view};

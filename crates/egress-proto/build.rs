@@ -1,0 +1,25 @@
+//! Generates the LiveKit egress types and the tonic client/server from `proto/` with
+//! `protox`, so a bare machine without `protoc` can build the workspace.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
+    println!("cargo:rerun-if-changed={}", proto_dir.display());
+
+    let fds = protox::compile(["livekit_egress.proto"], [&proto_dir])?;
+
+    // Reflection serves this set, so it carries the whole import closure (including the
+    // Google well-known types) for clients that resolve every dependency.
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out_dir.join("livekit_egress_descriptor.bin"),
+        prost::Message::encode_to_vec(&fds),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

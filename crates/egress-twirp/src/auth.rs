@@ -1,0 +1,115 @@
+//! Supplying the `Authorization` header of each Twirp call.
+//!
+//! [`TwirpClient`](crate::TwirpClient) asks its [`Authorizer`] for a header value on every call,
+//! so implementations should cache (LiveKit's access tokens are JWTs that stay valid for a while).
+//! The header value is marked sensitive before it is attached to a request and never appears in
+//! an [`Error`](crate::Error) message.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+/// Why an [`Authorizer`] could not produce an `Authorization` header value.
+///
+/// It carries a human-readable message only, which must not contain secrets. It becomes
+/// [`Error::Auth`](crate::Error::Auth) (gRPC `INTERNAL`) when a call fails because of it.
+///
+/// ```
+/// use egress_twirp::AuthFailure;
+///
+/// let failure = AuthFailure::new("API secret is not configured");
+/// assert_eq!(failure.to_string(), "API secret is not configured");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthFailure(String);
+
+impl AuthFailure {
+    /// Creates a failure with the given message (which must not contain secrets).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    /// The failure's message.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Produces the `Authorization` header value (normally `Bearer <jwt>`) of a Twirp call.
+///
+/// It is called once per call, on the hot path: implementations should return a cached value
+/// and only mint a new token when the cached one is about to expire.
+///
+/// ```
+/// use egress_twirp::{AuthFailure, Authorizer};
+/// use http::HeaderValue;
+///
+/// struct FixedToken;
+///
+/// impl Authorizer for FixedToken {
+///     fn authorization(&self) -> Result<HeaderValue, AuthFailure> {
+///         HeaderValue::from_str("Bearer abc").map_err(|_| AuthFailure::new("bad token"))
+///     }
+/// }
+///
+/// assert_eq!(FixedToken.authorization().unwrap(), "Bearer abc");
+/// ```
+pub trait Authorizer: Send + Sync + 'static {
+    /// Returns the value of the `Authorization` header for the next request.
+    fn authorization(&self) -> Result<HeaderValue, AuthFailure>;
+}
+
+impl<T: Authorizer + ?Sized> Authorizer for Arc<T> {
+    fn authorization(&self) -> Result<HeaderValue, AuthFailure> {
+        (**self).authorization()
+    }
+}
+
+impl<T: Authorizer + ?Sized> Authorizer for Box<T> {
+    fn authorization(&self) -> Result<HeaderValue, AuthFailure> {
+        (**self).authorization()
+    }
+}
+
+/// An [`Authorizer`] that always returns the same header value (tests, pre-minted tokens).
+///
+/// Its `Debug` output never shows the value.
+///
+/// ```
+/// use egress_twirp::{Authorizer, StaticAuthorization};
+///
+/// let auth = StaticAuthorization::bearer("token").unwrap();
+/// assert_eq!(auth.authorization().unwrap(), "Bearer token");
+/// assert!(!format!("{auth:?}").contains("token"));
+/// ```
+#[derive(Clone)]
+pub struct StaticAuthorization(HeaderValue);
+
+impl StaticAuthorization {
+    /// Uses `value` verbatim as the `Authorization` header.
+    pub fn new(mut value: HeaderValue) -> Self {
+        value.set_sensitive(true);
+        Self(value)
+    }
+
+    /// Builds `Bearer <token>`; fails if the token is not a valid header value.
+    pub fn bearer(token: &str) -> Result<Self, AuthFailure> {
+        HeaderValue::try_from(format!("Bearer {token}"))
+            .map(Self::new)
+            .map_err(|_| AuthFailure::new("the bearer token is not a valid header value"))
+    }
+}
+
+impl fmt::Debug for StaticAuthorization {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StaticAuthorization(<redacted>)")
+    }
+}
+
+impl Authorizer for StaticAuthorization {
+    fn authorization(&self) -> Result<HeaderValue, AuthFailure> {
+        Ok(self.0.clone())
+    }
+}

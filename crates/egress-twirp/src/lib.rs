@@ -1,0 +1,50 @@
+//! Twirp client for LiveKit's Egress API, as used by the gRPC → Twirp egress gateway.
+//!
+//! The crate has four parts:
+//!
+//! * [`error`]: the Twirp error codes ([`TwirpCode`]), the Twirp JSON error body ([`TwirpError`]),
+//!   the crate's one error type ([`Error`]), the classification of non-success HTTP responses
+//!   ([`classify_response`]) and the single documented mapping from [`Error`] to
+//!   [`tonic::Status`].
+//! * [`url`]: [`BaseUrl`], the normalised LiveKit server URL (`ws://` → `http://`,
+//!   `wss://` → `https://`, path prefixes kept).
+//! * [`auth`]: the [`Authorizer`] trait that supplies the `Authorization` header of each call.
+//! * [`client`]: [`TwirpClient`], a pooled HTTP/1.1 + HTTP/2 client (reqwest + rustls) that
+//!   posts Twirp requests, enforces deadlines and classifies every failure.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use egress_twirp::{BaseUrl, CallOptions, ClientConfig, StaticAuthorization, TwirpClient};
+//!
+//! # async fn run() -> Result<(), egress_twirp::Error> {
+//! let config = ClientConfig::new(BaseUrl::parse("wss://my-project.livekit.cloud")?);
+//! let auth = StaticAuthorization::bearer("eyJhbGciOi...").expect("valid header value");
+//! let client = TwirpClient::new(config, auth)?;
+//!
+//! let opts = CallOptions::new().with_timeout(Duration::from_secs(10));
+//! match client.call("ListEgress", Bytes::new(), &opts).await {
+//!     Ok(response) => println!("{} bytes of ListEgressResponse", response.body.len()),
+//!     Err(err) => {
+//!         // Every failure maps to one gRPC status.
+//!         let status: tonic::Status = err.into();
+//!         eprintln!("{status}");
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod url;
+
+pub use crate::auth::{AuthFailure, Authorizer, StaticAuthorization};
+pub use crate::client::{
+    CallOptions, ClientConfig, DEFAULT_SERVICE, Encoding, Response, TwirpClient, USER_AGENT,
+};
+pub use crate::error::{Error, TwirpCode, TwirpError, UnknownTwirpCode, classify_response};
+pub use crate::url::BaseUrl;
