@@ -63,3 +63,8 @@ pub use outputs::{EgressOutput, SplitOutputs, TrackEgressOutput, split_outputs};
 pub use presets::{EncodingOptions, preset_for, preset_options};
 pub use validate::Validate;
 pub use view::{RequestView, Rpc, decode_view};
+
+// Compiles and runs the README's example as a doctest so it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -218,8 +218,8 @@ pub fn split_outputs(outputs: impl IntoIterator<Item = EgressOutput>) -> SplitOu
 
 /// Converts outputs to the unified request's `outputs` list, in order.
 ///
-/// See the [`From<EgressOutput> for proto::Output`](#impl-From<EgressOutput>-for-Output)
-/// conversion for how upload targets are carried over.
+/// Each output is converted with `proto::Output::from`, whose documentation
+/// explains how upload targets are carried over.
 ///
 /// # Example
 ///
@@ -272,7 +272,9 @@ impl From<EgressOutput> for proto::Output {
         use proto::output::Config;
         match output {
             EgressOutput::File(file) => Self {
-                storage: file.output.map(|upload| storage(encoded_file_provider(upload))),
+                storage: file
+                    .output
+                    .map(|upload| storage(encoded_file_provider(upload))),
                 config: Some(Config::File(proto::FileOutput {
                     file_type: file.file_type,
                     filepath: file.filepath,

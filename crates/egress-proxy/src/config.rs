@@ -1,0 +1,230 @@
+//! Command line and environment, parsed into one typed [`Config`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use egress_auth::{ApiSecret, Credentials};
+
+/// gRPC gateway for LiveKit's Egress API: callers speak gRPC, LiveKit hears Twirp, and only
+/// the gateway holds the API secret.
+#[derive(Debug, Parser)]
+#[command(name = "egress-proxy", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run only the built-in LiveKit egress simulator (keys from LIVEKIT_API_KEY/SECRET).
+    Simulate {
+        /// Address the simulator listens on.
+        #[arg(long, default_value = "127.0.0.1:7880")]
+        listen: SocketAddr,
+    },
+}
+
+/// Options of the gateway itself.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address of the gRPC listener.
+    #[arg(long, env = "EGRESS_PROXY_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// LiveKit server URL (http, https, ws or wss; a path prefix is kept).
+    #[arg(long, env = "LIVEKIT_URL")]
+    pub livekit_url: Option<String>,
+
+    /// LiveKit API key (the `iss` of the tokens the gateway mints).
+    #[arg(long, env = "LIVEKIT_API_KEY")]
+    pub api_key: Option<String>,
+
+    /// File holding the API secret, or one `KEY: SECRET` line. Preferred over
+    /// LIVEKIT_API_SECRET, which is read from the environment only (never a flag, so it
+    /// doesn't show in the process list).
+    #[arg(long, env = "LIVEKIT_API_SECRET_FILE")]
+    pub api_secret_file: Option<PathBuf>,
+
+    /// Start the built-in LiveKit egress simulator on a loopback port and forward to it.
+    #[arg(long)]
+    pub dev: bool,
+
+    /// Upstream budget for calls that carry no gRPC deadline. Starting an egress can take
+    /// 20-30 s on a busy LiveKit, so keep this generous.
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+
+    /// TCP/TLS connect timeout towards LiveKit.
+    #[arg(long, env = "EGRESS_PROXY_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Largest request or response message in bytes (LiveKit itself accepts up to 10 MiB).
+    #[arg(long, env = "EGRESS_PROXY_MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
+    pub max_message_size: usize,
+
+    /// Calls in flight before new ones are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EGRESS_PROXY_MAX_CONCURRENCY", default_value_t = 1024)]
+    pub max_concurrency: usize,
+
+    /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
+    #[arg(long, env = "EGRESS_PROXY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+
+    /// How often the upstream is probed for the health service.
+    #[arg(long, env = "EGRESS_PROXY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub probe_interval: Duration,
+
+    /// Log format.
+    #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where calls go.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// A LiveKit server (or LiveKit Cloud) at this URL.
+    LiveKit(String),
+    /// The built-in simulator, started on a loopback port.
+    DevSimulator,
+}
+
+/// The gateway's whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub upstream: Upstream,
+    pub credentials: Credentials,
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_message_size: usize,
+    pub max_concurrency: usize,
+    pub drain_timeout: Duration,
+    pub probe_interval: Duration,
+    pub log_format: LogFormat,
+}
+
+/// Configuration that cannot work; each message says what to set.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "no upstream: set LIVEKIT_URL (or --livekit-url), or pass --dev to use the built-in simulator"
+    )]
+    MissingUrl,
+    #[error("no API key: set LIVEKIT_API_KEY (or --api-key)")]
+    MissingKey,
+    #[error("no API secret: set LIVEKIT_API_SECRET or --api-secret-file")]
+    MissingSecret,
+    #[error("invalid API secret file: {0}")]
+    SecretFile(#[source] egress_auth::AuthError),
+    #[error("--max-concurrency must be at least 1")]
+    ZeroConcurrency,
+    #[error("--max-message-size must be at least 1 byte")]
+    ZeroMessageSize,
+}
+
+impl RunArgs {
+    /// Validates the arguments into a [`Config`], reading secrets from the environment or
+    /// the secret file.
+    pub fn into_config(self) -> Result<Config, ConfigError> {
+        if self.max_concurrency == 0 {
+            return Err(ConfigError::ZeroConcurrency);
+        }
+        if self.max_message_size == 0 {
+            return Err(ConfigError::ZeroMessageSize);
+        }
+        let env_secret = std::env::var("LIVEKIT_API_SECRET")
+            .ok()
+            .filter(|s| !s.is_empty());
+        let credentials = match (&self.api_secret_file, env_secret) {
+            (Some(path), _) => Credentials::from_secret_file(path, self.api_key.as_deref())
+                .map_err(ConfigError::SecretFile)?,
+            (None, Some(secret)) => {
+                Credentials::new(self.api_key.clone().ok_or(ConfigError::MissingKey)?, secret)
+            }
+            // The simulator accepts whatever keys we give it, so a newcomer needs none.
+            (None, None) if self.dev => Credentials::new(
+                self.api_key.clone().unwrap_or_else(|| "devkey".into()),
+                ApiSecret::new(random_secret()),
+            ),
+            (None, None) => {
+                return Err(if self.api_key.is_none() {
+                    ConfigError::MissingKey
+                } else {
+                    ConfigError::MissingSecret
+                });
+            }
+        };
+        let upstream = match (self.dev, self.livekit_url) {
+            (true, _) => Upstream::DevSimulator,
+            (false, Some(url)) if !url.is_empty() => Upstream::LiveKit(url),
+            (false, _) => return Err(ConfigError::MissingUrl),
+        };
+        Ok(Config {
+            listen: self.listen,
+            upstream,
+            credentials,
+            upstream_timeout: self.upstream_timeout,
+            connect_timeout: self.connect_timeout,
+            max_message_size: self.max_message_size,
+            max_concurrency: self.max_concurrency,
+            drain_timeout: self.drain_timeout,
+            probe_interval: self.probe_interval,
+            log_format: self.log_format,
+        })
+    }
+}
+
+fn random_secret() -> String {
+    // Two v4 UUIDs: 244 random bits from the OS generator, no extra dependency.
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h` or plain seconds (`30`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 30s, 2m or 1h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("`{text}`: unknown unit `{unit}` (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2 weeks").is_err());
+        assert!(parse_duration("ms").is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! The caller's deadline, from the `grpc-timeout` header.
+//!
+//! We read the header ourselves rather than using tonic's timeout layer: that layer answers
+//! CANCELLED when time runs out, while gRPC callers expect DEADLINE_EXCEEDED, and the
+//! remaining budget must also be passed on to LiveKit as `X-Twirp-Timeout-Ms`.
+
+use std::time::Duration;
+
+/// The header gRPC clients put their deadline in.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// Parses a `grpc-timeout` value: at most 8 ASCII digits followed by one unit letter
+/// (`H`ours, `M`inutes, `S`econds, `m`illis, `u`micros, `n`anos).
+///
+/// ```
+/// # use std::time::Duration;
+/// # use egress_proxy::deadline::parse_grpc_timeout;
+/// assert_eq!(parse_grpc_timeout("1500m"), Some(Duration::from_millis(1500)));
+/// assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+/// assert_eq!(parse_grpc_timeout("123456789S"), None); // nine digits
+/// ```
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at_checked(value.len().checked_sub(1)?)?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unit() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("4m"), Some(Duration::from_millis(4)));
+        assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(parse_grpc_timeout("6n"), Some(Duration::from_nanos(6)));
+        assert_eq!(parse_grpc_timeout("99999999S"), Some(Duration::from_secs(99_999_999)));
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        for bad in ["", "S", "10", "10x", "-1S", "1.5S", "123456789m", " 1S", "1 S", "١S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}

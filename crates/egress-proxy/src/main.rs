@@ -1,0 +1,124 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use egress_auth::{TokenCache, TokenCacheConfig, VideoGrants};
+use egress_proxy::config::{Cli, Command, Config, LogFormat, Upstream};
+use egress_proxy::forward::ForwardConfig;
+use egress_proxy::server::{self, ServerSettings};
+use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => return fail(format_args!("cannot start the runtime: {err}")),
+    };
+    match cli.command {
+        Some(Command::Simulate { listen }) => {
+            init_tracing(LogFormat::Text);
+            runtime.block_on(simulate(listen))
+        }
+        None => match cli.run.into_config() {
+            Ok(config) => {
+                init_tracing(config.log_format);
+                runtime.block_on(run(config))
+            }
+            Err(err) => fail(format_args!("{err}")),
+        },
+    }
+}
+
+/// Configuration problems end the process with a single line and exit code 2.
+fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
+    eprintln!("egress-proxy: error: {message}");
+    ExitCode::from(2)
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    // --dev: the simulator runs in this process, on a port of its own.
+    let (url, _simulator) = match &config.upstream {
+        Upstream::LiveKit(url) => (url.clone(), None),
+        Upstream::DevSimulator => {
+            let sim = egress_sim::Simulator::builder()
+                .credentials(config.credentials.clone())
+                .build();
+            match sim.spawn("127.0.0.1:0".parse().expect("literal address")) {
+                Ok(handle) => (handle.url(), Some(handle)),
+                Err(err) => return fail(format_args!("cannot start the simulator: {err}")),
+            }
+        }
+    };
+    let base_url = match BaseUrl::parse(&url) {
+        Ok(base) => base,
+        Err(err) => return fail(format_args!("invalid LIVEKIT_URL {:?}: {err}", url.as_str())),
+    };
+    let mut client_config = ClientConfig::new(base_url);
+    client_config.connect_timeout = config.connect_timeout;
+    client_config.default_timeout = config.upstream_timeout;
+    client_config.max_response_bytes = config.max_message_size;
+    let tokens = TokenCache::new(
+        config.credentials.clone(),
+        VideoGrants::room_record(),
+        TokenCacheConfig::default(),
+    );
+    let client = match TwirpClient::new(client_config, Arc::new(tokens)) {
+        Ok(client) => client,
+        Err(err) => return fail(format_args!("cannot build the LiveKit client: {err}")),
+    };
+    let listener = match server::bind(config.listen).await {
+        Ok(listener) => listener,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    let local = listener.local_addr().unwrap_or(config.listen);
+    tracing::info!(
+        listen = %local,
+        upstream = %url,
+        api_key = %config.credentials.api_key,
+        dev = matches!(config.upstream, Upstream::DevSimulator),
+        "egress-proxy ready"
+    );
+    let settings = ServerSettings {
+        forward: ForwardConfig {
+            default_timeout: config.upstream_timeout,
+            max_message_size: config.max_message_size,
+        },
+        max_concurrency: config.max_concurrency,
+        drain_timeout: config.drain_timeout,
+        probe_interval: config.probe_interval,
+    };
+    match server::serve(listener, client, settings, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format_args!("{err}")),
+    }
+}
+
+async fn simulate(listen: std::net::SocketAddr) -> ExitCode {
+    let credentials = match egress_auth::Credentials::from_env() {
+        Ok(c) => c,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    let sim = egress_sim::Simulator::builder().credentials(credentials).build();
+    let listener = match server::bind(listen).await {
+        Ok(l) => l,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    tracing::info!(listen = %listen, "egress simulator ready");
+    match sim.serve(listener, server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(format_args!("{err}")),
+    }
+}

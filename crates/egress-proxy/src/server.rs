@@ -1,0 +1,229 @@
+//! The listener: HTTP/2 connections, the gRPC routes, health, reflection and draining.
+//!
+//! We drive hyper ourselves instead of `tonic::transport::Server`: tonic's server always
+//! installs its own `grpc-timeout` layer, which answers CANCELLED before our handler can
+//! answer DEADLINE_EXCEEDED, and owning the accept loop gives one obvious place for
+//! connection settings and for draining on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use egress_twirp::TwirpClient;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+
+use crate::forward::{EgressForwarder, ForwardConfig};
+use crate::limit::ShedLimitLayer;
+use crate::request_id::RequestIdLayer;
+
+/// What the listener needs besides the upstream client.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub forward: ForwardConfig,
+    pub max_concurrency: usize,
+    pub drain_timeout: Duration,
+    pub probe_interval: Duration,
+}
+
+/// Health status name of the Egress service (the empty name stands for the whole server).
+const SERVICE_NAMES: [&str; 2] = ["", egress_proto::EGRESS_SERVICE];
+
+/// Serves gRPC on `listener` until `shutdown` resolves, then drains.
+///
+/// Draining: health turns NOT_SERVING, the listener closes, and in-flight calls get up to
+/// `drain_timeout` to finish before their connections are dropped.
+pub async fn serve(
+    listener: TcpListener,
+    client: TwirpClient,
+    settings: ServerSettings,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let probe = tokio::spawn(probe_upstream(
+        client.clone(),
+        health.clone(),
+        settings.probe_interval,
+    ));
+
+    let egress = ServiceBuilder::new()
+        .layer(ShedLimitLayer::new(settings.max_concurrency))
+        .service(EgressForwarder::new(client, settings.forward.clone()));
+    let egress = NamedLayered(egress);
+    let routes = Routes::new(health_service)
+        .add_service(reflection_v1())
+        .add_service(reflection_v1alpha())
+        .add_service(egress)
+        .prepare();
+    let routes = ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .service(routes);
+
+    let service = TowerToHyperService::new(routes);
+    let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(Some(1024))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .max_header_list_size(64 * 1024);
+    let graceful = GracefulShutdown::new();
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(ok) => ok,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off, don't spin.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = http2.serve_connection(TokioIo::new(stream), service.clone());
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(err) = conn.await {
+                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+
+    probe.abort();
+    for name in SERVICE_NAMES {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    drop(listener);
+    tracing::info!(drain_timeout = ?settings.drain_timeout, "draining in-flight calls");
+    match tokio::time::timeout(settings.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained; bye"),
+        Err(_) => tracing::warn!("drain timeout passed; dropping remaining connections"),
+    }
+    Ok(())
+}
+
+/// Keeps the health service in step with whether LiveKit answers at all.
+async fn probe_upstream(client: TwirpClient, health: HealthReporter, every: Duration) {
+    let mut last = None;
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let reachable = match client.probe().await {
+            Ok(()) => true,
+            Err(err) => {
+                if last != Some(false) {
+                    tracing::warn!(error = %err, "LiveKit is unreachable; health is NOT_SERVING");
+                }
+                false
+            }
+        };
+        if last != Some(reachable) {
+            if reachable {
+                tracing::info!("LiveKit is reachable; health is SERVING");
+            }
+            let status = if reachable {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            for name in SERVICE_NAMES {
+                health.set_service_status(name, status).await;
+            }
+            last = Some(reachable);
+        }
+    }
+}
+
+fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
+    impl tonic_reflection::server::v1::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(egress_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid")
+}
+
+fn reflection_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
+    impl tonic_reflection::server::v1alpha::ServerReflection,
+> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(egress_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid")
+}
+
+/// Keeps the `livekit.Egress` route name on a service wrapped in layers.
+#[derive(Debug, Clone)]
+struct NamedLayered<S>(S);
+
+impl<S> tonic::server::NamedService for NamedLayered<S> {
+    const NAME: &'static str = egress_proto::EGRESS_SERVICE;
+}
+
+impl<S, R> tower::Service<R> for NamedLayered<S>
+where
+    S: tower::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// Binds the gRPC listener, with a message that says which address failed.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|err| {
+        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
+

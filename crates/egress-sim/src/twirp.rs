@@ -1,0 +1,142 @@
+//! Twirp errors as the simulator writes them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// The HTTP status Twirp (v7 spec) assigns to an error code; `None` for a code that is not
+/// one of Twirp's.
+///
+/// ```
+/// assert_eq!(egress_sim::twirp_status("not_found"), Some(404));
+/// assert_eq!(egress_sim::twirp_status("failed_precondition"), Some(412));
+/// assert_eq!(egress_sim::twirp_status("bogus"), None);
+/// ```
+pub fn twirp_status(code: &str) -> Option<u16> {
+    Some(match code {
+        "canceled" => 408,
+        "unknown" => 500,
+        "invalid_argument" => 400,
+        "malformed" => 400,
+        "deadline_exceeded" => 408,
+        "not_found" => 404,
+        "bad_route" => 404,
+        "already_exists" => 409,
+        "permission_denied" => 403,
+        "unauthenticated" => 401,
+        "resource_exhausted" => 429,
+        "failed_precondition" => 412,
+        "aborted" => 409,
+        "out_of_range" => 400,
+        "unimplemented" => 501,
+        "internal" => 500,
+        "unavailable" => 503,
+        "dataloss" => 500,
+        _ => return None,
+    })
+}
+
+/// A Twirp error answer: `{"code","msg","meta"?}` with the code's HTTP status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct TwirpError {
+    pub(crate) code: String,
+    pub(crate) msg: String,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) meta: BTreeMap<String, String>,
+    /// Overrides the status derived from `code` (for injected faults).
+    #[serde(skip)]
+    pub(crate) status: Option<u16>,
+}
+
+impl TwirpError {
+    pub(crate) fn new(code: &str, msg: impl Into<String>) -> Self {
+        Self {
+            code: code.to_owned(),
+            msg: msg.into(),
+            meta: BTreeMap::new(),
+            status: None,
+        }
+    }
+
+    pub(crate) fn with_meta(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.meta.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// HTTP status: the override, else the code's, else 500.
+    pub(crate) fn http_status(&self) -> u16 {
+        self.status
+            .or_else(|| twirp_status(&self.code))
+            .unwrap_or(500)
+    }
+
+    pub(crate) fn body(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("string maps serialize")
+    }
+
+    // Constructors for the errors LiveKit and Twirp actually send.
+
+    pub(crate) fn bad_route(msg: impl Into<String>, method: &str, path: &str) -> Self {
+        Self::new("bad_route", msg).with_meta("twirp_invalid_route", format!("{method} {path}"))
+    }
+
+    pub(crate) fn malformed(encoding: crate::codec::Encoding) -> Self {
+        let what = match encoding {
+            crate::codec::Encoding::Json => "json",
+            crate::codec::Encoding::Protobuf => "protobuf",
+        };
+        Self::new(
+            "malformed",
+            format!("the {what} request could not be decoded"),
+        )
+    }
+
+    pub(crate) fn permission_denied() -> Self {
+        Self::new("unauthenticated", "permissions denied")
+    }
+
+    pub(crate) fn invalid_field(field: &str) -> Self {
+        Self::new(
+            "invalid_argument",
+            format!("request has missing or invalid field: {field}"),
+        )
+    }
+
+    pub(crate) fn not_found() -> Self {
+        Self::new("not_found", "egress does not exist")
+    }
+
+    pub(crate) fn deadline_exceeded() -> Self {
+        Self::new("deadline_exceeded", "request timed out")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_leaves_out_empty_meta() {
+        let err = TwirpError::not_found();
+        assert_eq!(
+            String::from_utf8(err.body()).unwrap(),
+            r#"{"code":"not_found","msg":"egress does not exist"}"#
+        );
+        assert_eq!(err.http_status(), 404);
+        let err = TwirpError::bad_route("no handler", "GET", "/x");
+        assert_eq!(
+            String::from_utf8(err.body()).unwrap(),
+            r#"{"code":"bad_route","msg":"no handler","meta":{"twirp_invalid_route":"GET /x"}}"#
+        );
+    }
+
+    #[test]
+    fn every_code_has_a_status() {
+        let mut err = TwirpError::new("bogus", "x");
+        assert_eq!(err.http_status(), 500);
+        err.status = Some(418);
+        assert_eq!(err.http_status(), 418);
+        assert_eq!(TwirpError::deadline_exceeded().http_status(), 408);
+        assert_eq!(TwirpError::permission_denied().http_status(), 401);
+    }
+}

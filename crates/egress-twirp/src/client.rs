@@ -1,0 +1,724 @@
+//! The Twirp HTTP client.
+//!
+//! [`TwirpClient`] holds one pooled [`reqwest::Client`] (HTTP/1.1 keep-alive, HTTP/2 when the
+//! server offers it through ALPN, rustls with the `ring` provider) and is cheap to clone. Each
+//! [`TwirpClient::call`] posts one Twirp request and either returns the answer's body or an
+//! [`Error`] that says exactly what failed; dropping the returned future aborts the request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::auth::Authorizer;
+use crate::error::{Error, classify_response};
+use crate::url::BaseUrl;
+
+/// The Twirp service of LiveKit's Egress API.
+pub const DEFAULT_SERVICE: &str = "livekit.Egress";
+
+/// The default `User-Agent`: `livekit-egress-gateway/<version>`.
+pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_VERSION"));
+
+/// The header carrying the call's time budget in milliseconds.
+pub const TWIRP_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-twirp-timeout-ms");
+
+/// The request id header forwarded from [`CallOptions::request_id`].
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// W3C trace context header forwarded from [`CallOptions::traceparent`].
+pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
+
+/// W3C trace context header forwarded from [`CallOptions::tracestate`].
+pub const TRACESTATE_HEADER: HeaderName = HeaderName::from_static("tracestate");
+
+/// Most bytes of an error answer that are read (enough for any Twirp error; the rest is dropped).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Most distinct method URLs cached per client.
+const MAX_CACHED_URLS: usize = 256;
+
+/// Configuration of a [`TwirpClient`].
+///
+/// ```
+/// use std::time::Duration;
+/// use egress_twirp::{BaseUrl, ClientConfig};
+///
+/// let config = ClientConfig {
+///     default_timeout: Duration::from_secs(60),
+///     ..ClientConfig::new(BaseUrl::parse("ws://localhost:7880").unwrap())
+/// };
+/// assert_eq!(config.connect_timeout, Duration::from_secs(5));
+/// assert_eq!(config.service, "livekit.Egress");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The LiveKit server.
+    pub base_url: BaseUrl,
+    /// The Twirp service name (default `livekit.Egress`).
+    pub service: String,
+    /// Time allowed to establish a connection, TLS included (default 5 s). Expiry is
+    /// [`Error::Connect`].
+    pub connect_timeout: Duration,
+    /// Time budget of calls that have no deadline, and upper bound of those that do (default
+    /// 30 s: LiveKit's start calls can take 20 s and more). Expiry is [`Error::Timeout`].
+    pub default_timeout: Duration,
+    /// How long an idle pooled connection is kept (default 90 s; `None` keeps it forever).
+    pub pool_idle_timeout: Option<Duration>,
+    /// Most idle connections kept per host (default 32).
+    pub pool_max_idle_per_host: usize,
+    /// TCP keep-alive of pooled connections (default 30 s; `None` disables it).
+    pub tcp_keepalive: Option<Duration>,
+    /// The `User-Agent` header (default [`USER_AGENT`]).
+    pub user_agent: String,
+    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::Body`].
+    pub max_response_bytes: usize,
+    /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
+    pub proxy_from_env: bool,
+    /// Extra trusted root certificates, as a PEM bundle, on top of the platform's (default
+    /// none): for a LiveKit server behind a private CA.
+    pub extra_root_certs_pem: Option<Vec<u8>>,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(base_url: BaseUrl) -> Self {
+        Self {
+            base_url,
+            service: DEFAULT_SERVICE.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            default_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_max_idle_per_host: 32,
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            user_agent: USER_AGENT.to_owned(),
+            max_response_bytes: 16 * 1024 * 1024,
+            proxy_from_env: true,
+            extra_root_certs_pem: None,
+        }
+    }
+}
+
+/// The encoding of a call's request and answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// `application/protobuf` (the default).
+    #[default]
+    Protobuf,
+    /// `application/json` (LiveKit answers JSON requests with snake_case JSON).
+    Json,
+}
+
+impl Encoding {
+    /// The `Content-Type` of this encoding.
+    ///
+    /// ```
+    /// use egress_twirp::Encoding;
+    /// assert_eq!(Encoding::Protobuf.content_type(), "application/protobuf");
+    /// ```
+    pub const fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+
+    /// The encoding of a `Content-Type` value (parameters after `;` and case ignored).
+    ///
+    /// ```
+    /// use egress_twirp::Encoding;
+    /// assert_eq!(Encoding::from_content_type("Application/JSON; charset=utf-8"), Some(Encoding::Json));
+    /// assert_eq!(Encoding::from_content_type("text/html"), None);
+    /// ```
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/protobuf") {
+            Some(Encoding::Protobuf)
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
+    }
+
+    fn header_value(self) -> HeaderValue {
+        HeaderValue::from_static(self.content_type())
+    }
+}
+
+/// Per-call options.
+///
+/// ```
+/// use std::time::Duration;
+/// use egress_twirp::{CallOptions, Encoding};
+/// use http::HeaderValue;
+///
+/// let opts = CallOptions::new()
+///     .with_timeout(Duration::from_secs(5))
+///     .with_request_id(HeaderValue::from_static("req-1"))
+///     .with_encoding(Encoding::Json);
+/// assert!(opts.deadline.is_some());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// When the call must be over (e.g. from the gRPC `grpc-timeout`); `None` means the client's
+    /// [`ClientConfig::default_timeout`]. The effective deadline is the earlier of the two.
+    pub deadline: Option<Instant>,
+    /// Sent as `X-Request-Id`.
+    pub request_id: Option<HeaderValue>,
+    /// Sent as `traceparent`.
+    pub traceparent: Option<HeaderValue>,
+    /// Sent as `tracestate`.
+    pub tracestate: Option<HeaderValue>,
+    /// The request (and expected answer) encoding. [`TwirpClient::call_typed`] always uses
+    /// protobuf.
+    pub encoding: Encoding,
+}
+
+impl CallOptions {
+    /// Options with no deadline, no forwarded headers and protobuf encoding.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the deadline.
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the deadline to `timeout` from now.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        self.with_deadline(Instant::now() + timeout)
+    }
+
+    /// Sets the `X-Request-Id`.
+    pub fn with_request_id(mut self, request_id: HeaderValue) -> Self {
+        self.request_id = Some(request_id);
+        self
+    }
+
+    /// Sets the W3C trace context headers.
+    pub fn with_trace_context(
+        mut self,
+        traceparent: HeaderValue,
+        tracestate: Option<HeaderValue>,
+    ) -> Self {
+        self.traceparent = Some(traceparent);
+        self.tracestate = tracestate;
+        self
+    }
+
+    /// Sets the encoding.
+    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
+        self.encoding = encoding;
+        self
+    }
+}
+
+/// A successful Twirp answer.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// The answer's body, encoded as [`Response::encoding`].
+    pub body: Bytes,
+    /// The answer's encoding (always the request's).
+    pub encoding: Encoding,
+    /// The HTTP version the answer came over.
+    pub version: http::Version,
+}
+
+/// A Twirp client for one LiveKit server; clones share the connection pool.
+///
+/// ```no_run
+/// use egress_twirp::{BaseUrl, CallOptions, ClientConfig, StaticAuthorization, TwirpClient};
+///
+/// # async fn run<Req: prost::Message, Resp: prost::Message + Default>(req: Req)
+/// #     -> Result<Resp, egress_twirp::Error> {
+/// let client = TwirpClient::new(
+///     ClientConfig::new(BaseUrl::parse("http://localhost:7880")?),
+///     StaticAuthorization::bearer("jwt")?,
+/// )?;
+/// let resp: Resp = client.call_typed("StopEgress", &req, &CallOptions::new()).await?;
+/// # Ok(resp)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TwirpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    config: ClientConfig,
+    authorizer: Arc<dyn Authorizer>,
+    urls: RwLock<HashMap<Box<str>, Url>>,
+}
+
+impl fmt::Debug for TwirpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TwirpClient")
+            .field("base_url", &self.inner.config.base_url)
+            .field("service", &self.inner.config.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Installs rustls' `ring` provider as the process default unless one is already installed.
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: some provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
+impl TwirpClient {
+    /// Builds the client and its connection pool.
+    ///
+    /// Installs rustls' `ring` crypto provider as the process default first if no provider is
+    /// installed yet. Fails with [`Error::Tls`] if the TLS configuration (the platform's
+    /// certificate verifier, [`ClientConfig::extra_root_certs_pem`]) cannot be built.
+    pub fn new(config: ClientConfig, authorizer: impl Authorizer) -> Result<Self, Error> {
+        ensure_crypto_provider();
+        let mut builder = reqwest::Client::builder()
+            .user_agent(config.user_agent.clone())
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .tcp_keepalive(config.tcp_keepalive)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .http2_adaptive_window(true);
+        if !config.proxy_from_env {
+            builder = builder.no_proxy();
+        }
+        if let Some(pem) = &config.extra_root_certs_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| Error::Tls(format!("extra root certificates: {}", describe(&e))))?;
+            if certs.is_empty() {
+                return Err(Error::Tls(
+                    "extra root certificates: the PEM bundle holds no certificate".into(),
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| Error::Tls(format!("building the HTTP client: {}", describe(&e))))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http,
+                config,
+                authorizer: Arc::new(authorizer),
+                urls: RwLock::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The client's configuration.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The URL a method is posted to (cached per method).
+    pub fn method_url(&self, method: &str) -> Result<Url, Error> {
+        if let Some(url) = self
+            .inner
+            .urls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(method)
+        {
+            return Ok(url.clone());
+        }
+        let config = &self.inner.config;
+        let url = config.base_url.method_url(&config.service, method)?;
+        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
+        if urls.len() < MAX_CACHED_URLS {
+            urls.insert(method.into(), url.clone());
+        }
+        Ok(url)
+    }
+
+    /// Calls a Twirp method with an already encoded body.
+    ///
+    /// Posts `body` to `{base}/twirp/{service}/{method}` with `Content-Type` set from
+    /// [`CallOptions::encoding`], `Authorization` from the [`Authorizer`],
+    /// `X-Twirp-Timeout-Ms` (the milliseconds left of the effective deadline), `User-Agent`,
+    /// and the request id and trace headers when given. The body is sent without copying.
+    ///
+    /// Succeeds on HTTP 200 with the request's content type; otherwise returns the classified
+    /// [`Error`]: [`Error::Timeout`] when the effective deadline passes (the request is then
+    /// aborted), [`Error::Twirp`] / [`Error::Intermediary`] for error answers, and the transport
+    /// variants for connection failures. Dropping the future aborts the request.
+    pub async fn call(
+        &self,
+        method: &str,
+        body: Bytes,
+        opts: &CallOptions,
+    ) -> Result<Response, Error> {
+        self.call_with_encoding(method, body, opts, opts.encoding)
+            .await
+    }
+
+    /// Calls a Twirp method with protobuf messages (whatever [`CallOptions::encoding`] says).
+    ///
+    /// An answer that does not decode as `Resp` is [`Error::Decode`].
+    pub async fn call_typed<Req, Resp>(
+        &self,
+        method: &str,
+        request: &Req,
+        opts: &CallOptions,
+    ) -> Result<Resp, Error>
+    where
+        Req: prost::Message,
+        Resp: prost::Message + Default,
+    {
+        let body = Bytes::from(request.encode_to_vec());
+        let response = self
+            .call_with_encoding(method, body, opts, Encoding::Protobuf)
+            .await?;
+        Resp::decode(response.body).map_err(Error::from)
+    }
+
+    /// Checks that the upstream answers HTTP at all, for health reporting.
+    ///
+    /// Sends `GET {base}/` without credentials: LiveKit answers `200 OK` there, and any
+    /// answer other than a gateway error (502/503/504, which a load balancer sends when
+    /// LiveKit is down behind it) proves the server is reachable. No token is minted and
+    /// no egress state is touched.
+    pub async fn probe(&self) -> Result<(), Error> {
+        let config = &self.inner.config;
+        let url = format!("{}/", config.base_url.as_str().trim_end_matches('/'));
+        let response = self
+            .inner
+            .http
+            .get(url)
+            .timeout(config.connect_timeout.max(Duration::from_secs(1)))
+            .send()
+            .await
+            .map_err(|e| classify_transport_error(e, Phase::Send))?;
+        let status = response.status();
+        if matches!(status.as_u16(), 502..=504) {
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            return Err(classify_response(status, content_type.as_deref(), &[]));
+        }
+        Ok(())
+    }
+
+    async fn call_with_encoding(
+        &self,
+        method: &str,
+        body: Bytes,
+        opts: &CallOptions,
+        encoding: Encoding,
+    ) -> Result<Response, Error> {
+        let config = &self.inner.config;
+        let now = Instant::now();
+        let mut deadline = now + config.default_timeout;
+        if let Some(d) = opts.deadline {
+            deadline = deadline.min(d);
+        }
+        let budget = deadline.saturating_duration_since(now);
+        if budget.is_zero() {
+            return Err(Error::Timeout(budget));
+        }
+
+        let url = self.method_url(method)?;
+        let mut authorization = self.inner.authorizer.authorization()?;
+        authorization.set_sensitive(true);
+
+        let mut headers = HeaderMap::with_capacity(8);
+        headers.insert(header::CONTENT_TYPE, encoding.header_value());
+        headers.insert(header::ACCEPT, encoding.header_value());
+        headers.insert(header::AUTHORIZATION, authorization);
+        headers.insert(TWIRP_TIMEOUT_HEADER, HeaderValue::from(timeout_ms(budget)));
+        if let Some(v) = &opts.request_id {
+            headers.insert(REQUEST_ID_HEADER, v.clone());
+        }
+        if let Some(v) = &opts.traceparent {
+            headers.insert(TRACEPARENT_HEADER, v.clone());
+        }
+        if let Some(v) = &opts.tracestate {
+            headers.insert(TRACESTATE_HEADER, v.clone());
+        }
+
+        let request = self.inner.http.post(url).headers(headers).body(body);
+        let exchange = async {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| classify_transport_error(e, Phase::Send))?;
+            self.read_response(response, encoding).await
+        };
+        let result = match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(budget)),
+        };
+        if let Err(err) = &result {
+            tracing::debug!(
+                method,
+                kind = err.kind(),
+                error = %err,
+                elapsed_ms = u64::try_from(now.elapsed().as_millis()).unwrap_or(u64::MAX),
+                "twirp call failed"
+            );
+        }
+        result
+    }
+
+    async fn read_response(
+        &self,
+        mut response: reqwest::Response,
+        encoding: Encoding,
+    ) -> Result<Response, Error> {
+        let status = response.status();
+        let version = response.version();
+        let content_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+
+        if status == http::StatusCode::OK
+            && content_type
+                .as_deref()
+                .and_then(Encoding::from_content_type)
+                == Some(encoding)
+        {
+            let body = read_body(&mut response, self.inner.config.max_response_bytes).await?;
+            return Ok(Response {
+                body,
+                encoding,
+                version,
+            });
+        }
+
+        let location = status
+            .is_redirection()
+            .then(|| response.headers().get(header::LOCATION))
+            .flatten()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        // The error body is read up to a bound; a read failure keeps what arrived, since the
+        // status line already says what happened.
+        let body = read_error_body(&mut response).await;
+        let mut err = classify_response(status, content_type.as_deref(), &body);
+        if let Error::Intermediary { location: slot, .. } = &mut err {
+            *slot = location;
+        }
+        Err(err)
+    }
+}
+
+/// `X-Twirp-Timeout-Ms` of a budget: whole milliseconds, at least 1.
+fn timeout_ms(budget: Duration) -> u64 {
+    u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Bytes, Error> {
+    let too_large = || Error::Body(format!("response body exceeds {limit} bytes"));
+    // Taken before reading: reqwest's value shrinks as the body is consumed.
+    let content_length = response.content_length();
+    if content_length.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| classify_transport_error(e, Phase::Body))?
+    {
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            return Err(too_large());
+        }
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(head), None) => {
+                let capacity = content_length
+                    .and_then(|len| usize::try_from(len).ok())
+                    .unwrap_or(total)
+                    .min(limit);
+                let mut buf = BytesMut::with_capacity(capacity.max(total));
+                buf.extend_from_slice(head);
+                buf.extend_from_slice(&chunk);
+                rest = Some(buf);
+            }
+            (Some(_), Some(buf)) => buf.extend_from_slice(&chunk),
+        }
+    }
+    if let Some(expected) = content_length
+        && total as u64 != expected
+    {
+        return Err(Error::Body(format!(
+            "response body has {total} of {expected} bytes"
+        )));
+    }
+    Ok(match (first, rest) {
+        (_, Some(buf)) => buf.freeze(),
+        (Some(only), None) => only,
+        (None, None) => Bytes::new(),
+    })
+}
+
+async fn read_error_body(response: &mut reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ERROR_BODY_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY_BYTES {
+            break;
+        }
+    }
+    body
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Sending the request and waiting for the answer's head.
+    Send,
+    /// Reading the answer's body.
+    Body,
+}
+
+/// Maps a reqwest error to the transport variants of [`Error`].
+///
+/// * a TLS error anywhere in the source chain → [`Error::Tls`];
+/// * while reading the body → [`Error::Body`];
+/// * connection not established (refused, DNS, unreachable, connect timeout) → [`Error::Connect`];
+/// * anything else before the answer's head (reset, closed, incomplete message) →
+///   [`Error::Reset`].
+fn classify_transport_error(err: reqwest::Error, phase: Phase) -> Error {
+    // The URL is known to the operator and only lengthens the message.
+    let err = err.without_url();
+    let detail = describe(&err);
+    if chain_has_tls_error(&err) {
+        return Error::Tls(detail);
+    }
+    if phase == Phase::Body {
+        return Error::Body(detail);
+    }
+    if err.is_connect() {
+        return Error::Connect(detail);
+    }
+    Error::Reset(detail)
+}
+
+/// Calls `f` on every error of `err`'s source chain, including the errors wrapped inside
+/// `io::Error`s (whose `source()` skips them). Stops when `f` returns `true`.
+fn any_in_chain(
+    err: &(dyn std::error::Error + 'static),
+    f: &mut dyn FnMut(&(dyn std::error::Error + 'static)) -> bool,
+) -> bool {
+    let mut current = Some(err);
+    let mut depth = 0;
+    while let Some(e) = current {
+        if f(e) {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if depth < 16 && any_in_chain(inner, f) {
+                return true;
+            }
+        }
+        depth += 1;
+        if depth > 32 {
+            break;
+        }
+        current = e.source();
+    }
+    false
+}
+
+fn chain_has_tls_error(err: &reqwest::Error) -> bool {
+    any_in_chain(err, &mut |e| e.is::<rustls::Error>())
+}
+
+/// A one-line description of a reqwest error and its causes.
+fn describe(err: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    any_in_chain(err, &mut |e| {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        false
+    });
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_header_value() {
+        assert_eq!(timeout_ms(Duration::from_micros(10)), 1);
+        assert_eq!(timeout_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(timeout_ms(Duration::from_secs(30)), 30_000);
+    }
+
+    #[test]
+    fn builds_https_client_without_panicking() {
+        let config = ClientConfig::new(BaseUrl::parse("wss://example.invalid").unwrap());
+        let client =
+            TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        assert_eq!(
+            client.method_url("ListEgress").unwrap().as_str(),
+            "https://example.invalid/twirp/livekit.Egress/ListEgress"
+        );
+        // A second client reuses the installed provider.
+        let config = ClientConfig::new(BaseUrl::parse("https://example.invalid/lk/").unwrap());
+        TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
+        assert!(!format!("{client:?}").contains("Bearer"));
+    }
+
+    #[test]
+    fn method_urls_are_cached_and_validated() {
+        let config = ClientConfig::new(BaseUrl::parse("http://h/lk").unwrap());
+        let client =
+            TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
+        let a = client.method_url("StopEgress").unwrap();
+        let b = client.method_url("StopEgress").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "http://h/lk/twirp/livekit.Egress/StopEgress");
+        assert_eq!(client.inner.urls.read().unwrap().len(), 1);
+        assert!(matches!(
+            client.method_url("../x"),
+            Err(Error::InvalidUrl(_))
+        ));
+        assert_eq!(client.inner.urls.read().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn encodings() {
+        assert_eq!(
+            Encoding::from_content_type("application/protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type(" application/protobuf ; x=y"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type("application/json;charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(Encoding::from_content_type("application/x-protobuf"), None);
+        assert_eq!(Encoding::from_content_type(""), None);
+    }
+}
