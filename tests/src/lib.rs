@@ -68,12 +68,17 @@ impl ProxyOptions {
 impl Proxy {
     /// Starts the proxy in front of `upstream_url` with the test credentials.
     pub fn start(upstream_url: &str, options: ProxyOptions) -> Proxy {
-        Self::spawn(
-            options
-                .env("LIVEKIT_URL", upstream_url)
-                .env("LIVEKIT_API_KEY", API_KEY)
-                .env("LIVEKIT_API_SECRET", API_SECRET),
-        )
+        // Defaults first, so the caller's own `env` entries win.
+        let mut env = vec![
+            ("LIVEKIT_URL".to_owned(), upstream_url.to_owned()),
+            ("LIVEKIT_API_KEY".to_owned(), API_KEY.to_owned()),
+            ("LIVEKIT_API_SECRET".to_owned(), API_SECRET.to_owned()),
+        ];
+        env.extend(options.env);
+        Self::spawn(ProxyOptions {
+            args: options.args,
+            env,
+        })
     }
 
     /// Starts `egress-proxy --dev` (embedded simulator).
@@ -185,4 +190,211 @@ fn listen_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[start..];
     let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
     rest[..end].parse().ok()
+}
+
+/// What [`RawUpstream`] does with each request it reads.
+#[derive(Debug, Clone)]
+pub enum RawBehaviour {
+    /// Answers `200` with this content type and body, exactly as given.
+    Answer {
+        content_type: &'static str,
+        body: Vec<u8>,
+    },
+    /// Never answers; reports (on the channel) how long the client kept the connection
+    /// open after the request arrived.
+    Hang,
+}
+
+/// A deliberately dumb HTTP/1.1 upstream for what the simulator cannot do: answer arbitrary
+/// bytes, or hang and observe when the gateway gives up on the connection.
+#[derive(Debug)]
+pub struct RawUpstream {
+    pub addr: SocketAddr,
+    /// Time from each request's arrival until the peer closed the connection (`Hang`).
+    pub closed_after: tokio::sync::mpsc::UnboundedReceiver<Duration>,
+    /// Each request body received.
+    pub bodies: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RawUpstream {
+    pub async fn start(behaviour: RawBehaviour) -> RawUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, closed_after) = tokio::sync::mpsc::unbounded_channel();
+        let (body_tx, bodies) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let behaviour = behaviour.clone();
+                let closed_tx = closed_tx.clone();
+                let body_tx = body_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 8192];
+                    loop {
+                        // One request at a time: head, then Content-Length bytes of body.
+                        let (head_end, length) = loop {
+                            if let Some(pos) = find(&buf, b"\r\n\r\n") {
+                                let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
+                                let length = head
+                                    .lines()
+                                    .find_map(|l| l.strip_prefix("content-length:"))
+                                    .and_then(|v| v.trim().parse::<usize>().ok())
+                                    .unwrap_or(0);
+                                break (pos + 4, length);
+                            }
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        };
+                        while buf.len() < head_end + length {
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                        }
+                        let is_get = buf.starts_with(b"GET ");
+                        let body = buf[head_end..head_end + length].to_vec();
+                        buf.drain(..head_end + length);
+                        if is_get {
+                            // The gateway's health probe: answer like LiveKit's `GET /`.
+                            let ok = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nOK";
+                            if stream.write_all(ok.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        let _ = body_tx.send(body);
+                        match &behaviour {
+                            RawBehaviour::Answer { content_type, body } => {
+                                let head = format!(
+                                    "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+                                    body.len()
+                                );
+                                if stream.write_all(head.as_bytes()).await.is_err()
+                                    || stream.write_all(body).await.is_err()
+                                {
+                                    return;
+                                }
+                            }
+                            RawBehaviour::Hang => {
+                                let arrived = Instant::now();
+                                loop {
+                                    match stream.read(&mut chunk).await {
+                                        Ok(0) | Err(_) => {
+                                            let _ = closed_tx.send(arrived.elapsed());
+                                            return;
+                                        }
+                                        Ok(_) => {}
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        RawUpstream {
+            addr,
+            closed_after,
+            bodies,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// A loopback port that nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// What a raw gRPC exchange returned: HTTP status, headers and trailers merged (a
+/// trailers-only answer carries `grpc-status` in its headers), and the body bytes.
+#[derive(Debug)]
+pub struct RawGrpcAnswer {
+    pub http_status: http::StatusCode,
+    pub metadata: http::HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+impl RawGrpcAnswer {
+    /// The `grpc-status` code, from trailers or a trailers-only answer.
+    pub fn grpc_status(&self) -> Option<i32> {
+        self.metadata
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+/// One unary gRPC call made by hand over HTTP/2, with whatever headers the test wants.
+///
+/// Generated clients enforce `grpc-timeout` themselves and give up first; a test of the
+/// proxy's own deadline handling needs a client that waits for the server's answer.
+pub async fn raw_grpc_call(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    message: &[u8],
+) -> RawGrpcAnswer {
+    use http_body_util::BodyExt;
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let mut frame = Vec::with_capacity(message.len() + 5);
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(message);
+    let mut request = http::Request::post(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::from(frame)))
+        .unwrap();
+    let response = sender.send_request(request).await.expect("send");
+    let (parts, body) = response.into_parts();
+    let collected = body.collect().await.expect("body");
+    let mut metadata = parts.headers;
+    if let Some(trailers) = collected.trailers() {
+        metadata.extend(trailers.clone());
+    }
+    let bytes = collected.to_bytes();
+    let body = if bytes.len() >= 5 {
+        bytes.slice(5..)
+    } else {
+        bytes
+    };
+    RawGrpcAnswer {
+        http_status: parts.status,
+        metadata,
+        body,
+    }
 }

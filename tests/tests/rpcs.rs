@@ -84,6 +84,7 @@ async fn every_rpc_round_trips_through_the_proxy() {
             output: Some(livekit::track_egress_request::Output::WebsocketUrl(
                 "wss://sink.example.com/audio".into(),
             )),
+            ..Default::default()
         })
         .await
         .expect("StartTrackEgress")

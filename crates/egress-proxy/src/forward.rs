@@ -17,26 +17,12 @@ use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
+use egress_core::Rpc;
+use egress_core::view::check_response;
+
 use crate::codec::BytesCodec;
 use crate::deadline::{GRPC_TIMEOUT, parse_grpc_timeout};
 use crate::request_id::REQUEST_ID;
-
-/// The RPCs of `livekit.Egress` we forward, by gRPC method name.
-///
-/// Anything else under the service path is answered UNIMPLEMENTED by us, not sent upstream:
-/// LiveKit would only say `bad_route`, and a method we don't know has no pinned contract.
-pub const METHODS: [&str; 10] = [
-    "StartEgress",
-    "UpdateLayout",
-    "UpdateStream",
-    "ListEgress",
-    "StopEgress",
-    "StartRoomCompositeEgress",
-    "StartWebEgress",
-    "StartParticipantEgress",
-    "StartTrackCompositeEgress",
-    "StartTrackEgress",
-];
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -89,16 +75,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req
-            .uri()
-            .path()
-            .rsplit_once('/')
-            .and_then(|(_, name)| METHODS.iter().find(|m| **m == name).copied());
-        let Some(method) = method else {
+        // Anything under the service path that is not one of the pinned RPCs is answered
+        // here: LiveKit would only say `bad_route`, and an unknown method has no contract.
+        let Some(rpc) = Rpc::from_path(req.uri().path()) else {
             let status = Status::unimplemented(format!(
                 "unknown method {} (this gateway serves livekit.Egress: {})",
                 req.uri().path(),
-                METHODS.join(", ")
+                Rpc::ALL.map(Rpc::as_str).join(", ")
             ));
             return Box::pin(async move { Ok(status.into_http()) });
         };
@@ -108,7 +91,22 @@ where
             let mut grpc = tonic::server::Grpc::new(BytesCodec)
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max);
-            Ok(grpc.unary(Forward { inner, method }, req).await)
+            let mut forward = Forward {
+                inner,
+                rpc,
+                invoked: false,
+            };
+            let response = grpc.unary(&mut forward, req).await;
+            // tonic refuses an oversized message with OUT_OF_RANGE before our handler runs;
+            // the gRPC spec says a server answers RESOURCE_EXHAUSTED for that, and callers
+            // retry on it differently. Only rewrite what tonic said, never LiveKit's codes.
+            if !forward.invoked && response.headers().get("grpc-status").is_some_and(|s| s == "11") {
+                return Ok(Status::resource_exhausted(format!(
+                    "request message larger than the gateway's limit of {max} bytes"
+                ))
+                .into_http());
+            }
+            Ok(response)
         })
     }
 }
@@ -116,23 +114,31 @@ where
 /// One forwarded call.
 struct Forward {
     inner: Arc<Inner>,
-    method: &'static str,
+    rpc: Rpc,
+    /// Whether tonic got as far as handing us a decoded message.
+    invoked: bool,
 }
 
-impl tonic::server::UnaryService<Bytes> for Forward {
-    type Response = Bytes;
+impl tower::Service<Request<Bytes>> for Forward {
+    type Response = Response<Bytes>;
+    type Error = Status;
     type Future = BoxFuture<'static, Result<Response<Bytes>, Status>>;
 
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        self.invoked = true;
         let inner = Arc::clone(&self.inner);
-        let method = self.method;
-        Box::pin(async move { forward(&inner, method, request).await })
+        let rpc = self.rpc;
+        Box::pin(async move { forward(&inner, rpc, request).await })
     }
 }
 
 async fn forward(
     inner: &Inner,
-    method: &'static str,
+    rpc: Rpc,
     request: Request<Bytes>,
 ) -> Result<Response<Bytes>, Status> {
     let (metadata, _extensions, body) = request.into_parts();
@@ -161,8 +167,12 @@ async fn forward(
 
     // The client enforces the deadline itself; this outer bound makes sure that no call
     // outlives it whatever happens below (e.g. a stalled token refresh).
+    let method = rpc.as_str();
     match tokio::time::timeout_at(deadline, inner.client.call(method, body, &opts)).await {
-        Ok(Ok(answer)) => Ok(Response::new(answer.body)),
+        Ok(Ok(answer)) => match check_response(rpc, &answer.body) {
+            Ok(()) => Ok(Response::new(answer.body)),
+            Err(err) => Err(Status::from(egress_twirp::Error::from(err))),
+        },
         Ok(Err(err)) => {
             tracing::debug!(method, kind = err.kind(), "upstream call failed");
             Err(Status::from(err))

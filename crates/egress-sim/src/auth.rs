@@ -30,7 +30,11 @@ pub(crate) fn authenticate(
                 Some(token) => token.to_owned(),
                 // An empty header value counts as absent, as Go's `Header.Get` returns "".
                 None if value.is_empty() => query_token(query).unwrap_or_default(),
-                None => return Err(format!("invalid authorization header. Must start with {BEARER}")),
+                None => {
+                    return Err(format!(
+                        "invalid authorization header. Must start with {BEARER}"
+                    ));
+                }
             }
         }
         None => query_token(query).unwrap_or_default(),

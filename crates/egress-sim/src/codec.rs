@@ -118,10 +118,7 @@ mod tests {
         );
         assert_eq!(Encoding::from_content_type("application/grpc"), None);
         assert_eq!(Encoding::from_content_type(""), None);
-        assert_eq!(
-            Encoding::from_content_type("application/x-protobuf"),
-            None
-        );
+        assert_eq!(Encoding::from_content_type("application/x-protobuf"), None);
     }
 
     #[test]
@@ -134,12 +131,8 @@ mod tests {
         assert!(request.active);
 
         assert!(
-            decode::<livekit::ListEgressRequest>(
-                Encoding::Json,
-                "livekit.ListEgressRequest",
-                b"{"
-            )
-            .is_err()
+            decode::<livekit::ListEgressRequest>(Encoding::Json, "livekit.ListEgressRequest", b"{")
+                .is_err()
         );
         assert!(
             decode::<livekit::ListEgressRequest>(Encoding::Json, "livekit.ListEgressRequest", b"")

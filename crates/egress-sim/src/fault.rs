@@ -405,7 +405,9 @@ mod tests {
     fn take_matches_method_and_uses_up_times() {
         let faults = Faults::default();
         faults.extend([
-            Fault::drop_connection().method("livekit.Egress/StopEgress").times(1),
+            Fault::drop_connection()
+                .method("livekit.Egress/StopEgress")
+                .times(1),
             Fault::html_200().times(2),
             Fault::latency(Duration::ZERO).times(0),
         ]);
@@ -414,7 +416,10 @@ mod tests {
             faults.take(Some("ListEgress")).unwrap().action.kind(),
             "html_200"
         );
-        assert_eq!(faults.take(Some("StopEgress")).unwrap().action.kind(), "drop");
+        assert_eq!(
+            faults.take(Some("StopEgress")).unwrap().action.kind(),
+            "drop"
+        );
         assert_eq!(faults.take(None).unwrap().action.kind(), "html_200");
         assert!(faults.take(Some("StopEgress")).is_none());
         assert!(faults.is_empty());

@@ -122,8 +122,14 @@ mod tests {
         for rpc in Rpc::ALL {
             assert_eq!(Rpc::from_name(rpc.name()), Some(rpc));
             let pool = crate::codec::pool();
-            assert!(pool.get_message_by_name(rpc.input_type()).is_some(), "{rpc}");
-            assert!(pool.get_message_by_name(rpc.output_type()).is_some(), "{rpc}");
+            assert!(
+                pool.get_message_by_name(rpc.input_type()).is_some(),
+                "{rpc}"
+            );
+            assert!(
+                pool.get_message_by_name(rpc.output_type()).is_some(),
+                "{rpc}"
+            );
         }
         assert_eq!(Rpc::from_name("Nope"), None);
     }

@@ -298,7 +298,9 @@ async fn handle(
         None => work.await,
         Some(deadline) => match tokio::time::timeout(deadline, work).await {
             Ok(outcome) => outcome,
-            Err(_) => Outcome::Respond(Answer::twirp(&TwirpError::deadline_exceeded()).into_response()),
+            Err(_) => {
+                Outcome::Respond(Answer::twirp(&TwirpError::deadline_exceeded()).into_response())
+            }
         },
     };
     match outcome {
@@ -322,9 +324,7 @@ fn twirp_timeout(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Headers for the log, with the authorization value replaced by its JWT claims.
-fn recorded_headers(
-    headers: &HeaderMap,
-) -> (BTreeMap<String, String>, Option<serde_json::Value>) {
+fn recorded_headers(headers: &HeaderMap) -> (BTreeMap<String, String>, Option<serde_json::Value>) {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     let mut claims = None;
     for (name, value) in headers {
@@ -512,7 +512,11 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
         Ok(None) => return Answer::plain(413, "http: request body too large"),
         Err(error) => return Answer::plain(400, format!("cannot read body: {error}")),
     };
-    let segments: Vec<&str> = path.trim_start_matches("/sim").split('/').filter(|s| !s.is_empty()).collect();
+    let segments: Vec<&str> = path
+        .trim_start_matches("/sim")
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
 
     match (&method, segments.as_slice()) {
         (&Method::GET, ["health"]) => Answer::plain(200, "ok"),
@@ -560,7 +564,9 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
                     Err(error) => return Answer::plain(400, format!("invalid JSON: {error}")),
                 }
             };
-            let error = parsed.error.unwrap_or_else(|| "egress failed (simulated)".to_owned());
+            let error = parsed
+                .error
+                .unwrap_or_else(|| "egress failed (simulated)".to_owned());
             match shared.store().fail(id, &error, now_ns()) {
                 Some(info) => Answer::new(
                     200,
@@ -629,7 +635,10 @@ mod tests {
     #[test]
     fn authorization_is_replaced_by_claims() {
         let mut h = HeaderMap::new();
-        h.insert("authorization", "Bearer a.eyJpc3MiOiJrIn0.c".parse().unwrap());
+        h.insert(
+            "authorization",
+            "Bearer a.eyJpc3MiOiJrIn0.c".parse().unwrap(),
+        );
         h.append("x-multi", "1".parse().unwrap());
         h.append("x-multi", "2".parse().unwrap());
         let (headers, claims) = recorded_headers(&h);

@@ -63,16 +63,20 @@ pub(crate) fn call(
     };
 
     match rpc {
-        Rpc::StartRoomCompositeEgress => {
-            run(rpc, encoding, body, claims, |r: lk::RoomCompositeEgressRequest| {
+        Rpc::StartRoomCompositeEgress => run(
+            rpc,
+            encoding,
+            body,
+            claims,
+            |r: lk::RoomCompositeEgressRequest| {
                 check(&r)?;
                 start(NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Web,
                     request: egress_info::Request::RoomComposite(r),
                 })
-            })
-        }
+            },
+        ),
         Rpc::StartWebEgress => run(rpc, encoding, body, claims, |r: lk::WebEgressRequest| {
             check(&r)?;
             start(NewEgress {
@@ -81,26 +85,34 @@ pub(crate) fn call(
                 request: egress_info::Request::Web(r),
             })
         }),
-        Rpc::StartParticipantEgress => {
-            run(rpc, encoding, body, claims, |r: lk::ParticipantEgressRequest| {
+        Rpc::StartParticipantEgress => run(
+            rpc,
+            encoding,
+            body,
+            claims,
+            |r: lk::ParticipantEgressRequest| {
                 check(&r)?;
                 start(NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Sdk,
                     request: egress_info::Request::Participant(r),
                 })
-            })
-        }
-        Rpc::StartTrackCompositeEgress => {
-            run(rpc, encoding, body, claims, |r: lk::TrackCompositeEgressRequest| {
+            },
+        ),
+        Rpc::StartTrackCompositeEgress => run(
+            rpc,
+            encoding,
+            body,
+            claims,
+            |r: lk::TrackCompositeEgressRequest| {
                 check(&r)?;
                 start(NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Sdk,
                     request: egress_info::Request::TrackComposite(r),
                 })
-            })
-        }
+            },
+        ),
         Rpc::StartTrackEgress => run(rpc, encoding, body, claims, |r: lk::TrackEgressRequest| {
             check(&r)?;
             start(NewEgress {
@@ -181,7 +193,9 @@ fn paginate(
     };
     let offset = match token.map(|t| t.token.as_str()).filter(|t| !t.is_empty()) {
         None => 0,
-        Some(token) => decode_offset(token).ok_or_else(|| TwirpError::invalid_field("page_token"))?,
+        Some(token) => {
+            decode_offset(token).ok_or_else(|| TwirpError::invalid_field("page_token"))?
+        }
     };
     let total = items.len();
     let page: Vec<EgressInfo> = items.into_iter().skip(offset).take(size.max(1)).collect();
@@ -231,9 +245,7 @@ mod tests {
         }
         assert_eq!(seen, ["EG_0", "EG_1", "EG_2", "EG_3", "EG_4"]);
 
-        let bad = TokenPagination {
-            token: "!!".into(),
-        };
+        let bad = TokenPagination { token: "!!".into() };
         assert_eq!(
             paginate(infos(1), Some(2), Some(&bad)).unwrap_err(),
             TwirpError::invalid_field("page_token")

@@ -149,7 +149,9 @@ async fn every_rpc_over_protobuf() {
                 },
             )),
             outputs: vec![lk::Output {
-                config: Some(lk::output::Config::Stream(stream("srt://a.example.com:9000"))),
+                config: Some(lk::output::Config::Stream(stream(
+                    "srt://a.example.com:9000",
+                ))),
                 ..Default::default()
             }],
             ..Default::default()
@@ -157,7 +159,10 @@ async fn every_rpc_over_protobuf() {
     )
     .await
     .decode();
-    assert!(matches!(unified.request, Some(egress_info::Request::Egress(_))));
+    assert!(matches!(
+        unified.request,
+        Some(egress_info::Request::Egress(_))
+    ));
     assert_eq!(unified.stream_results[0].url, "srt://a.example.com:9000");
 
     let updated: EgressInfo = call(
@@ -221,7 +226,11 @@ async fn every_rpc_over_protobuf() {
     // The log saw every call with its claims.
     let requests = sim.requests();
     assert_eq!(requests.len(), 10);
-    assert!(requests.iter().all(|r| r.grants().unwrap().video.room_record));
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.grants().unwrap().video.room_record)
+    );
     sim.shutdown().await;
 }
 
@@ -312,7 +321,9 @@ async fn lifecycle_starting_active_ending_complete() {
 
     // A failed egress (forced through the library) is finished too.
     let other = start_room(&sim, "r").await;
-    let failed = sim.fail_egress(&other.egress_id, "pipeline crashed").unwrap();
+    let failed = sim
+        .fail_egress(&other.egress_id, "pipeline crashed")
+        .unwrap();
     assert_eq!(status(&failed), EgressStatus::EgressFailed);
     let json = call(
         &sim,
@@ -323,7 +334,10 @@ async fn lifecycle_starting_active_ending_complete() {
     )
     .await
     .twirp("failed_precondition", 412);
-    assert_eq!(json["msg"], "egress with status EGRESS_FAILED cannot be stopped");
+    assert_eq!(
+        json["msg"],
+        "egress with status EGRESS_FAILED cannot be stopped"
+    );
     sim.shutdown().await;
 }
 
@@ -455,7 +469,10 @@ async fn auth_rejections_are_plain_text_401_and_grants_are_checked() {
 
     let garbage = post(Some("Bearer not-a-jwt".into())).await;
     assert_eq!(garbage.status, 401);
-    assert!(garbage.content_type.starts_with("text/plain"), "{garbage:?}");
+    assert!(
+        garbage.content_type.starts_with("text/plain"),
+        "{garbage:?}"
+    );
     assert_eq!(garbage.text(), "invalid authorization token");
 
     let scheme = post(Some(format!("Token {}", token()))).await;
@@ -475,7 +492,11 @@ async fn auth_rejections_are_plain_text_401_and_grants_are_checked() {
     let answer = post(Some(format!("Bearer {wrong_secret}"))).await;
     assert_eq!(answer.status, 401);
     assert!(answer.content_type.starts_with("text/plain"));
-    assert!(answer.text().starts_with("invalid token: "), "{}", answer.text());
+    assert!(
+        answer.text().starts_with("invalid token: "),
+        "{}",
+        answer.text()
+    );
 
     let unknown_key = egress_auth::mint(
         &egress_auth::Credentials::new("APIother", SECRET),
@@ -485,7 +506,10 @@ async fn auth_rejections_are_plain_text_401_and_grants_are_checked() {
     )
     .unwrap();
     let answer = post(Some(format!("Bearer {unknown_key}"))).await;
-    assert_eq!((answer.status, answer.text().as_str()), (401, "invalid API key: APIother"));
+    assert_eq!(
+        (answer.status, answer.text().as_str()),
+        (401, "invalid API key: APIother")
+    );
 
     let expired = egress_auth::mint(
         &credentials(),
@@ -534,7 +558,10 @@ async fn bad_routes() {
     )
     .await;
     let json = answer.twirp("bad_route", 404);
-    assert_eq!(json["msg"], r#"unsupported method "GET" (only POST is allowed)"#);
+    assert_eq!(
+        json["msg"],
+        r#"unsupported method "GET" (only POST is allowed)"#
+    );
     assert_eq!(
         json["meta"]["twirp_invalid_route"],
         "GET /twirp/livekit.Egress/ListEgress"
@@ -551,20 +578,34 @@ async fn bad_routes() {
         send(request)
     };
 
-    let json = post("/twirp/livekit.Egress/DeleteEverything", Some("application/protobuf"))
-        .await
-        .twirp("bad_route", 404);
+    let json = post(
+        "/twirp/livekit.Egress/DeleteEverything",
+        Some("application/protobuf"),
+    )
+    .await
+    .twirp("bad_route", 404);
     assert_eq!(
         json["msg"],
         r#"no handler for path "/twirp/livekit.Egress/DeleteEverything""#
     );
-    let json = post("/twirp/livekit.RoomService/ListRooms", Some("application/protobuf"))
-        .await
-        .twirp("bad_route", 404);
-    assert!(json["msg"].as_str().unwrap().starts_with("no handler for path"));
-    let json = post("/api/livekit.Egress/ListEgress", Some("application/protobuf"))
-        .await
-        .twirp("bad_route", 404);
+    let json = post(
+        "/twirp/livekit.RoomService/ListRooms",
+        Some("application/protobuf"),
+    )
+    .await
+    .twirp("bad_route", 404);
+    assert!(
+        json["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("no handler for path")
+    );
+    let json = post(
+        "/api/livekit.Egress/ListEgress",
+        Some("application/protobuf"),
+    )
+    .await
+    .twirp("bad_route", 404);
     assert_eq!(
         json["msg"],
         r#"invalid path prefix "/api", expected "/twirp", on path "/api/livekit.Egress/ListEgress""#
@@ -622,7 +663,12 @@ async fn path_prefix_is_configurable() {
     )
     .await;
     let json = answer.twirp("bad_route", 404);
-    assert!(json["msg"].as_str().unwrap().contains(r#"expected "/lk/twirp""#));
+    assert!(
+        json["msg"]
+            .as_str()
+            .unwrap()
+            .contains(r#"expected "/lk/twirp""#)
+    );
     sim.shutdown().await;
 }
 
@@ -630,7 +676,14 @@ async fn path_prefix_is_configurable() {
 async fn oversized_bodies_get_413_plain_text() {
     let sim = spawn(builder());
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
-    let answer = call_raw(&sim, "ListEgress", "application/protobuf", big, Some(&token())).await;
+    let answer = call_raw(
+        &sim,
+        "ListEgress",
+        "application/protobuf",
+        big,
+        Some(&token()),
+    )
+    .await;
     assert_eq!(answer.status, 413);
     assert!(answer.content_type.starts_with("text/plain"));
     // Exactly at the limit is fine as far as size goes (it is not valid protobuf, though).
@@ -672,7 +725,9 @@ async fn malformed_bodies() {
     .await;
     let json = answer.twirp("malformed", 400);
     assert_eq!(json["msg"], "the protobuf request could not be decoded");
-    let json = call_json(&sim, "StopEgress", "{not json").await.twirp("malformed", 400);
+    let json = call_json(&sim, "StopEgress", "{not json")
+        .await
+        .twirp("malformed", 400);
     assert_eq!(json["msg"], "the json request could not be decoded");
     // Malformed wins over missing grants: Twirp decodes before the service checks them.
     call_raw(&sim, "StopEgress", "application/json", b"[".to_vec(), None)
@@ -702,8 +757,14 @@ async fn json_bodies_accept_both_name_styles_and_answer_snake_case() {
     assert_eq!(json["room_name"], "standup");
     assert_eq!(json["status"], "EGRESS_STARTING");
     assert!(json["started_at"].as_str().unwrap().parse::<i64>().unwrap() > 0);
-    assert_eq!(json["room_composite"]["stream_outputs"][0]["protocol"], "RTMP");
-    assert_eq!(json["stream_results"][0]["url"], "rtmp://a.example.com/live");
+    assert_eq!(
+        json["room_composite"]["stream_outputs"][0]["protocol"],
+        "RTMP"
+    );
+    assert_eq!(
+        json["stream_results"][0]["url"],
+        "rtmp://a.example.com/live"
+    );
     assert!(json.get("egressId").is_none() && json.get("roomName").is_none());
 
     // snake_case with an unknown field.
@@ -713,9 +774,13 @@ async fn json_bodies_accept_both_name_styles_and_answer_snake_case() {
     let json = call_json(&sim, "UpdateStream", &snake).await.json();
     assert_eq!(json["stream_results"][1]["url"], "rtmp://b");
 
-    let json = call_json(&sim, "ListEgress", r#"{"roomName":"standup","active":true}"#)
-        .await
-        .json();
+    let json = call_json(
+        &sim,
+        "ListEgress",
+        r#"{"roomName":"standup","active":true}"#,
+    )
+    .await
+    .json();
     assert_eq!(json["items"].as_array().unwrap().len(), 1);
 
     // Errors for JSON requests are Twirp JSON too.
@@ -726,7 +791,10 @@ async fn json_bodies_accept_both_name_styles_and_answer_snake_case() {
     let recorded = sim.requests();
     let first: lk::RoomCompositeEgressRequest = recorded[0].decode().unwrap();
     assert_eq!(first.room_name, "standup");
-    assert_eq!(first.file_outputs[0].file_type, lk::EncodedFileType::Mp4 as i32);
+    assert_eq!(
+        first.file_outputs[0].file_type,
+        lk::EncodedFileType::Mp4 as i32
+    );
     sim.shutdown().await;
 }
 
@@ -861,15 +929,21 @@ async fn cloud_like_pagination() {
     )
     .await
     .twirp("invalid_argument", 400);
-    assert_eq!(json["msg"], "request has missing or invalid field: page_token");
+    assert_eq!(
+        json["msg"],
+        "request has missing or invalid field: page_token"
+    );
     sim.shutdown().await;
 }
 
 #[tokio::test]
 async fn twirp_timeout_header_is_honoured() {
     let sim = spawn(builder());
-    sim.faults()
-        .push(Fault::latency(Duration::from_secs(5)).method("ListEgress").times(1));
+    sim.faults().push(
+        Fault::latency(Duration::from_secs(5))
+            .method("ListEgress")
+            .times(1),
+    );
     let started = Instant::now();
     let answer = send(
         client()
@@ -905,8 +979,11 @@ async fn twirp_timeout_header_is_honoured() {
 #[tokio::test]
 async fn fault_latency_and_twirp_errors() {
     let sim = spawn(builder());
-    sim.faults()
-        .push(Fault::latency(Duration::from_millis(200)).method("ListEgress").times(1));
+    sim.faults().push(
+        Fault::latency(Duration::from_millis(200))
+            .method("ListEgress")
+            .times(1),
+    );
     let started = Instant::now();
     let answer = call(&sim, "ListEgress", &lk::ListEgressRequest::default()).await;
     assert_eq!(answer.status, 200);
@@ -961,9 +1038,13 @@ async fn fault_latency_and_twirp_errors() {
 async fn fault_raw_http_and_html_200() {
     let sim = spawn(builder());
     sim.faults().push(
-        Fault::http(502, "text/html", "<html><body>502 Bad Gateway</body></html>")
-            .header("x-proxy", "nginx")
-            .times(1),
+        Fault::http(
+            502,
+            "text/html",
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+        .header("x-proxy", "nginx")
+        .times(1),
     );
     let answer = call(&sim, "ListEgress", &lk::ListEgressRequest::default()).await;
     assert_eq!(answer.status, 502);
@@ -976,7 +1057,10 @@ async fn fault_raw_http_and_html_200() {
     assert!(answer.content_type.starts_with("text/html"));
     assert!(answer.text().contains("<html>"));
     let kinds: Vec<_> = sim.requests().into_iter().map(|r| r.fault).collect();
-    assert_eq!(kinds, vec![Some("http".to_owned()), Some("html_200".to_owned())]);
+    assert_eq!(
+        kinds,
+        vec![Some("http".to_owned()), Some("html_200".to_owned())]
+    );
     sim.shutdown().await;
 }
 
@@ -1061,12 +1145,23 @@ async fn control_endpoints_over_http() {
     let first = call(&sim, "ListEgress", &lk::ListEgressRequest::default()).await;
     first.twirp("internal", 500);
     let second = call(&sim, "ListEgress", &lk::ListEgressRequest::default()).await;
-    assert_eq!((second.status, second.text().as_str()), (503, "upstream down"));
+    assert_eq!(
+        (second.status, second.text().as_str()),
+        (503, "upstream down")
+    );
 
-    let bad = send(c.post(format!("{base}/sim/faults")).body(r#"{"kind":"explode"}"#)).await;
+    let bad = send(
+        c.post(format!("{base}/sim/faults"))
+            .body(r#"{"kind":"explode"}"#),
+    )
+    .await;
     assert_eq!(bad.status, 400);
 
-    send(c.post(format!("{base}/sim/faults")).body(r#"{"kind":"drop"}"#)).await;
+    send(
+        c.post(format!("{base}/sim/faults"))
+            .body(r#"{"kind":"drop"}"#),
+    )
+    .await;
     assert_eq!(sim.faults().len(), 1);
     let cleared = send(c.delete(format!("{base}/sim/faults"))).await;
     assert_eq!(cleared.status, 200);
