@@ -257,6 +257,11 @@ async fn handle(
     if path == "/sim" || path.starts_with("/sim/") {
         return Ok(control(&shared, request).await.into_response());
     }
+    // LiveKit answers `GET /` with `OK`; gateways probe it for health. Like the control
+    // routes it is never faulted or recorded, so probes don't use up a test's faults.
+    if path == "/" && request.method() == hyper::Method::GET {
+        return Ok(Answer::plain(200, "OK").into_response());
+    }
 
     let (parts, body) = request.into_parts();
     let rpc = rpc_from_path(&path);

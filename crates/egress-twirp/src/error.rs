@@ -746,7 +746,42 @@ pub fn meta_metadata_key(key: &str) -> String {
 /// assert!(excerpt.len() <= BODY_EXCERPT_MAX && excerpt.ends_with("..."));
 /// ```
 pub fn body_excerpt(body: &[u8]) -> String {
-    sanitize(body, BODY_EXCERPT_MAX)
+    // LiveKit's auth middleware echoes the rejected token in its plain-text 401
+    // (`invalid token: <jwt>, error: ...`); an excerpt must never carry it on to callers
+    // or logs, so tokens are blanked before the text is cut to size.
+    let scanned = &body[..body.len().min(BODY_EXCERPT_MAX.saturating_mul(4).saturating_add(64))];
+    let text = String::from_utf8_lossy(scanned);
+    match redact_tokens(&text) {
+        Some(redacted) => sanitize(redacted.as_bytes(), BODY_EXCERPT_MAX),
+        None => sanitize(body, BODY_EXCERPT_MAX),
+    }
+}
+
+/// Replaces every JWT-shaped run (`eyJ…` with at least one `.`) with `<redacted>`;
+/// `None` when there is none, so the common case costs one scan and no copy.
+fn redact_tokens(text: &str) -> Option<String> {
+    const MARK: &str = "eyJ";
+    let first = text.find(MARK)?;
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut next = Some(first);
+    while let Some(start) = next {
+        out.push_str(&rest[..start]);
+        let candidate = &rest[start..];
+        let len = candidate
+            .find(|c: char| !is_token_char(c))
+            .unwrap_or(candidate.len());
+        if candidate[..len].contains('.') {
+            out.push_str("<redacted>");
+        } else {
+            out.push_str(&candidate[..len]);
+        }
+        rest = &candidate[len..];
+        next = rest.find(MARK);
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 fn sanitize(bytes: &[u8], max: usize) -> String {
@@ -862,6 +897,21 @@ pub fn classify_response(status: StatusCode, content_type: Option<&str>, body: &
         content_type: content_type.map(str::to_owned),
         body_excerpt: body_excerpt(body),
         location: None,
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    #[test]
+    fn tokens_in_bodies_are_redacted() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJrZXkifQ.c2lnbmF0dXJl";
+        let body = format!("invalid token: {jwt}, error: signature is invalid");
+        let excerpt = body_excerpt(body.as_bytes());
+        assert_eq!(excerpt, "invalid token: <redacted>, error: signature is invalid");
+        assert_eq!(body_excerpt(b"eyJ alone stays"), "eyJ alone stays");
+        assert_eq!(body_excerpt(b"no token here"), "no token here");
     }
 }
 

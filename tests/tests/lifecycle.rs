@@ -1,0 +1,230 @@
+//! The proxy as a process: configuration errors, health, draining on SIGTERM, and what
+//! its log must never contain.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use egress_auth::Credentials;
+use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, closed_port, proxy_bin};
+use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
+use egress_sim::{Fault, SimHandle, Simulator};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+fn sim_on(addr: &str) -> SimHandle {
+    Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn(addr.parse().unwrap())
+        .unwrap()
+}
+
+/// Runs the binary with a bad configuration; returns (exit code, stderr).
+fn run_expecting_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(proxy_bin())
+        .args(args)
+        .env_remove("LIVEKIT_URL")
+        .env_remove("LIVEKIT_API_KEY")
+        .env_remove("LIVEKIT_API_SECRET")
+        .env_remove("LIVEKIT_API_SECRET_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run egress-proxy");
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn configuration_errors_exit_2_with_one_line_saying_what_to_set() {
+    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
+        (&[], &[("LIVEKIT_API_KEY", "k"), ("LIVEKIT_API_SECRET", "s")], "LIVEKIT_URL"),
+        (&[], &[("LIVEKIT_URL", "http://127.0.0.1:7880")], "LIVEKIT_API_KEY"),
+        (
+            &[],
+            &[("LIVEKIT_URL", "http://127.0.0.1:7880"), ("LIVEKIT_API_KEY", "k")],
+            "LIVEKIT_API_SECRET",
+        ),
+        (
+            &[],
+            &[
+                ("LIVEKIT_URL", "ftp://example.com"),
+                ("LIVEKIT_API_KEY", "k"),
+                ("LIVEKIT_API_SECRET", "s"),
+            ],
+            "LIVEKIT_URL",
+        ),
+        (
+            &["--api-secret-file", "/nonexistent/secret"],
+            &[("LIVEKIT_URL", "http://127.0.0.1:7880"), ("LIVEKIT_API_KEY", "k")],
+            "secret",
+        ),
+    ];
+    for (args, env, mentions) in cases {
+        let (code, stderr) = run_expecting_exit(args, env);
+        assert_eq!(code, Some(2), "{args:?} {env:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(mentions), "mentions {mentions}: {stderr}");
+    }
+}
+
+#[test]
+fn address_in_use_exits_2() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let (code, stderr) = run_expecting_exit(&["--dev", "--listen", &addr], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&addr), "{stderr}");
+}
+
+async fn health(proxy: &Proxy, service: &str) -> ServingStatus {
+    let mut client = HealthClient::new(proxy.channel().await);
+    let response = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .expect("health check");
+    response.into_inner().status()
+}
+
+async fn wait_for_health(proxy: &Proxy, want: ServingStatus) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = health(proxy, "").await;
+        if now == want {
+            assert_eq!(health(proxy, "livekit.Egress").await, want);
+            return;
+        }
+        assert!(Instant::now() < deadline, "health stayed {now:?}, wanted {want:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_follows_upstream_reachability() {
+    let port = closed_port();
+    let proxy = Proxy::start(
+        &format!("http://127.0.0.1:{port}"),
+        ProxyOptions::default()
+            .arg("--probe-interval")
+            .arg("100ms"),
+    );
+    wait_for_health(&proxy, ServingStatus::NotServing).await;
+
+    let sim = sim_on(&format!("127.0.0.1:{port}"));
+    wait_for_health(&proxy, ServingStatus::Serving).await;
+
+    sim.shutdown().await;
+    wait_for_health(&proxy, ServingStatus::NotServing).await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_calls_finish_then_exits_0() {
+    let sim = sim_on("127.0.0.1:0");
+    sim.faults()
+        .push(Fault::latency(Duration::from_millis(800)).method("ListEgress"));
+    let mut proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let mut client = proxy.client().await;
+    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
+    // Let the call reach the upstream before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = proxy.addr;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(10));
+        (status, proxy)
+    });
+    let answer = call.await.unwrap();
+    assert!(answer.is_ok(), "in-flight call finished: {answer:?}");
+    let (status, proxy) = status.await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", proxy.log());
+    assert!(proxy.log().contains("draining"), "{}", proxy.log());
+    assert!(
+        std::net::TcpStream::connect(addr).is_err(),
+        "listener closed after exit"
+    );
+}
+
+#[tokio::test]
+async fn drain_timeout_bounds_shutdown() {
+    let sim = sim_on("127.0.0.1:0");
+    sim.faults()
+        .push(Fault::latency(Duration::from_secs(30)).method("ListEgress"));
+    let mut proxy = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default()
+            .arg("--drain-timeout")
+            .arg("300ms"),
+    );
+    let mut client = proxy.client().await;
+    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let (status, proxy) = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(10));
+        (status, proxy)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.code(), Some(0), "{}", proxy.log());
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let answer = call.await.unwrap();
+    let err = answer.expect_err("cut off by the drain timeout");
+    assert!(
+        matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn secrets_and_tokens_never_reach_the_log_or_the_caller() {
+    let sim = sim_on("127.0.0.1:0");
+    // Debug logging, as an operator chasing a problem would turn on.
+    let proxy = Proxy::start(&sim.url(), ProxyOptions::default().env("RUST_LOG", "debug"));
+    let mut client = proxy.client().await;
+    client
+        .list_egress(ListEgressRequest::default())
+        .await
+        .expect("ListEgress");
+    let missing = client
+        .stop_egress(StopEgressRequest {
+            egress_id: "EG_missing".into(),
+        })
+        .await
+        .expect_err("not found");
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // A proxy with the wrong secret: LiveKit's 401 body echoes the token it rejected.
+    let wrong = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default()
+            .env("LIVEKIT_API_SECRET", "wrong-secret-also-private")
+            .env("RUST_LOG", "debug"),
+    );
+    let rejected = wrong
+        .client()
+        .await
+        .list_egress(ListEgressRequest::default())
+        .await
+        .expect_err("401");
+    assert_eq!(rejected.code(), Code::Unauthenticated);
+    assert!(
+        !rejected.message().contains("eyJ"),
+        "the rejected token is not echoed to the caller: {}",
+        rejected.message()
+    );
+
+    let tokens: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter_map(|r| r.claims.as_ref().map(|c| c.to_string()))
+        .collect();
+    assert!(!tokens.is_empty(), "calls were made");
+    for log in [proxy.log(), wrong.log()] {
+        assert!(log.contains("egress-proxy ready"), "{log}");
+        assert!(!log.contains(API_SECRET), "secret in log:\n{log}");
+        assert!(!log.contains("wrong-secret-also-private"), "secret in log:\n{log}");
+        assert!(!log.contains("eyJ"), "a JWT in log:\n{log}");
+        assert!(!log.to_lowercase().contains("bearer "), "bearer token in log:\n{log}");
+    }
+}
