@@ -3,6 +3,8 @@ not stubs generated from our proto/: proof that a LiveKit-built client works unc
 
 from __future__ import annotations
 
+import base64
+
 import grpc
 import pytest
 from livekit.protocol import egress
@@ -138,15 +140,21 @@ def test_not_found_keeps_code_and_message(channel):
     assert "x-request-id" in trailing
 
 
-def test_unknown_field_survives_the_trip(channel):
-    # A newer LiveKit schema's field: number 999, wire type 2 (length-delimited), appended to a
-    # valid request. The proxy forwards bytes untouched, so the simulator must see it.
-    base = egress.ListEgressRequest(room_name="py-room").SerializeToString()
-    extra = bytes([0xBA, 0x3E, 0x03]) + b"new"  # tag (999 << 3 | 2) as varint, len 3, "new"
-    rpc = channel.unary_unary(SERVICE + "ListEgress", request_serializer=None, response_deserializer=None)
-    raw = rpc(base + extra, timeout=10)
-    listed = egress.ListEgressResponse.FromString(raw)
-    assert isinstance(listed.items, type(listed.items))
+def test_unknown_field_reaches_livekit_byte_for_byte(sim):
+    # A field from a newer LiveKit schema (number 999, length-delimited, "new") appended to a
+    # valid request. The proxy forwards bytes untouched, so the simulator must see them all.
+    proxy = start_proxy(env={"LIVEKIT_URL": sim.url, "LIVEKIT_API_KEY": sim.api_key, "LIVEKIT_API_SECRET": sim.api_secret})
+    try:
+        body = egress.ListEgressRequest(room_name="py-room").SerializeToString() + bytes([0xBA, 0x3E, 0x03]) + b"new"
+        with grpc.insecure_channel(proxy.address) as ch:
+            rpc = ch.unary_unary(SERVICE + "ListEgress")
+            raw = rpc(body, timeout=10)
+        egress.ListEgressResponse.FromString(raw)
+        sent = [r for r in sim.requests() if r.get("rpc") == "ListEgress"]
+        assert sent, sim.requests()
+        assert base64.b64decode(sent[-1]["body"]) == body
+    finally:
+        assert proxy.stop() == 0
 
 
 def test_deadline_exceeded_is_reported(channel):

@@ -25,7 +25,14 @@ pub fn proxy_bin() -> &'static Path {
         // egress-e2e` self-sufficient.
         let status = Command::new(cargo)
             .current_dir(&root)
-            .args(["build", "--quiet", "-p", "egress-proxy", "--bin", "egress-proxy"])
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "egress-proxy",
+                "--bin",
+                "egress-proxy",
+            ])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building egress-proxy failed");
@@ -110,10 +117,10 @@ impl Proxy {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = listen_addr(&line) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
+                if let Some(addr) = listen_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
@@ -125,7 +132,10 @@ impl Proxy {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("egress-proxy did not become ready; log:\n{}", log.lock().unwrap());
+                panic!(
+                    "egress-proxy did not become ready; log:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
         Proxy { child, addr, log }

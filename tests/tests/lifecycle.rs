@@ -9,9 +9,9 @@ use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, closed_port, proxy_bi
 use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
 use egress_sim::{Fault, SimHandle, Simulator};
 use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
 
 fn sim_on(addr: &str) -> SimHandle {
     Simulator::builder()
@@ -32,17 +32,33 @@ fn run_expecting_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Stri
         .envs(env.iter().copied())
         .output()
         .expect("run egress-proxy");
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn configuration_errors_exit_2_with_one_line_saying_what_to_set() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 5] = [
-        (&[], &[("LIVEKIT_API_KEY", "k"), ("LIVEKIT_API_SECRET", "s")], "LIVEKIT_URL"),
-        (&[], &[("LIVEKIT_URL", "http://127.0.0.1:7880")], "LIVEKIT_API_KEY"),
+    // (arguments, environment, what the message must mention)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 5] = [
         (
             &[],
-            &[("LIVEKIT_URL", "http://127.0.0.1:7880"), ("LIVEKIT_API_KEY", "k")],
+            &[("LIVEKIT_API_KEY", "k"), ("LIVEKIT_API_SECRET", "s")],
+            "LIVEKIT_URL",
+        ),
+        (
+            &[],
+            &[("LIVEKIT_URL", "http://127.0.0.1:7880")],
+            "LIVEKIT_API_KEY",
+        ),
+        (
+            &[],
+            &[
+                ("LIVEKIT_URL", "http://127.0.0.1:7880"),
+                ("LIVEKIT_API_KEY", "k"),
+            ],
             "LIVEKIT_API_SECRET",
         ),
         (
@@ -56,7 +72,10 @@ fn configuration_errors_exit_2_with_one_line_saying_what_to_set() {
         ),
         (
             &["--api-secret-file", "/nonexistent/secret"],
-            &[("LIVEKIT_URL", "http://127.0.0.1:7880"), ("LIVEKIT_API_KEY", "k")],
+            &[
+                ("LIVEKIT_URL", "http://127.0.0.1:7880"),
+                ("LIVEKIT_API_KEY", "k"),
+            ],
             "secret",
         ),
     ];
@@ -96,7 +115,10 @@ async fn wait_for_health(proxy: &Proxy, want: ServingStatus) {
             assert_eq!(health(proxy, "livekit.Egress").await, want);
             return;
         }
-        assert!(Instant::now() < deadline, "health stayed {now:?}, wanted {want:?}");
+        assert!(
+            Instant::now() < deadline,
+            "health stayed {now:?}, wanted {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -106,9 +128,7 @@ async fn health_follows_upstream_reachability() {
     let port = closed_port();
     let proxy = Proxy::start(
         &format!("http://127.0.0.1:{port}"),
-        ProxyOptions::default()
-            .arg("--probe-interval")
-            .arg("100ms"),
+        ProxyOptions::default().arg("--probe-interval").arg("100ms"),
     );
     wait_for_health(&proxy, ServingStatus::NotServing).await;
 
@@ -152,9 +172,7 @@ async fn drain_timeout_bounds_shutdown() {
         .push(Fault::latency(Duration::from_secs(30)).method("ListEgress"));
     let mut proxy = Proxy::start(
         &sim.url(),
-        ProxyOptions::default()
-            .arg("--drain-timeout")
-            .arg("300ms"),
+        ProxyOptions::default().arg("--drain-timeout").arg("300ms"),
     );
     let mut client = proxy.client().await;
     let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
@@ -167,11 +185,18 @@ async fn drain_timeout_bounds_shutdown() {
     .await
     .unwrap();
     assert_eq!(status.code(), Some(0), "{}", proxy.log());
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     let answer = call.await.unwrap();
     let err = answer.expect_err("cut off by the drain timeout");
     assert!(
-        matches!(err.code(), Code::Unavailable | Code::Unknown | Code::Cancelled),
+        matches!(
+            err.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled
+        ),
         "{err:?}"
     );
 }
@@ -223,8 +248,14 @@ async fn secrets_and_tokens_never_reach_the_log_or_the_caller() {
     for log in [proxy.log(), wrong.log()] {
         assert!(log.contains("egress-proxy ready"), "{log}");
         assert!(!log.contains(API_SECRET), "secret in log:\n{log}");
-        assert!(!log.contains("wrong-secret-also-private"), "secret in log:\n{log}");
+        assert!(
+            !log.contains("wrong-secret-also-private"),
+            "secret in log:\n{log}"
+        );
         assert!(!log.contains("eyJ"), "a JWT in log:\n{log}");
-        assert!(!log.to_lowercase().contains("bearer "), "bearer token in log:\n{log}");
+        assert!(
+            !log.to_lowercase().contains("bearer "),
+            "bearer token in log:\n{log}"
+        );
     }
 }

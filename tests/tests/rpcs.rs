@@ -19,7 +19,6 @@ fn stream_output(url: &str) -> StreamOutput {
     StreamOutput {
         protocol: StreamProtocol::Rtmp as i32,
         urls: vec![url.into()],
-        ..Default::default()
     }
 }
 

@@ -6,12 +6,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port,
-    raw_grpc_call,
+    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port, raw_grpc_call,
 };
 use egress_proto::livekit::{
-    EgressInfo, EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest,
-    StopEgressRequest,
+    EgressInfo, EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest, StopEgressRequest,
 };
 use egress_proxy::codec::BytesCodec;
 use egress_sim::{Fault, SimHandle, Simulator};
@@ -87,8 +85,11 @@ async fn every_twirp_code_maps_to_its_grpc_code() {
         ("dataloss", Code::DataLoss),
     ];
     for (twirp, grpc) in table {
-        sim.faults()
-            .push(Fault::twirp_error(twirp, format!("injected {twirp}")).method("StopEgress").times(1));
+        sim.faults().push(
+            Fault::twirp_error(twirp, format!("injected {twirp}"))
+                .method("StopEgress")
+                .times(1),
+        );
         let status = stop(&proxy, "EG_any").await.expect_err(twirp);
         assert_eq!(status.code(), grpc, "twirp {twirp}");
         assert_eq!(status.message(), format!("injected {twirp}"));
@@ -114,17 +115,27 @@ async fn twirp_meta_reaches_trailers_and_error_info() {
         .expect_err("unavailable");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(status.message(), "no response from servers");
-    assert_eq!(status.metadata().get("twirp-meta-region").unwrap(), "eu-west");
+    assert_eq!(
+        status.metadata().get("twirp-meta-region").unwrap(),
+        "eu-west"
+    );
     let details = status.get_error_details();
     let info = details.error_info().expect("ErrorInfo detail");
-    assert_eq!(info.metadata.get("region").map(String::as_str), Some("eu-west"));
+    assert_eq!(
+        info.metadata.get("region").map(String::as_str),
+        Some("eu-west")
+    );
 }
 
 #[tokio::test]
 async fn livekit_error_details_become_the_status_details_verbatim() {
     let sim = sim();
     let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
-    let rich = egress_sim::rpc_status(9, "egress with status EGRESS_COMPLETE cannot be stopped", vec![]);
+    let rich = egress_sim::rpc_status(
+        9,
+        "egress with status EGRESS_COMPLETE cannot be stopped",
+        vec![],
+    );
     sim.faults().push(
         Fault::twirp_error(
             "failed_precondition",
@@ -145,23 +156,33 @@ async fn intermediary_and_transport_failures() {
     let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
 
     sim.faults().push(
-        Fault::http(502, "text/html", "<html><body>502 Bad Gateway</body></html>")
-            .method("StopEgress")
-            .times(1),
+        Fault::http(
+            502,
+            "text/html",
+            "<html><body>502 Bad Gateway</body></html>",
+        )
+        .method("StopEgress")
+        .times(1),
     );
     let status = stop(&proxy, "EG_x").await.expect_err("html 502");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert!(status.message().contains("502"), "{}", status.message());
 
-    sim.faults().push(Fault::html_200().method("StopEgress").times(1));
+    sim.faults()
+        .push(Fault::html_200().method("StopEgress").times(1));
     let status = stop(&proxy, "EG_x").await.expect_err("html 200");
     assert_eq!(status.code(), Code::Unknown, "{status:?}");
 
-    sim.faults().push(Fault::drop_connection().method("StopEgress").times(1));
+    sim.faults()
+        .push(Fault::drop_connection().method("StopEgress").times(1));
     let status = stop(&proxy, "EG_x").await.expect_err("dropped");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    sim.faults().push(Fault::truncated().method("StartRoomCompositeEgress").times(1));
+    sim.faults().push(
+        Fault::truncated()
+            .method("StartRoomCompositeEgress")
+            .times(1),
+    );
     let status = proxy
         .client()
         .await
@@ -170,8 +191,11 @@ async fn intermediary_and_transport_failures() {
         .expect_err("truncated");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
 
-    sim.faults()
-        .push(Fault::http(429, "text/plain", "slow down").method("StopEgress").times(1));
+    sim.faults().push(
+        Fault::http(429, "text/plain", "slow down")
+            .method("StopEgress")
+            .times(1),
+    );
     let status = stop(&proxy, "EG_x").await.expect_err("429");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
 
@@ -222,7 +246,11 @@ async fn caller_deadline_bounds_the_call_and_goes_upstream() {
     .await;
     let elapsed = started.elapsed();
     assert_eq!(answer.http_status, 200, "gRPC errors travel over HTTP 200");
-    assert_eq!(answer.grpc_status(), Some(Code::DeadlineExceeded as i32), "{answer:?}");
+    assert_eq!(
+        answer.grpc_status(),
+        Some(Code::DeadlineExceeded as i32),
+        "{answer:?}"
+    );
     assert!(
         (Duration::from_millis(350)..Duration::from_secs(2)).contains(&elapsed),
         "answered at the deadline, took {elapsed:?}"
@@ -249,7 +277,11 @@ async fn malformed_deadline_is_invalid_argument() {
         &ListEgressRequest::default().encode_to_vec(),
     )
     .await;
-    assert_eq!(answer.grpc_status(), Some(Code::InvalidArgument as i32), "{answer:?}");
+    assert_eq!(
+        answer.grpc_status(),
+        Some(Code::InvalidArgument as i32),
+        "{answer:?}"
+    );
 }
 
 #[tokio::test]
@@ -288,7 +320,12 @@ async fn caller_going_away_aborts_the_upstream_request() {
     call.abort();
     let closed = tokio::time::timeout(Duration::from_secs(5), upstream.closed_after.recv())
         .await
-        .unwrap_or_else(|_| panic!("the proxy closed the upstream request after the caller left; {}", proxy.log()))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the proxy closed the upstream request after the caller left; {}",
+                proxy.log()
+            )
+        })
         .unwrap();
     assert!(closed < Duration::from_secs(5), "{closed:?}");
 }
@@ -323,13 +360,21 @@ async fn unknown_request_fields_reach_livekit_unchanged() {
     let answer = raw_call(&proxy, "StartRoomCompositeEgress", body.clone())
         .await
         .expect("started");
-    assert!(EgressInfo::decode(answer).unwrap().egress_id.starts_with("EG_"));
+    assert!(
+        EgressInfo::decode(answer)
+            .unwrap()
+            .egress_id
+            .starts_with("EG_")
+    );
     let recorded = sim.requests();
     let sent = recorded
         .iter()
         .find(|r| r.rpc.as_deref() == Some("StartRoomCompositeEgress"))
         .expect("recorded");
-    assert_eq!(sent.body, body, "the Twirp body is the gRPC message, byte for byte");
+    assert_eq!(
+        sent.body, body,
+        "the Twirp body is the gRPC message, byte for byte"
+    );
 }
 
 #[tokio::test]

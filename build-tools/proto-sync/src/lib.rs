@@ -30,7 +30,9 @@ pub const ROOT_FILE: &str = "livekit_egress.proto";
 pub enum SyncError {
     #[error("running `cargo metadata` failed: {0}")]
     Metadata(String),
-    #[error("`{PIN_CRATE}` is not in the workspace's dependency graph; is it still pinned in build-tools/proto-sync/Cargo.toml?")]
+    #[error(
+        "`{PIN_CRATE}` is not in the workspace's dependency graph; is it still pinned in build-tools/proto-sync/Cargo.toml?"
+    )]
     PinNotFound,
     #[error("compiling {path}: {source}")]
     Compile {
@@ -222,8 +224,16 @@ impl Printer {
         for method in service.methods() {
             let input = self.type_name(method.input().full_name());
             let output = self.type_name(method.output().full_name());
-            let client = if method.is_client_streaming() { "stream " } else { "" };
-            let server = if method.is_server_streaming() { "stream " } else { "" };
+            let client = if method.is_client_streaming() {
+                "stream "
+            } else {
+                ""
+            };
+            let server = if method.is_server_streaming() {
+                "stream "
+            } else {
+                ""
+            };
             let options = options_list(&method.options(), &["deprecated"]);
             if options.is_empty() {
                 self.line(&format!(
@@ -426,7 +436,11 @@ fn options_list(options: &DynamicMessage, standard: &[&str]) -> Vec<String> {
     let mut out = Vec::new();
     for (field, value) in options.fields() {
         if standard.contains(&field.name()) {
-            out.push(format!("{} = {}", field.name(), value_literal(value, &field.kind())));
+            out.push(format!(
+                "{} = {}",
+                field.name(),
+                value_literal(value, &field.kind())
+            ));
         }
     }
     for (ext, value) in options.extensions() {
@@ -483,7 +497,10 @@ pub fn diff(proto_dir: &Path, rendered: &BTreeMap<String, String>) -> Vec<String
     let mut stale: Vec<String> = rendered
         .iter()
         .filter(|(path, text)| {
-            std::fs::read_to_string(proto_dir.join(path)).ok().as_deref() != Some(text.as_str())
+            std::fs::read_to_string(proto_dir.join(path))
+                .ok()
+                .as_deref()
+                != Some(text.as_str())
         })
         .map(|(path, _)| path.clone())
         .collect();

@@ -58,10 +58,7 @@ fn main() -> ExitCode {
     }
     match proto_sync::write(&proto_dir, &rendered) {
         Ok(()) => {
-            println!(
-                "proto-sync: wrote {} files from {version}",
-                rendered.len()
-            );
+            println!("proto-sync: wrote {} files from {version}", rendered.len());
             ExitCode::SUCCESS
         }
         Err(err) => {

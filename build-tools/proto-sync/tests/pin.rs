@@ -81,7 +81,10 @@ fn compare_message(scope: &str, mine: &DescriptorProto, theirs: &DescriptorProto
     assert_eq!(mine.field.len(), theirs.field.len(), "{scope}: field count");
     assert_eq!(mine.oneof_decl, theirs.oneof_decl, "{scope}: oneofs");
     assert_eq!(mine.enum_type, theirs.enum_type, "{scope}: nested enums");
-    assert_eq!(mine.reserved_range, theirs.reserved_range, "{scope}: reserved");
+    assert_eq!(
+        mine.reserved_range, theirs.reserved_range,
+        "{scope}: reserved"
+    );
     assert_eq!(mine.options, theirs.options, "{scope}: options");
     assert_eq!(
         mine.nested_type.len(),
@@ -100,7 +103,11 @@ fn egress_service_has_all_ten_rpcs() {
         .iter()
         .find(|f| f.name() == "livekit_egress.proto")
         .unwrap();
-    let service = egress.service.iter().find(|s| s.name() == "Egress").unwrap();
+    let service = egress
+        .service
+        .iter()
+        .find(|s| s.name() == "Egress")
+        .unwrap();
     let methods: Vec<_> = service.method.iter().map(|m| m.name()).collect();
     assert_eq!(
         methods,

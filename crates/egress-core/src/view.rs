@@ -834,6 +834,29 @@ pub fn decode_view(rpc: Rpc, body: &[u8]) -> Result<RequestView, prost::DecodeEr
     }
 }
 
+/// Checks that `body` is a well-formed answer to `rpc` (an `EgressInfo`, or a
+/// `ListEgressResponse` for `ListEgress`).
+///
+/// A gateway that forwards answer bytes untouched still should not hand a caller garbage
+/// that came back with a 200 (a truncated or mislabelled body): this decodes and drops the
+/// message, so fields unknown to our schema pass while broken framing does not.
+///
+/// ```
+/// use egress_core::{Rpc, view::check_response};
+/// use egress_core::proto::EgressInfo;
+/// use prost::Message;
+///
+/// let ok = EgressInfo { egress_id: "EG_1".into(), ..Default::default() }.encode_to_vec();
+/// assert!(check_response(Rpc::StopEgress, &ok).is_ok());
+/// assert!(check_response(Rpc::StopEgress, b"<html>").is_err());
+/// ```
+pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<(), prost::DecodeError> {
+    match rpc {
+        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(drop),
+        _ => proto::EgressInfo::decode(body).map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1110,25 +1133,3 @@ mod tests {
     }
 }
 
-/// Checks that `body` is a well-formed answer to `rpc` (an `EgressInfo`, or a
-/// `ListEgressResponse` for `ListEgress`).
-///
-/// A gateway that forwards answer bytes untouched still should not hand a caller garbage
-/// that came back with a 200 (a truncated or mislabelled body): this decodes and drops the
-/// message, so fields unknown to our schema pass while broken framing does not.
-///
-/// ```
-/// use egress_core::{Rpc, view::check_response};
-/// use egress_core::proto::EgressInfo;
-/// use prost::Message;
-///
-/// let ok = EgressInfo { egress_id: "EG_1".into(), ..Default::default() }.encode_to_vec();
-/// assert!(check_response(Rpc::StopEgress, &ok).is_ok());
-/// assert!(check_response(Rpc::StopEgress, b"<html>").is_err());
-/// ```
-pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<(), prost::DecodeError> {
-    match rpc {
-        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(drop),
-        _ => proto::EgressInfo::decode(body).map(drop),
-    }
-}

@@ -13,7 +13,12 @@
 //! # let _ = ListEgressRequest::default();
 //! ```
 
-#![allow(clippy::all, missing_docs, missing_debug_implementations, rust_2018_idioms)]
+#![allow(
+    clippy::all,
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms
+)]
 
 /// Messages, enums and the `Egress` service of the `livekit` package.
 pub mod livekit {

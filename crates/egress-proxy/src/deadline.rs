@@ -48,12 +48,26 @@ mod tests {
         assert_eq!(parse_grpc_timeout("4m"), Some(Duration::from_millis(4)));
         assert_eq!(parse_grpc_timeout("5u"), Some(Duration::from_micros(5)));
         assert_eq!(parse_grpc_timeout("6n"), Some(Duration::from_nanos(6)));
-        assert_eq!(parse_grpc_timeout("99999999S"), Some(Duration::from_secs(99_999_999)));
+        assert_eq!(
+            parse_grpc_timeout("99999999S"),
+            Some(Duration::from_secs(99_999_999))
+        );
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "S", "10", "10x", "-1S", "1.5S", "123456789m", " 1S", "1 S", "١S"] {
+        for bad in [
+            "",
+            "S",
+            "10",
+            "10x",
+            "-1S",
+            "1.5S",
+            "123456789m",
+            " 1S",
+            "1 S",
+            "١S",
+        ] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
         }
     }

@@ -100,7 +100,12 @@ where
             // tonic refuses an oversized message with OUT_OF_RANGE before our handler runs;
             // the gRPC spec says a server answers RESOURCE_EXHAUSTED for that, and callers
             // retry on it differently. Only rewrite what tonic said, never LiveKit's codes.
-            if !forward.invoked && response.headers().get("grpc-status").is_some_and(|s| s == "11") {
+            if !forward.invoked
+                && response
+                    .headers()
+                    .get("grpc-status")
+                    .is_some_and(|s| s == "11")
+            {
                 return Ok(Status::resource_exhausted(format!(
                     "request message larger than the gateway's limit of {max} bytes"
                 ))

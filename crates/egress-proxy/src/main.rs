@@ -64,7 +64,12 @@ async fn run(config: Config) -> ExitCode {
     };
     let base_url = match BaseUrl::parse(&url) {
         Ok(base) => base,
-        Err(err) => return fail(format_args!("invalid LIVEKIT_URL {:?}: {err}", url.as_str())),
+        Err(err) => {
+            return fail(format_args!(
+                "invalid LIVEKIT_URL {:?}: {err}",
+                url.as_str()
+            ));
+        }
     };
     let mut client_config = ClientConfig::new(base_url);
     client_config.connect_timeout = config.connect_timeout;
@@ -111,7 +116,9 @@ async fn simulate(listen: std::net::SocketAddr) -> ExitCode {
         Ok(c) => c,
         Err(err) => return fail(format_args!("{err}")),
     };
-    let sim = egress_sim::Simulator::builder().credentials(credentials).build();
+    let sim = egress_sim::Simulator::builder()
+        .credentials(credentials)
+        .build();
     let listener = match server::bind(listen).await {
         Ok(l) => l,
         Err(err) => return fail(format_args!("{err}")),

@@ -47,7 +47,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
-        health.set_service_status(name, ServingStatus::NotServing).await;
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
     let probe = tokio::spawn(probe_upstream(
         client.clone(),
@@ -64,9 +66,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha())
         .add_service(egress)
         .prepare();
-    let routes = ServiceBuilder::new()
-        .layer(RequestIdLayer)
-        .service(routes);
+    let routes = ServiceBuilder::new().layer(RequestIdLayer).service(routes);
 
     let service = TowerToHyperService::new(routes);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -106,7 +106,9 @@ pub async fn serve(
 
     probe.abort();
     for name in SERVICE_NAMES {
-        health.set_service_status(name, ServingStatus::NotServing).await;
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
     drop(listener);
     tracing::info!(drain_timeout = ?settings.drain_timeout, "draining in-flight calls");
@@ -200,9 +202,9 @@ where
 
 /// Binds the gRPC listener, with a message that says which address failed.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|err| {
-        std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|err| std::io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}")))
 }
 
 /// Resolves on SIGTERM or SIGINT.
@@ -226,4 +228,3 @@ pub async fn shutdown_signal() {
         () = term => tracing::info!("SIGTERM received"),
     }
 }
-

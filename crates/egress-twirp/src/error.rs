@@ -749,7 +749,9 @@ pub fn body_excerpt(body: &[u8]) -> String {
     // LiveKit's auth middleware echoes the rejected token in its plain-text 401
     // (`invalid token: <jwt>, error: ...`); an excerpt must never carry it on to callers
     // or logs, so tokens are blanked before the text is cut to size.
-    let scanned = &body[..body.len().min(BODY_EXCERPT_MAX.saturating_mul(4).saturating_add(64))];
+    let scanned = &body[..body
+        .len()
+        .min(BODY_EXCERPT_MAX.saturating_mul(4).saturating_add(64))];
     let text = String::from_utf8_lossy(scanned);
     match redact_tokens(&text) {
         Some(redacted) => sanitize(redacted.as_bytes(), BODY_EXCERPT_MAX),
@@ -909,7 +911,10 @@ mod redaction_tests {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJpc3MiOiJrZXkifQ.c2lnbmF0dXJl";
         let body = format!("invalid token: {jwt}, error: signature is invalid");
         let excerpt = body_excerpt(body.as_bytes());
-        assert_eq!(excerpt, "invalid token: <redacted>, error: signature is invalid");
+        assert_eq!(
+            excerpt,
+            "invalid token: <redacted>, error: signature is invalid"
+        );
         assert_eq!(body_excerpt(b"eyJ alone stays"), "eyJ alone stays");
         assert_eq!(body_excerpt(b"no token here"), "no token here");
     }
