@@ -78,6 +78,18 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub probe_interval: Duration,
 
+    /// PEM certificate chain for TLS on the gRPC listener (with --tls-key).
+    #[arg(long, env = "EGRESS_PROXY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS on the gRPC listener (with --tls-cert).
+    #[arg(long, env = "EGRESS_PROXY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: require client certificates signed by these CAs (mTLS).
+    #[arg(long, env = "EGRESS_PROXY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Log format.
     #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -114,6 +126,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub probe_interval: Duration,
     pub log_format: LogFormat,
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -183,6 +196,11 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             probe_interval: self.probe_interval,
             log_format: self.log_format,
+            tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| crate::tls::TlsFiles {
+                cert,
+                key,
+                client_ca: self.tls_client_ca,
+            }),
         })
     }
 }

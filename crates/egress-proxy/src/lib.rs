@@ -16,7 +16,9 @@
 pub mod codec;
 pub mod config;
 pub mod deadline;
-pub mod forward;
+pub mod grpc;
 pub mod limit;
 pub mod request_id;
 pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use clap::Parser;
 use egress_auth::{TokenCache, TokenCacheConfig, VideoGrants};
 use egress_proxy::config::{Cli, Command, Config, LogFormat, Upstream};
-use egress_proxy::forward::ForwardConfig;
 use egress_proxy::server::{self, ServerSettings};
 use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
 
@@ -94,13 +93,18 @@ async fn run(config: Config) -> ExitCode {
         upstream = %url,
         api_key = %config.credentials.api_key,
         dev = matches!(config.upstream, Upstream::DevSimulator),
+        tls = config.tls.is_some(),
+        mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "egress-proxy ready"
     );
+    let tls = match config.tls.as_ref().map(egress_proxy::tls::server_config).transpose() {
+        Ok(tls) => tls,
+        Err(err) => return fail(format_args!("{err}")),
+    };
     let settings = ServerSettings {
-        forward: ForwardConfig {
-            default_timeout: config.upstream_timeout,
-            max_message_size: config.max_message_size,
-        },
+        tls,
+        upstream_timeout: config.upstream_timeout,
+        max_message_size: config.max_message_size,
         max_concurrency: config.max_concurrency,
         drain_timeout: config.drain_timeout,
         probe_interval: config.probe_interval,

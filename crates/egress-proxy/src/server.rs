@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use egress_twirp::TwirpClient;
@@ -17,19 +18,43 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
-use crate::forward::{EgressForwarder, ForwardConfig};
+use crate::grpc::EgressService;
+use crate::upstream::Upstream;
 use crate::limit::ShedLimitLayer;
 use crate::request_id::RequestIdLayer;
+use crate::tls::{self, Peer};
 
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
-    pub forward: ForwardConfig,
+    /// Upstream budget for calls that carry no `grpc-timeout`.
+    pub upstream_timeout: Duration,
+    /// Largest request and response message, in bytes.
+    pub max_message_size: usize,
     pub max_concurrency: usize,
     pub drain_timeout: Duration,
     pub probe_interval: Duration,
+    /// TLS for the listener (with client verification for mTLS); plaintext when `None`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Bound on a client's TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connection's service, with every request tagged with who is on the other end.
+fn with_peer<S>(
+    routes: S,
+    peer: Peer,
+) -> TowerToHyperService<impl tower::Service<http::Request<hyper::body::Incoming>, Response = S::Response, Error = S::Error, Future = S::Future> + Clone>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
+{
+    TowerToHyperService::new(routes.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer.clone());
+        req
+    }))
 }
 
 /// Health status name of the Egress service (the empty name stands for the whole server).
@@ -57,9 +82,10 @@ pub async fn serve(
         settings.probe_interval,
     ));
 
+    let calls = Upstream::new(client, settings.upstream_timeout);
     let egress = ServiceBuilder::new()
         .layer(ShedLimitLayer::new(settings.max_concurrency))
-        .service(EgressForwarder::new(client, settings.forward.clone()));
+        .service(EgressService::new(calls, settings.max_message_size));
     let egress = NamedLayered(egress);
     let routes = Routes::new(health_service)
         .add_service(reflection_v1())
@@ -68,7 +94,6 @@ pub async fn serve(
         .prepare();
     let routes = ServiceBuilder::new().layer(RequestIdLayer).service(routes);
 
-    let service = TowerToHyperService::new(routes);
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
         .timer(TokioTimer::new())
@@ -76,13 +101,14 @@ pub async fn serve(
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .max_header_list_size(64 * 1024);
+    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let graceful = GracefulShutdown::new();
 
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
+                let (stream, addr) = match accepted {
                     Ok(ok) => ok,
                     Err(err) => {
                         // Out of file descriptors and the like: back off, don't spin.
@@ -92,11 +118,37 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = http2.serve_connection(TokioIo::new(stream), service.clone());
-                let conn = graceful.watch(conn);
+                let routes = routes.clone();
+                let http2 = http2.clone();
+                let watcher = graceful.watcher();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    if let Err(err) = conn.await {
-                        tracing::debug!(%peer, error = %err, "connection ended with an error");
+                    let Some(acceptor) = acceptor else {
+                        let peer = Peer { addr, identities: Arc::from([]) };
+                        let conn = http2.serve_connection(TokioIo::new(stream), with_peer(routes, peer));
+                        if let Err(err) = watcher.watch(conn).await {
+                            tracing::debug!(%addr, error = %err, "connection ended with an error");
+                        }
+                        return;
+                    };
+                    // The handshake runs in the connection's task with its own bound, so a
+                    // slow or silent client cannot stall the accept loop.
+                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(err)) => {
+                            tracing::debug!(%addr, error = %err, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%addr, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let identities = tls::identities(tls.get_ref().1.peer_certificates());
+                    let peer = Peer { addr, identities: identities.into() };
+                    let conn = http2.serve_connection(TokioIo::new(tls), with_peer(routes, peer));
+                    if let Err(err) = watcher.watch(conn).await {
+                        tracing::debug!(%addr, error = %err, "connection ended with an error");
                     }
                 });
             }
