@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+pub mod certs;
+
 use egress_proto::livekit::egress_client::EgressClient;
 use tonic::transport::Channel;
 

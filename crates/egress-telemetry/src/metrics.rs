@@ -1,0 +1,312 @@
+//! The metric registry of the gateway.
+
+use std::fmt;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::layer::MetricsLayer;
+
+/// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
+/// scrapes natively).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Upper bounds (seconds) of the latency histograms: 100 µs to 60 s, roughly 1-2.5-5
+/// per decade. Calls slower than a minute land in `+Inf`.
+pub const DURATION_BUCKETS: [f64; 19] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 20.0, 30.0, 60.0,
+];
+
+/// Source of the token refresh count: called once per scrape.
+pub type TokenRefreshSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    rpc: &'static str,
+    code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+type HistogramFamily = Family<RpcLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The gateway's metrics, registered in one [`prometheus_client`] registry.
+///
+/// Cheap to clone (an `Arc` inside); every clone records into the same metrics. Label
+/// values are `&'static str`, so recording never allocates once a label combination has
+/// been seen.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use egress_telemetry::Metrics;
+///
+/// let metrics = Metrics::with_version("1.2.3");
+/// metrics.observe_upstream("StopEgress", Duration::from_millis(12));
+/// metrics.upstream_error("timeout");
+///
+/// let text = metrics.encode();
+/// assert!(text.contains(r#"egress_proxy_upstream_duration_seconds_count{rpc="StopEgress"} 1"#));
+/// assert!(text.contains(r#"egress_proxy_upstream_errors_total{kind="timeout"} 1"#));
+/// assert!(text.contains(r#"egress_proxy_build_info{version="1.2.3"} 1"#));
+/// assert!(text.ends_with("# EOF\n"));
+/// ```
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    call_duration: HistogramFamily,
+    upstream_duration: HistogramFamily,
+    in_flight: Gauge,
+    upstream_errors: Family<KindLabels, Counter>,
+    token_refreshes: Arc<TokenRefreshes>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics")
+            .field("in_flight", &self.inner.in_flight.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Metrics whose `egress_proxy_build_info` carries this crate's version (the
+    /// workspace version, shared by the proxy).
+    pub fn new() -> Self {
+        Self::with_version(env!("CARGO_PKG_VERSION"))
+    }
+
+    /// Metrics whose `egress_proxy_build_info` carries `version`.
+    pub fn with_version(version: impl Into<String>) -> Self {
+        let mut registry = Registry::default();
+
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "egress_proxy_calls",
+            "gRPC calls answered, by method and gRPC status code",
+            calls.clone(),
+        );
+
+        let call_duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "egress_proxy_call_duration",
+            "Time from receiving a call to sending its status, as seen by the proxy",
+            Unit::Seconds,
+            call_duration.clone(),
+        );
+
+        let upstream_duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "egress_proxy_upstream_duration",
+            "Round trip of the Twirp call to LiveKit",
+            Unit::Seconds,
+            upstream_duration.clone(),
+        );
+
+        let in_flight = Gauge::default();
+        registry.register(
+            "egress_proxy_in_flight_calls",
+            "gRPC calls being handled right now (health and reflection streams excluded)",
+            in_flight.clone(),
+        );
+
+        let upstream_errors = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "egress_proxy_upstream_errors",
+            "Failed calls to LiveKit, by kind of failure",
+            upstream_errors.clone(),
+        );
+
+        let token_refreshes = Arc::new(TokenRefreshes::default());
+        registry.register_collector(Box::new(Arc::clone(&token_refreshes)));
+
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: version.into(),
+            })
+            .set(1);
+        registry.register(
+            "egress_proxy_build_info",
+            "Always 1; the version label names the running build",
+            build_info,
+        );
+
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                calls,
+                call_duration,
+                upstream_duration,
+                in_flight,
+                upstream_errors,
+                token_refreshes,
+            }),
+        }
+    }
+
+    /// Sets where `egress_proxy_token_refreshes_total` comes from: `source` is called on
+    /// every scrape and must return the number of tokens minted so far (a monotonic
+    /// count). Replaces any earlier source. Until a source is set the metric is absent.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use egress_telemetry::Metrics;
+    ///
+    /// let mints = Arc::new(AtomicU64::new(3));
+    /// let metrics = Metrics::new();
+    /// assert!(!metrics.encode().contains("egress_proxy_token_refreshes_total"));
+    ///
+    /// let counter = Arc::clone(&mints);
+    /// metrics.register_token_refreshes(Arc::new(move || counter.load(Ordering::Relaxed)));
+    /// assert!(metrics.encode().contains("egress_proxy_token_refreshes_total 3\n"));
+    ///
+    /// mints.fetch_add(1, Ordering::Relaxed);
+    /// assert!(metrics.encode().contains("egress_proxy_token_refreshes_total 4\n"));
+    /// ```
+    pub fn register_token_refreshes(&self, source: TokenRefreshSource) {
+        let mut slot = self
+            .inner
+            .token_refreshes
+            .source
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = Some(source);
+    }
+
+    /// Records the round trip of one Twirp call to LiveKit for `rpc` (the method name,
+    /// e.g. `Rpc::as_str()`), whatever its outcome.
+    pub fn observe_upstream(&self, rpc: &'static str, elapsed: Duration) {
+        self.inner
+            .upstream_duration
+            .get_or_create(&RpcLabels { rpc })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one failed call to LiveKit. `kind` is a short, fixed word such as
+    /// `connect`, `timeout`, `twirp`, `intermediary`, `reset`, `body`, `tls` or `decode`
+    /// (`egress_twirp::Error::kind()` gives exactly these).
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.inner
+            .upstream_errors
+            .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Number of calls currently counted in `egress_proxy_in_flight_calls`.
+    pub fn in_flight(&self) -> i64 {
+        self.inner.in_flight.get()
+    }
+
+    /// A [`MetricsLayer`] recording into these metrics.
+    pub fn layer(&self) -> MetricsLayer {
+        MetricsLayer::new(self.clone())
+    }
+
+    /// Every metric in the OpenMetrics text format, ending in `# EOF`; serve it with
+    /// [`METRICS_CONTENT_TYPE`].
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("encoding metrics into a String cannot fail");
+        out
+    }
+
+    pub(crate) fn call_started(&self) {
+        self.inner.in_flight.inc();
+    }
+
+    pub(crate) fn call_ended(&self) {
+        self.inner.in_flight.dec();
+    }
+
+    pub(crate) fn record_call(
+        &self,
+        rpc: &'static str,
+        code: &'static str,
+        elapsed: Option<Duration>,
+    ) {
+        self.inner
+            .calls
+            .get_or_create(&CallLabels { rpc, code })
+            .inc();
+        if let Some(elapsed) = elapsed {
+            self.inner
+                .call_duration
+                .get_or_create(&RpcLabels { rpc })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+}
+
+/// Collector of `egress_proxy_token_refreshes_total`, read from a callback at scrape time.
+#[derive(Default)]
+struct TokenRefreshes {
+    source: RwLock<Option<TokenRefreshSource>>,
+}
+
+impl fmt::Debug for TokenRefreshes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenRefreshes").finish_non_exhaustive()
+    }
+}
+
+impl Collector for TokenRefreshes {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        // Clone the Arc out so the callback never runs under our lock.
+        let source = self
+            .source
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(source) = source else {
+            return Ok(());
+        };
+        let counter = ConstCounter::new(source());
+        let metric = encoder.encode_descriptor(
+            "egress_proxy_token_refreshes",
+            "LiveKit access tokens minted by the token cache.",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
