@@ -13,7 +13,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY_BIN = Path(os.environ.get("EGRESS_PROXY_BIN", ROOT / "target" / "debug" / "egress-proxy"))
-READY = re.compile(r"egress-proxy ready.*?listen=(\S+)")
+READY = re.compile(r"egress-proxy ready.*? listen=(\S+)")
 
 
 @dataclass
@@ -49,7 +49,7 @@ def start_proxy(*args: str, env: dict[str, str] | None = None, timeout: float = 
     environment.update({"RUST_LOG": "info", "NO_COLOR": "1"})
     environment.update(env or {})
     process = subprocess.Popen(
-        [str(PROXY_BIN), "--listen", "127.0.0.1:0", *args],
+        [str(PROXY_BIN), "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", *args],
         env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,

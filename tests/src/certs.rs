@@ -52,7 +52,9 @@ impl TestCa {
     pub fn server(&self, dir: &Path, name: &str) -> LeafFiles {
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, "localhost");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.leaf(dir, name, params)
     }

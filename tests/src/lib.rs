@@ -50,6 +50,8 @@ pub fn proxy_bin() -> &'static Path {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin HTTP listener (/metrics, /healthz, /readyz).
+    pub admin: SocketAddr,
     log: Arc<Mutex<String>>,
 }
 
@@ -99,6 +101,8 @@ impl Proxy {
         let mut cmd = Command::new(proxy_bin());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg("127.0.0.1:0")
             .args(&options.args)
             .env_remove("LIVEKIT_URL")
             .env_remove("LIVEKIT_API_KEY")
@@ -119,7 +123,7 @@ impl Proxy {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if let Some(addr) = listen_addr(&line)
+                if let Some(addr) = ready_addrs(&line)
                     && let Some(tx) = tx.take()
                 {
                     let _ = tx.send(addr);
@@ -129,8 +133,8 @@ impl Proxy {
                 log.push('\n');
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
+        let (addr, admin) = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(addrs) => addrs,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
@@ -140,7 +144,12 @@ impl Proxy {
                 );
             }
         };
-        Proxy { child, addr, log }
+        Proxy {
+            child,
+            addr,
+            admin,
+            log,
+        }
     }
 
     /// `http://ADDR` of the gRPC listener.
@@ -193,15 +202,41 @@ impl Drop for Proxy {
     }
 }
 
-/// Extracts `listen=ADDR` from the proxy's readiness line.
-fn listen_addr(line: &str) -> Option<SocketAddr> {
+/// Extracts `listen=ADDR` and `admin=ADDR` from the proxy's readiness line.
+fn ready_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     if !line.contains("egress-proxy ready") {
         return None;
     }
-    let start = line.find("listen=")? + "listen=".len();
-    let rest = &line[start..];
-    let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    rest[..end].parse().ok()
+    let field = |name: &str| -> Option<SocketAddr> {
+        let start = line.find(name)? + name.len();
+        let rest = &line[start..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        rest[..end].parse().ok()
+    };
+    Some((field(" listen=")?, field(" admin=")?))
+}
+
+/// `GET http://ADMIN{path}` over HTTP/1.1: (status, body).
+pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(admin)
+        .await
+        .expect("admin connect");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// What [`RawUpstream`] does with each request it reads.

@@ -22,11 +22,7 @@ fn tls_proxy(dir: &std::path::Path, ca: &TestCa, client_ca: Option<&std::path::P
     Proxy::start_dev(options)
 }
 
-async fn call(
-    proxy: &Proxy,
-    ca_pem: &str,
-    identity: Option<(&str, &str)>,
-) -> Result<(), String> {
+async fn call(proxy: &Proxy, ca_pem: &str, identity: Option<(&str, &str)>) -> Result<(), String> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name("localhost");
@@ -62,7 +58,10 @@ async fn server_tls_serves_grpc_and_refuses_plaintext() {
             .await
             .is_err(),
     };
-    assert!(refused, "a plaintext client must not get through a TLS listener");
+    assert!(
+        refused,
+        "a plaintext client must not get through a TLS listener"
+    );
 
     let other_ca = TestCa::new("someone else");
     assert!(
@@ -92,7 +91,12 @@ async fn mtls_requires_a_valid_client_certificate_from_the_ca() {
     assert!(foreign.is_err(), "certificate from another CA: {foreign:?}");
 
     let expired = ca.client(&dir, "expired", "recorder.prod.svc", true);
-    let stale = call(&proxy, &ca.pem(), Some((&expired.cert_pem, &expired.key_pem))).await;
+    let stale = call(
+        &proxy,
+        &ca.pem(),
+        Some((&expired.cert_pem, &expired.key_pem)),
+    )
+    .await;
     assert!(stale.is_err(), "expired certificate: {stale:?}");
 }
 
@@ -100,7 +104,12 @@ async fn mtls_requires_a_valid_client_certificate_from_the_ca() {
 fn unreadable_tls_files_exit_2() {
     let out = std::process::Command::new(egress_e2e::proxy_bin())
         .args(["--dev", "--listen", "127.0.0.1:0"])
-        .args(["--tls-cert", "/nonexistent/cert.pem", "--tls-key", "/nonexistent/key.pem"])
+        .args([
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -70,6 +70,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod client;
 mod error;
 mod options;

@@ -38,7 +38,10 @@ async fn room_composite_with_default_options() {
     assert_eq!(info.status(), proto::EgressStatus::EgressStarting);
     assert_eq!(info.source_type(), proto::EgressSourceType::Web);
     assert_eq!(info.stream_results.len(), 1);
-    assert_eq!(info.stream_results[0].url, "rtmp://live.example.com/app/key");
+    assert_eq!(
+        info.stream_results[0].url,
+        "rtmp://live.example.com/app/key"
+    );
     assert_eq!(info.file_results[0].filename, "out/{room_name}.mp4");
 
     let Some(Request::RoomComposite(echoed)) = &info.request else {
@@ -90,9 +93,8 @@ async fn room_composite_with_every_option() {
         .unwrap();
     assert_eq!(info.segment_results[0].playlist_name, "room.m3u8");
 
-    let sent: proto::RoomCompositeEgressRequest = last(&sim, "StartRoomCompositeEgress")
-        .decode()
-        .unwrap();
+    let sent: proto::RoomCompositeEgressRequest =
+        last(&sim, "StartRoomCompositeEgress").decode().unwrap();
     assert_eq!(sent.room_name, "rpc-room");
     assert_eq!(sent.layout, "speaker");
     assert!(sent.audio_only && !sent.video_only);
@@ -118,9 +120,8 @@ async fn room_composite_with_every_option() {
         )
         .await
         .unwrap();
-    let sent: proto::RoomCompositeEgressRequest = last(&sim, "StartRoomCompositeEgress")
-        .decode()
-        .unwrap();
+    let sent: proto::RoomCompositeEgressRequest =
+        last(&sim, "StartRoomCompositeEgress").decode().unwrap();
     assert_eq!(sent.options, None);
 }
 
@@ -382,8 +383,11 @@ async fn update_layout_update_stream_list_and_stop() {
     let sent: proto::ListEgressRequest = last(&sim, "ListEgress").decode().unwrap();
     assert_eq!(sent, proto::ListEgressRequest::default());
 
-    let page = client.list_egress(ListOptions::room("room-b")).await.unwrap();
-    assert_eq!(ids(&page.items), [second.egress_id.clone()]);
+    let page = client
+        .list_egress(ListOptions::room("room-b"))
+        .await
+        .unwrap();
+    assert_eq!(ids(&page.items), [second.egress_id.as_str()]);
     let sent: proto::ListEgressRequest = last(&sim, "ListEgress").decode().unwrap();
     assert_eq!(sent.room_name, "room-b");
     assert!(sent.egress_id.is_empty());
@@ -392,7 +396,7 @@ async fn update_layout_update_stream_list_and_stop() {
         .list_egress(ListOptions::egress(&first.egress_id))
         .await
         .unwrap();
-    assert_eq!(ids(&page.items), [first.egress_id.clone()]);
+    assert_eq!(ids(&page.items), [first.egress_id.as_str()]);
     let sent: proto::ListEgressRequest = last(&sim, "ListEgress").decode().unwrap();
     assert_eq!(sent.egress_id, first.egress_id);
     assert!(sent.room_name.is_empty());
@@ -415,7 +419,7 @@ async fn update_layout_update_stream_list_and_stop() {
         .list_egress(ListOptions::all().active(true))
         .await
         .unwrap();
-    assert_eq!(ids(&page.items), [second.egress_id.clone()]);
+    assert_eq!(ids(&page.items), [second.egress_id.as_str()]);
     let sent: proto::ListEgressRequest = last(&sim, "ListEgress").decode().unwrap();
     assert!(sent.active);
 

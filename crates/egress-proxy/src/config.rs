@@ -35,6 +35,14 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: SocketAddr,
 
+    /// Address of the admin HTTP listener: /metrics, /healthz, /readyz.
+    #[arg(
+        long,
+        env = "EGRESS_PROXY_ADMIN_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub admin_listen: SocketAddr,
+
     /// LiveKit server URL (http, https, ws or wss; a path prefix is kept).
     #[arg(long, env = "LIVEKIT_URL")]
     pub livekit_url: Option<String>,
@@ -117,6 +125,7 @@ pub enum Upstream {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub upstream: Upstream,
     pub credentials: Credentials,
     pub upstream_timeout: Duration,
@@ -187,6 +196,7 @@ impl RunArgs {
         };
         Ok(Config {
             listen: self.listen,
+            admin_listen: self.admin_listen,
             upstream,
             credentials,
             upstream_timeout: self.upstream_timeout,
@@ -196,11 +206,14 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             probe_interval: self.probe_interval,
             log_format: self.log_format,
-            tls: self.tls_cert.zip(self.tls_key).map(|(cert, key)| crate::tls::TlsFiles {
-                cert,
-                key,
-                client_ca: self.tls_client_ca,
-            }),
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| crate::tls::TlsFiles {
+                    cert,
+                    key,
+                    client_ca: self.tls_client_ca,
+                }),
         })
     }
 }

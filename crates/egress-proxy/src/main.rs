@@ -5,6 +5,7 @@ use clap::Parser;
 use egress_auth::{TokenCache, TokenCacheConfig, VideoGrants};
 use egress_proxy::config::{Cli, Command, Config, LogFormat, Upstream};
 use egress_proxy::server::{self, ServerSettings};
+use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
 
 fn main() -> ExitCode {
@@ -74,12 +75,18 @@ async fn run(config: Config) -> ExitCode {
     client_config.connect_timeout = config.connect_timeout;
     client_config.default_timeout = config.upstream_timeout;
     client_config.max_response_bytes = config.max_message_size;
-    let tokens = TokenCache::new(
+    let tokens = Arc::new(TokenCache::new(
         config.credentials.clone(),
         VideoGrants::room_record(),
         TokenCacheConfig::default(),
-    );
-    let client = match TwirpClient::new(client_config, Arc::new(tokens)) {
+    ));
+    let metrics = Metrics::new();
+    {
+        let tokens = Arc::clone(&tokens);
+        metrics.register_token_refreshes(Arc::new(move || tokens.refreshes()));
+    }
+    let admin = AdminState::new(metrics.clone());
+    let client = match TwirpClient::new(client_config, Arc::clone(&tokens)) {
         Ok(client) => client,
         Err(err) => return fail(format_args!("cannot build the LiveKit client: {err}")),
     };
@@ -87,9 +94,15 @@ async fn run(config: Config) -> ExitCode {
         Ok(listener) => listener,
         Err(err) => return fail(format_args!("{err}")),
     };
+    let admin_listener = match server::bind(config.admin_listen).await {
+        Ok(listener) => listener,
+        Err(err) => return fail(format_args!("admin listener: {err}")),
+    };
+    let admin_local = admin_listener.local_addr().unwrap_or(config.admin_listen);
     let local = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(
         listen = %local,
+        admin = %admin_local,
         upstream = %url,
         api_key = %config.credentials.api_key,
         dev = matches!(config.upstream, Upstream::DevSimulator),
@@ -97,19 +110,38 @@ async fn run(config: Config) -> ExitCode {
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "egress-proxy ready"
     );
-    let tls = match config.tls.as_ref().map(egress_proxy::tls::server_config).transpose() {
+    let tls = match config
+        .tls
+        .as_ref()
+        .map(egress_proxy::tls::server_config)
+        .transpose()
+    {
         Ok(tls) => tls,
         Err(err) => return fail(format_args!("{err}")),
     };
     let settings = ServerSettings {
         tls,
+        metrics,
+        admin: admin.clone(),
         upstream_timeout: config.upstream_timeout,
         max_message_size: config.max_message_size,
         max_concurrency: config.max_concurrency,
         drain_timeout: config.drain_timeout,
         probe_interval: config.probe_interval,
     };
-    match server::serve(listener, client, settings, server::shutdown_signal()).await {
+    // The admin endpoint outlives the gRPC drain, so /readyz can say "draining" meanwhile.
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = tokio::spawn(egress_telemetry::serve_admin(
+        admin_listener,
+        admin,
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
+    let served = server::serve(listener, client, settings, server::shutdown_signal()).await;
+    let _ = admin_stop.send(());
+    let _ = admin_task.await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(format_args!("{err}")),
     }

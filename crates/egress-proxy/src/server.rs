@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::TwirpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -21,10 +22,10 @@ use tonic_health::server::HealthReporter;
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::grpc::EgressService;
-use crate::upstream::Upstream;
 use crate::limit::ShedLimitLayer;
 use crate::request_id::RequestIdLayer;
 use crate::tls::{self, Peer};
+use crate::upstream::Upstream;
 
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
@@ -36,6 +37,10 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     pub drain_timeout: Duration,
     pub probe_interval: Duration,
+    /// Metrics shared with the admin endpoint.
+    pub metrics: Metrics,
+    /// Readiness and metrics for the admin endpoint.
+    pub admin: AdminState,
     /// TLS for the listener (with client verification for mTLS); plaintext when `None`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -47,14 +52,23 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 fn with_peer<S>(
     routes: S,
     peer: Peer,
-) -> TowerToHyperService<impl tower::Service<http::Request<hyper::body::Incoming>, Response = S::Response, Error = S::Error, Future = S::Future> + Clone>
+) -> TowerToHyperService<
+    impl tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = S::Response,
+        Error = S::Error,
+        Future = S::Future,
+    > + Clone,
+>
 where
     S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
 {
-    TowerToHyperService::new(routes.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        req
-    }))
+    TowerToHyperService::new(routes.map_request(
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            req
+        },
+    ))
 }
 
 /// Health status name of the Egress service (the empty name stands for the whole server).
@@ -79,10 +93,11 @@ pub async fn serve(
     let probe = tokio::spawn(probe_upstream(
         client.clone(),
         health.clone(),
+        settings.admin.clone(),
         settings.probe_interval,
     ));
 
-    let calls = Upstream::new(client, settings.upstream_timeout);
+    let calls = Upstream::new(client, settings.upstream_timeout, settings.metrics.clone());
     let egress = ServiceBuilder::new()
         .layer(ShedLimitLayer::new(settings.max_concurrency))
         .service(EgressService::new(calls, settings.max_message_size));
@@ -92,7 +107,12 @@ pub async fn serve(
         .add_service(reflection_v1alpha())
         .add_service(egress)
         .prepare();
-    let routes = ServiceBuilder::new().layer(RequestIdLayer).service(routes);
+    // Metrics sit outside everything else so that shed, refused and unimplemented calls
+    // are counted too.
+    let routes = ServiceBuilder::new()
+        .layer(RequestIdLayer)
+        .layer(settings.metrics.layer())
+        .service(routes);
 
     let mut http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     http2
@@ -157,6 +177,7 @@ pub async fn serve(
     }
 
     probe.abort();
+    settings.admin.set_draining();
     for name in SERVICE_NAMES {
         health
             .set_service_status(name, ServingStatus::NotServing)
@@ -172,7 +193,12 @@ pub async fn serve(
 }
 
 /// Keeps the health service in step with whether LiveKit answers at all.
-async fn probe_upstream(client: TwirpClient, health: HealthReporter, every: Duration) {
+async fn probe_upstream(
+    client: TwirpClient,
+    health: HealthReporter,
+    admin: AdminState,
+    every: Duration,
+) {
     let mut last = None;
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,6 +213,7 @@ async fn probe_upstream(client: TwirpClient, health: HealthReporter, every: Dura
                 false
             }
         };
+        admin.set_upstream_reachable(reachable);
         if last != Some(reachable) {
             if reachable {
                 tracing::info!("LiveKit is reachable; health is SERVING");

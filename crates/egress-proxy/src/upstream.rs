@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use egress_core::Rpc;
 use egress_core::view::check_response;
+use egress_telemetry::Metrics;
 use egress_twirp::{CallOptions, TwirpClient};
 use futures_util::future::BoxFuture;
 use tonic::{Request, Response, Status};
@@ -27,16 +28,18 @@ pub struct Upstream {
 struct Inner {
     client: TwirpClient,
     default_timeout: Duration,
+    metrics: Metrics,
 }
 
 impl Upstream {
     /// Calls without a `grpc-timeout` get `default_timeout` (LiveKit's slow starts need a
     /// generous one).
-    pub fn new(client: TwirpClient, default_timeout: Duration) -> Self {
+    pub fn new(client: TwirpClient, default_timeout: Duration, metrics: Metrics) -> Self {
         Self {
             inner: Arc::new(Inner {
                 client,
                 default_timeout,
+                metrics,
             }),
         }
     }
@@ -74,8 +77,7 @@ async fn forward(inner: &Inner, request: Request<Bytes>) -> Result<Response<Byte
                 .ok_or_else(|| Status::invalid_argument("malformed grpc-timeout header"))?,
         ),
     };
-    let deadline =
-        tokio::time::Instant::now() + caller_timeout.unwrap_or(inner.default_timeout);
+    let deadline = tokio::time::Instant::now() + caller_timeout.unwrap_or(inner.default_timeout);
 
     let mut opts = CallOptions::new().with_deadline(deadline);
     // `RequestIdLayer` has made sure there is one.
@@ -89,17 +91,23 @@ async fn forward(inner: &Inner, request: Request<Bytes>) -> Result<Response<Byte
     // The client enforces the deadline itself; this outer bound makes sure that no call
     // outlives it whatever happens below (e.g. a stalled token refresh).
     let method = rpc.as_str();
-    match tokio::time::timeout_at(deadline, inner.client.call(method, body, &opts)).await {
+    let started = std::time::Instant::now();
+    let outcome = tokio::time::timeout_at(deadline, inner.client.call(method, body, &opts)).await;
+    inner.metrics.observe_upstream(method, started.elapsed());
+    let error = match outcome {
         Ok(Ok(answer)) => match check_response(rpc, &answer.body) {
-            Ok(()) => Ok(Response::new(answer.body)),
-            Err(err) => Err(Status::from(egress_twirp::Error::from(err))),
+            Ok(()) => return Ok(Response::new(answer.body)),
+            Err(err) => egress_twirp::Error::from(err),
         },
-        Ok(Err(err)) => {
-            tracing::debug!(method, kind = err.kind(), "upstream call failed");
-            Err(Status::from(err))
+        Ok(Err(err)) => err,
+        Err(_elapsed) => {
+            inner.metrics.upstream_error("timeout");
+            return Err(Status::deadline_exceeded(format!(
+                "{method}: deadline exceeded before LiveKit answered"
+            )));
         }
-        Err(_elapsed) => Err(Status::deadline_exceeded(format!(
-            "{method}: deadline exceeded before LiveKit answered"
-        ))),
-    }
+    };
+    inner.metrics.upstream_error(error.kind());
+    tracing::debug!(method, kind = error.kind(), "upstream call failed");
+    Err(Status::from(error))
 }

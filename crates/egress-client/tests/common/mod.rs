@@ -47,12 +47,15 @@ pub fn mp4(path: &str) -> EgressOutput {
     })
 }
 
-/// Checks what every call of this client must look like on the wire, and returns the request.
+/// Checks what every call of this client must look like on the wire.
 pub fn assert_wire(request: &RecordedRequest, method: &str) {
     assert_eq!(request.method, "POST");
     assert_eq!(request.path, format!("/twirp/livekit.Egress/{method}"));
     assert_eq!(request.rpc.as_deref(), Some(method));
-    assert_eq!(request.content_type.as_deref(), Some("application/protobuf"));
+    assert_eq!(
+        request.content_type.as_deref(),
+        Some("application/protobuf")
+    );
     assert_claims(request);
 }
 
@@ -63,7 +66,12 @@ pub fn assert_claims(request: &RecordedRequest) {
     assert_eq!(claims["video"]["roomRecord"], true, "{claims}");
     assert!(claims["exp"].as_u64().unwrap() > claims["nbf"].as_u64().unwrap());
     // The token itself is never recorded, only its claims.
-    assert!(!request.header("authorization").unwrap_or_default().contains("Bearer"));
+    assert!(
+        !request
+            .header("authorization")
+            .unwrap_or_default()
+            .contains("Bearer")
+    );
 }
 
 /// The last recorded request, checked with [`assert_wire`].

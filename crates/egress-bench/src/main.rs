@@ -1,0 +1,742 @@
+//! `egress-bench`: measures what `egress-proxy` costs in latency, throughput, CPU and memory.
+//!
+//! One run starts a LiveKit egress simulator (a separate `egress-sim` process by default) and
+//! the `egress-proxy` binary in front of it, then, per concurrency level, drives the same
+//! Twirp call straight to the simulator (direct) and the same gRPC call through the proxy,
+//! and prints a markdown table checked against the gateway's targets. It is run by hand:
+//!
+//! ```text
+//! cargo run --release -p egress-bench -- [--duration 5s] [--concurrency 1,16,64,256] [--json out.json] [--soak 10m]
+//! ```
+
+mod load;
+mod procs;
+mod report;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, SystemTime};
+
+use clap::{Parser, ValueEnum};
+use egress_auth::{Credentials, VideoGrants};
+
+use crate::load::{Direct, ProxyTarget, Target};
+use crate::procs::{ChildGuard, Pid, ReadyOn};
+use crate::report::{Level, Memory, Report, RunInfo};
+
+const API_KEY: &str = "benchkey";
+const API_SECRET: &str = "egress-bench-secret-not-for-production";
+
+/// Benchmark of egress-proxy: latency, throughput, CPU and memory against direct Twirp calls
+/// to the LiveKit egress simulator. Builds and starts egress-sim and egress-proxy itself.
+#[derive(Debug, Parser)]
+#[command(name = "egress-bench", version)]
+struct Args {
+    /// Measured time per phase (each concurrency level has a direct and a proxy phase).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+
+    /// Warm-up before each phase's measurement window.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    warmup: Duration,
+
+    /// Concurrency levels: callers each keeping one call in flight.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    concurrency: Vec<usize>,
+
+    /// Write every number as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+
+    /// Soak mode instead of the benchmark: constant load through the proxy for this long,
+    /// printing throughput, latency and the proxy's RSS every 10 s.
+    #[arg(long, value_parser = parse_duration)]
+    soak: Option<Duration>,
+
+    /// Callers in soak mode.
+    #[arg(long, default_value_t = 16)]
+    soak_concurrency: usize,
+
+    /// Calls held in flight at once for the memory test (0 skips it).
+    #[arg(long, default_value_t = 1000)]
+    inflight: usize,
+
+    /// Upstream latency injected (ListEgress latency fault) for the in-flight test.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    inflight_delay: Duration,
+
+    /// Most HTTP/2 connections the callers share in a proxy phase (never more than C).
+    #[arg(long, default_value_t = 4)]
+    channels: usize,
+
+    /// `--max-concurrency` of the proxy (must exceed --inflight).
+    #[arg(long, default_value_t = 2048)]
+    proxy_max_concurrency: usize,
+
+    /// Tokio worker threads of the load generator (default: CPU count).
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Where the simulator runs: its own process (CPU kept apart from the load generator's)
+    /// or a dedicated one-thread runtime inside this process.
+    #[arg(long, value_enum, default_value_t = SimMode::Process)]
+    sim: SimMode,
+
+    /// Don't run `cargo build --release -p egress-proxy -p egress-sim` first.
+    #[arg(long)]
+    no_build: bool,
+
+    /// Directory holding the egress-proxy and egress-sim binaries (default: the release
+    /// directory of the target directory this tool was built in).
+    #[arg(long)]
+    bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SimMode {
+    Process,
+    InProcess,
+}
+
+/// An error that ends the run, with a message saying what to do.
+#[derive(Debug)]
+pub struct BenchError(pub String);
+
+impl fmt::Display for BenchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<std::io::Error> for BenchError {
+    fn from(err: std::io::Error) -> Self {
+        BenchError(err.to_string())
+    }
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s, 10m or 1h"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("`{text}`: {e}"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.concurrency.is_empty() || args.concurrency.contains(&0) {
+        eprintln!("egress-bench: --concurrency needs positive numbers, e.g. 1,16,64,256");
+        return ExitCode::from(2);
+    }
+    if args.inflight >= args.proxy_max_concurrency {
+        eprintln!("egress-bench: --proxy-max-concurrency must exceed --inflight");
+        return ExitCode::from(2);
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "[bench] warning: this is a debug build of the load generator; numbers will be \
+             skewed (use cargo run --release -p egress-bench)"
+        );
+    }
+    let bin_dir = match prepare_binaries(&args) {
+        Ok(dir) => dir,
+        Err(err) => {
+            eprintln!("egress-bench: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    let threads = args.threads.unwrap_or_else(cpu_count).max(1);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("bench")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("egress-bench: cannot start the runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    // Dropping the benchmark future (on Ctrl-C) drops the process guards inside it, which
+    // kill the simulator and the proxy.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = run(&args, &bin_dir, threads) => result,
+            _ = tokio::signal::ctrl_c() => Err(BenchError("interrupted".to_owned())),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("egress-bench: {err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn cpu_count() -> usize {
+    thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Builds the two binaries (unless `--no-build`) and returns the directory holding them.
+fn prepare_binaries(args: &Args) -> Result<PathBuf, BenchError> {
+    if !args.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        eprintln!("[bench] cargo build --release -p egress-proxy -p egress-sim");
+        let status = Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--release",
+                "-p",
+                "egress-proxy",
+                "-p",
+                "egress-sim",
+            ])
+            .status()
+            .map_err(|e| BenchError(format!("cannot run cargo: {e}")))?;
+        if !status.success() {
+            return Err(BenchError(format!(
+                "building egress-proxy and egress-sim failed ({status}); fix the build, or \
+                 pass --no-build --bin-dir DIR with prebuilt binaries"
+            )));
+        }
+    }
+    let dir = match &args.bin_dir {
+        Some(dir) => dir.clone(),
+        None => {
+            // This tool is <target>/{release,debug}/egress-bench; the binaries are built
+            // into <target>/release.
+            let exe = std::env::current_exe()?;
+            exe.parent()
+                .and_then(Path::parent)
+                .map(|target| target.join("release"))
+                .ok_or_else(|| BenchError("cannot locate the target directory".to_owned()))?
+        }
+    };
+    let mut needed = vec!["egress-proxy"];
+    if args.sim == SimMode::Process {
+        needed.push("egress-sim");
+    }
+    for name in needed {
+        if !dir.join(name).is_file() {
+            return Err(BenchError(format!(
+                "{} not found; build it with `cargo build --release -p egress-proxy -p \
+                 egress-sim` or pass --bin-dir",
+                dir.join(name).display()
+            )));
+        }
+    }
+    Ok(dir)
+}
+
+/// The simulator, wherever it runs; stopping it is dropping it.
+#[derive(Debug)]
+enum Sim {
+    Process(ChildGuard),
+    /// Held only to be dropped: dropping stops the simulator.
+    InProcess {
+        _sim: InProcessSim,
+    },
+}
+
+impl Sim {
+    fn pid(&self) -> Option<Pid> {
+        match self {
+            Sim::Process(child) => Some(Pid::Child(child.pid())),
+            Sim::InProcess { .. } => None,
+        }
+    }
+}
+
+/// The simulator on a dedicated one-worker tokio runtime on its own thread.
+#[derive(Debug)]
+struct InProcessSim {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for InProcessSim {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn child_env(cmd: &mut Command) {
+    // Settings of the caller's shell must not change what is measured.
+    for (name, _) in std::env::vars_os() {
+        let name_str = name.to_string_lossy();
+        if name_str.starts_with("EGRESS_PROXY_")
+            || name_str.starts_with("LIVEKIT_")
+            || name_str.eq_ignore_ascii_case("http_proxy")
+            || name_str.eq_ignore_ascii_case("https_proxy")
+            || name_str.eq_ignore_ascii_case("all_proxy")
+        {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env("LIVEKIT_API_KEY", API_KEY)
+        .env("LIVEKIT_API_SECRET", API_SECRET)
+        .env("NO_PROXY", "127.0.0.1,localhost");
+}
+
+fn start_sim(mode: SimMode, bin_dir: &Path) -> Result<(Sim, String), BenchError> {
+    match mode {
+        SimMode::Process => {
+            let mut cmd = Command::new(bin_dir.join("egress-sim"));
+            cmd.args(["--listen", "127.0.0.1:0"]);
+            child_env(&mut cmd);
+            cmd.env("RUST_LOG", "warn");
+            let (guard, line) = procs::spawn_until_ready(
+                "egress-sim",
+                cmd,
+                ReadyOn::Stdout,
+                "egress-sim listening on ",
+                Duration::from_secs(10),
+            )?;
+            let url = line
+                .split("listening on ")
+                .nth(1)
+                .map(|u| u.trim().to_owned())
+                .ok_or_else(|| BenchError(format!("unexpected egress-sim line {line:?}")))?;
+            Ok((Sim::Process(guard), url))
+        }
+        SimMode::InProcess => {
+            let (url_tx, url_rx) = std::sync::mpsc::channel::<Result<String, String>>();
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let thread = thread::Builder::new()
+                .name("egress-sim".to_owned())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(1)
+                        .thread_name("egress-sim")
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(err) => {
+                            let _ = url_tx.send(Err(err.to_string()));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        let handle = egress_sim::Simulator::builder()
+                            .credentials(Credentials::new(API_KEY, API_SECRET))
+                            .build()
+                            .spawn("127.0.0.1:0".parse().expect("literal address"));
+                        match handle {
+                            Ok(handle) => {
+                                let _ = url_tx.send(Ok(handle.url()));
+                                let _ = stop_rx.await;
+                                handle.shutdown().await;
+                            }
+                            Err(err) => {
+                                let _ = url_tx.send(Err(err.to_string()));
+                            }
+                        }
+                    });
+                })?;
+            let sim = InProcessSim {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            };
+            let url = url_rx
+                .recv_timeout(Duration::from_secs(10))
+                .map_err(|_| BenchError("the in-process simulator did not start".to_owned()))?
+                .map_err(|e| BenchError(format!("cannot start the simulator: {e}")))?;
+            Ok((Sim::InProcess { _sim: sim }, url))
+        }
+    }
+}
+
+/// Starts the proxy and returns it with its gRPC address (`IP:PORT`).
+fn start_proxy(
+    bin_dir: &Path,
+    sim_url: &str,
+    max_concurrency: usize,
+) -> Result<(ChildGuard, String), BenchError> {
+    let mut cmd = Command::new(bin_dir.join("egress-proxy"));
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--max-concurrency",
+        &max_concurrency.to_string(),
+    ]);
+    child_env(&mut cmd);
+    cmd.env("LIVEKIT_URL", sim_url)
+        // The readiness line is an info event; everything else only from warn up.
+        .env("RUST_LOG", "warn,egress_proxy=info")
+        .env("EGRESS_PROXY_LOG_FORMAT", "text");
+    let (guard, line) = procs::spawn_until_ready(
+        "egress-proxy",
+        cmd,
+        ReadyOn::Stderr,
+        "egress-proxy ready",
+        Duration::from_secs(10),
+    )?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|word| word.strip_prefix("listen="))
+        .map(str::to_owned)
+        .ok_or_else(|| BenchError(format!("no listen=ADDR in the proxy's line {line:?}")))?;
+    Ok((guard, addr))
+}
+
+/// The simulator's control API (`/sim/...`), reachable the same way in both modes.
+#[derive(Debug, Clone)]
+struct SimControl {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl SimControl {
+    fn new(base: &str) -> Result<Self, BenchError> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| BenchError(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(), BenchError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| BenchError(format!("simulator control {path}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(BenchError(format!(
+                "simulator control {path}: HTTP {}",
+                response.status()
+            )));
+        }
+        Ok(())
+    }
+
+    async fn push_latency_fault(&self, delay: Duration) -> Result<(), BenchError> {
+        let fault = serde_json::json!({
+            "kind": "latency",
+            "delay_ms": u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "method": "ListEgress",
+        });
+        self.send(
+            reqwest::Method::POST,
+            "/sim/faults",
+            Some(fault.to_string()),
+        )
+        .await
+    }
+
+    async fn clear_faults(&self) -> Result<(), BenchError> {
+        self.send(reqwest::Method::DELETE, "/sim/faults", None)
+            .await
+    }
+
+    async fn clear_requests(&self) -> Result<(), BenchError> {
+        self.send(reqwest::Method::DELETE, "/sim/requests", None)
+            .await
+    }
+}
+
+/// Aborts a background task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The simulator logs every request it serves and never forgets them; at tens of thousands
+/// of calls per second that log would grow by gigabytes and slow the simulator down, so it
+/// is emptied twice a second.
+fn keep_request_log_empty(control: SimControl) -> AbortOnDrop {
+    AbortOnDrop(tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            ticker.tick().await;
+            let _ = control.clear_requests().await;
+        }
+    }))
+}
+
+async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchError> {
+    let ticks_per_sec = procs::clock_ticks_per_sec();
+    let (sim, sim_url) = start_sim(args.sim, bin_dir)?;
+    eprintln!("[bench] simulator at {sim_url}");
+    let (proxy, proxy_addr) = start_proxy(bin_dir, &sim_url, args.proxy_max_concurrency)?;
+    let proxy_pid = Pid::Child(proxy.pid());
+    eprintln!("[bench] egress-proxy (pid {}) at {proxy_addr}", proxy.pid());
+
+    let control = SimControl::new(&sim_url)?;
+    control.clear_faults().await?;
+    let _log_cleaner = keep_request_log_empty(control.clone());
+
+    // Idle: started, nothing called yet.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let memory_idle = Memory {
+        rss_idle_kib: proxy_pid.status_kib("VmRSS").unwrap_or(0),
+        threads_idle: proxy_pid.threads().unwrap_or(0),
+        ..Default::default()
+    };
+
+    let ttl = Duration::from_secs(3600) + args.soak.unwrap_or_default();
+    let token = egress_auth::mint(
+        &Credentials::new(API_KEY, API_SECRET),
+        &VideoGrants::room_record(),
+        ttl,
+        SystemTime::now(),
+    )
+    .map_err(|e| BenchError(format!("minting the token: {e}")))?;
+    let direct = Target::Direct(Arc::new(Direct::new(&sim_url, &token)?));
+    let pool = args.channels.max(1).max(args.inflight.div_ceil(500));
+    let proxy_target = Arc::new(ProxyTarget::connect(&proxy_addr, pool).await?);
+
+    direct
+        .call_once()
+        .await
+        .map_err(|e| BenchError(format!("sanity call straight to the simulator failed: {e}")))?;
+    Target::Proxy(Arc::clone(&proxy_target), 1)
+        .call_once()
+        .await
+        .map_err(|e| BenchError(format!("sanity call through the proxy failed: {e}")))?;
+
+    let run_info = RunInfo {
+        call: format!(
+            "livekit.Egress/ListEgress {{egress_id: \"{}\"}} (empty answer)",
+            load::BENCH_EGRESS_ID
+        ),
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        concurrency: args.concurrency.clone(),
+        sim_mode: match args.sim {
+            SimMode::Process => "separate egress-sim process".to_owned(),
+            SimMode::InProcess => "in this process (own 1-thread runtime)".to_owned(),
+        },
+        loadgen_threads: threads,
+        cpus: cpu_count(),
+        clk_tck: ticks_per_sec,
+        proxy_max_concurrency: args.proxy_max_concurrency,
+        proxy_bin: bin_dir.join("egress-proxy").display().to_string(),
+    };
+
+    if let Some(soak) = args.soak {
+        return soak_mode(
+            args,
+            soak,
+            &proxy_target,
+            proxy_pid,
+            ticks_per_sec,
+            memory_idle,
+            run_info,
+        )
+        .await;
+    }
+
+    let mut levels = Vec::new();
+    let mut rss_sampled_max = 0;
+    for &concurrency in &args.concurrency {
+        let mut observe_direct = vec![Pid::SelfProcess];
+        let mut observe_proxy = vec![proxy_pid, Pid::SelfProcess];
+        if let Some(pid) = sim.pid() {
+            observe_direct.push(pid);
+            observe_proxy.push(pid);
+        }
+
+        let (direct_stats, direct_usage) = load::run_phase(
+            &direct,
+            concurrency,
+            args.warmup,
+            args.duration,
+            &observe_direct,
+            ticks_per_sec,
+        )
+        .await;
+        eprintln!(
+            "[bench] C={concurrency} direct: {:.0} calls/s, p50 {}, p99 {}, {} errors",
+            direct_stats.rps,
+            report::fmt_us(direct_stats.p50_us),
+            report::fmt_us(direct_stats.p99_us),
+            direct_stats.errors
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let channels = args.channels.max(1).min(concurrency);
+        let (proxy_stats, proxy_usage) = load::run_phase(
+            &Target::Proxy(Arc::clone(&proxy_target), channels),
+            concurrency,
+            args.warmup,
+            args.duration,
+            &observe_proxy,
+            ticks_per_sec,
+        )
+        .await;
+        eprintln!(
+            "[bench] C={concurrency} proxy:  {:.0} calls/s, p50 {}, p99 {}, {} errors, {} proxy CPU/call",
+            proxy_stats.rps,
+            report::fmt_us(proxy_stats.p50_us),
+            report::fmt_us(proxy_stats.p99_us),
+            proxy_stats.errors,
+            report::fmt_us(proxy_usage[0].cpu_us_per_call),
+        );
+        rss_sampled_max = rss_sampled_max.max(proxy_usage[0].rss_max_kib);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let mut direct_usage = direct_usage.into_iter();
+        let mut proxy_usage = proxy_usage.into_iter();
+        let level_proxy_usage = proxy_usage.next().unwrap_or_default();
+        levels.push(Level {
+            concurrency,
+            proxy_channels: channels,
+            added_p50_us: proxy_stats.p50_us - direct_stats.p50_us,
+            added_p99_us: proxy_stats.p99_us - direct_stats.p99_us,
+            throughput_ratio: if direct_stats.rps > 0.0 {
+                proxy_stats.rps / direct_stats.rps
+            } else {
+                0.0
+            },
+            direct: direct_stats,
+            proxy: proxy_stats,
+            proxy_usage: level_proxy_usage,
+            loadgen_usage_direct: direct_usage.next().unwrap_or_default(),
+            loadgen_usage_proxy: proxy_usage.next().unwrap_or_default(),
+            sim_usage_direct: direct_usage.next(),
+            sim_usage_proxy: proxy_usage.next(),
+        });
+    }
+
+    let mut memory = memory_idle;
+    memory.rss_peak_load_kib = proxy_pid.status_kib("VmHWM").unwrap_or(0);
+    memory.rss_peak_load_sampled_kib = rss_sampled_max;
+
+    if args.inflight > 0 {
+        eprintln!(
+            "[bench] holding {} calls in flight (upstream ListEgress delayed {:?})",
+            args.inflight, args.inflight_delay
+        );
+        control.push_latency_fault(args.inflight_delay).await?;
+        let inflight =
+            load::run_inflight(&proxy_target, proxy_pid, args.inflight, args.inflight_delay).await;
+        control.clear_faults().await?;
+        memory.inflight = Some(inflight);
+    }
+
+    let checks = report::checks(&levels, &memory);
+    let all_pass = checks.iter().all(|c| c.pass);
+    let report = Report {
+        run: run_info,
+        levels,
+        memory,
+        checks,
+        all_pass,
+        soak: Vec::new(),
+    };
+    report::print(&report);
+    write_json(args, &report)?;
+    drop(proxy);
+    drop(sim);
+    Ok(())
+}
+
+async fn soak_mode(
+    args: &Args,
+    soak: Duration,
+    proxy_target: &Arc<ProxyTarget>,
+    proxy_pid: Pid,
+    ticks_per_sec: u64,
+    mut memory: Memory,
+    run_info: RunInfo,
+) -> Result<(), BenchError> {
+    let concurrency = args.soak_concurrency.max(1);
+    println!(
+        "## egress-proxy soak: C={concurrency} for {soak:?}; proxy RSS idle {}",
+        report::fmt_mib(memory.rss_idle_kib)
+    );
+    println!();
+    let target = Target::Proxy(Arc::clone(proxy_target), args.channels.min(concurrency));
+    let samples = load::run_soak(
+        &target,
+        concurrency,
+        soak,
+        Duration::from_secs(10),
+        proxy_pid,
+        ticks_per_sec,
+    )
+    .await;
+    memory.rss_peak_load_kib = proxy_pid.status_kib("VmHWM").unwrap_or(0);
+    memory.rss_peak_load_sampled_kib = samples.iter().map(|s| s.proxy_rss_kib).max().unwrap_or(0);
+    let first = samples.first().map_or(0, |s| s.proxy_rss_kib);
+    let last = samples.last().map_or(0, |s| s.proxy_rss_kib);
+    let calls: u64 = samples.iter().map(|s| s.stats.ok).sum();
+    let errors: u64 = samples.iter().map(|s| s.stats.errors).sum();
+    println!();
+    println!(
+        "Soak: {calls} calls, {errors} errors; proxy RSS idle {}, first interval {}, last {}, \
+         peak (VmHWM) {}.",
+        report::fmt_mib(memory.rss_idle_kib),
+        report::fmt_mib(first),
+        report::fmt_mib(last),
+        report::fmt_mib(memory.rss_peak_load_kib),
+    );
+    let report = Report {
+        run: run_info,
+        levels: Vec::new(),
+        memory,
+        checks: Vec::new(),
+        all_pass: errors == 0,
+        soak: samples,
+    };
+    write_json(args, &report)
+}
+
+fn write_json(args: &Args, report: &Report) -> Result<(), BenchError> {
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(report)
+            .map_err(|e| BenchError(format!("encoding the JSON report: {e}")))?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| BenchError(format!("writing {}: {e}", path.display())))?;
+        eprintln!("[bench] wrote {}", path.display());
+    }
+    Ok(())
+}

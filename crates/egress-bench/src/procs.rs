@@ -1,0 +1,191 @@
+//! Child processes (the simulator and the proxy) and what `/proc` says about them.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use crate::BenchError;
+
+/// A child process that is killed (and reaped) when the guard is dropped: on a normal exit,
+/// on an error, on a panic unwinding through `main`, and on Ctrl-C (the benchmark future is
+/// dropped).
+#[derive(Debug)]
+pub struct ChildGuard {
+    name: &'static str,
+    child: Child,
+}
+
+impl ChildGuard {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        eprintln!("[bench] stopped {} (pid {})", self.name, self.child.id());
+    }
+}
+
+/// Which output stream carries a child's readiness line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyOn {
+    Stdout,
+    Stderr,
+}
+
+/// Spawns `cmd` and waits until a line containing `needle` appears on the `on` stream.
+///
+/// Every other output line of the child is copied to our stderr with a `[name]` prefix, for
+/// the whole life of the child (the pipes are drained, so the child never blocks on them).
+/// Returns the guard and the readiness line.
+pub fn spawn_until_ready(
+    name: &'static str,
+    mut cmd: Command,
+    on: ReadyOn,
+    needle: &'static str,
+    timeout: Duration,
+) -> Result<(ChildGuard, String), BenchError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BenchError(format!("cannot start {name} ({program}): {e}")))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let mut guard = ChildGuard { name, child };
+
+    let (tx, rx) = mpsc::channel::<String>();
+    if let Some(out) = stdout {
+        pump(
+            name,
+            out,
+            (on == ReadyOn::Stdout).then(|| tx.clone()),
+            needle,
+        );
+    }
+    if let Some(err) = stderr {
+        pump(
+            name,
+            err,
+            (on == ReadyOn::Stderr).then(|| tx.clone()),
+            needle,
+        );
+    }
+    drop(tx);
+
+    match rx.recv_timeout(timeout) {
+        Ok(line) => Ok((guard, line)),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(BenchError(format!(
+            "{name} printed no line containing {needle:?} within {timeout:?}; its output is above"
+        ))),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Both pipes closed: the process ended. Give it a moment to be reaped.
+            thread::sleep(Duration::from_millis(100));
+            let status = guard
+                .child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map_or_else(|| "unknown status".to_owned(), |s| s.to_string());
+            Err(BenchError(format!(
+                "{name} exited ({status}) before it was ready; its output is above"
+            )))
+        }
+    }
+}
+
+fn pump(
+    name: &'static str,
+    stream: impl Read + Send + 'static,
+    mut ready: Option<mpsc::Sender<String>>,
+    needle: &'static str,
+) {
+    thread::spawn(move || {
+        let reader = BufReader::new(stream);
+        for line in reader.lines() {
+            let Ok(line) = line else { break };
+            if let Some(tx) = &ready
+                && line.contains(needle)
+            {
+                let _ = tx.send(line);
+                ready = None;
+                continue;
+            }
+            eprintln!("[{name}] {line}");
+        }
+    });
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`, 100 if unknown).
+pub fn clock_ticks_per_sec() -> u64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .and_then(|text| text.trim().parse().ok())
+        .filter(|&ticks: &u64| ticks > 0)
+        .unwrap_or(100)
+}
+
+/// A process to observe: a child's pid, or ourselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pid {
+    Child(u32),
+    SelfProcess,
+}
+
+impl Pid {
+    fn dir(self) -> String {
+        match self {
+            Pid::Child(pid) => format!("/proc/{pid}"),
+            Pid::SelfProcess => "/proc/self".to_owned(),
+        }
+    }
+
+    /// User plus system CPU time, in clock ticks.
+    pub fn cpu_ticks(self) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("{}/stat", self.dir())).ok()?;
+        // The command name (field 2) is in parentheses and may contain spaces: split after it.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // `rest` starts at field 3 (state); utime is field 14 and stime field 15.
+        let utime: u64 = fields.get(11)?.parse().ok()?;
+        let stime: u64 = fields.get(12)?.parse().ok()?;
+        Some(utime + stime)
+    }
+
+    /// A `kB` field of `/proc/<pid>/status`, e.g. `VmRSS` or `VmHWM`, in KiB.
+    pub fn status_kib(self, key: &str) -> Option<u64> {
+        self.status_field(key)
+    }
+
+    /// The `Threads` field of `/proc/<pid>/status`.
+    pub fn threads(self) -> Option<u64> {
+        self.status_field("Threads")
+    }
+
+    fn status_field(self, key: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("{}/status", self.dir())).ok()?;
+        status.lines().find_map(|line| {
+            let value = line.strip_prefix(key)?.strip_prefix(':')?;
+            value.split_whitespace().next()?.parse().ok()
+        })
+    }
+
+    /// Open file descriptors (the listener, connections from callers and to LiveKit, ...).
+    pub fn open_fds(self) -> Option<u64> {
+        let entries = std::fs::read_dir(Path::new(&self.dir()).join("fd")).ok()?;
+        Some(entries.count() as u64)
+    }
+}

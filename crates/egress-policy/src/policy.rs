@@ -1,0 +1,272 @@
+//! [`Policy`]: a parsed, validated policy file, and caller authentication.
+
+use std::fmt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::check::{CallerPolicy, Rules};
+use crate::error::PolicyError;
+use crate::file;
+use crate::token::{find_constant_time, hash_token, sha256};
+
+/// How callers prove who they are (`[auth] mode` in the file).
+///
+/// The proxy implements the transport part (reading the `authorization`
+/// header, terminating TLS with client certificates); this crate maps the
+/// result to a [`Caller`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// `"none"`: no authentication. The file has exactly one caller, whose
+    /// policy applies to every request ([`Policy::anonymous_caller`]).
+    None,
+    /// `"bearer"`: `authorization: Bearer <token>`, matched against each
+    /// caller's `token_sha256` ([`Policy::authenticate_bearer`]).
+    Bearer,
+    /// `"mtls"`: a client certificate, whose SANs/CN are matched against each
+    /// caller's `identity` ([`Policy::authenticate_identity`]).
+    Mtls,
+}
+
+impl AuthMode {
+    /// The mode as written in the file.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::None => "none",
+            AuthMode::Bearer => "bearer",
+            AuthMode::Mtls => "mtls",
+        }
+    }
+}
+
+impl fmt::Display for AuthMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One authenticated caller (a `[[callers]]` entry).
+///
+/// `Debug` shows whether a token hash is set, not the hash.
+#[derive(Clone)]
+pub struct Caller {
+    /// The caller's `name`, for logs, metrics and denial messages.
+    pub name: String,
+    /// What the caller may do.
+    pub policy: Arc<CallerPolicy>,
+    token_sha256: Option<[u8; 32]>,
+    identity: Option<String>,
+}
+
+impl Caller {
+    pub(crate) fn new(
+        name: String,
+        rules: Arc<Rules>,
+        token_sha256: Option<[u8; 32]>,
+        identity: Option<String>,
+    ) -> Self {
+        Self {
+            policy: Arc::new(CallerPolicy::new(name.clone(), rules)),
+            name,
+            token_sha256,
+            identity,
+        }
+    }
+
+    /// The certificate identity (`identity` in the file), if any.
+    pub fn identity(&self) -> Option<&str> {
+        self.identity.as_deref()
+    }
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("name", &self.name)
+            .field("policy", &self.policy.policy_name())
+            .field("has_token_sha256", &self.token_sha256.is_some())
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+/// A parsed and validated policy file. Immutable; swap whole policies with
+/// [`PolicyStore`](crate::PolicyStore) to reload.
+///
+/// # Example
+///
+/// ```
+/// use egress_policy::{AuthMode, Policy, hash_token};
+///
+/// let text = format!(r#"
+/// [auth]
+/// mode = "bearer"
+///
+/// [[callers]]
+/// name = "recorder-service"
+/// token_sha256 = "{}"
+/// policy = "recording"
+///
+/// [policies.recording]
+/// rpcs = ["StartRoomCompositeEgress", "StopEgress", "ListEgress"]
+/// rooms = ["team-*", "standup"]
+/// "#, hash_token("s3cret-token"));
+///
+/// let policy = Policy::from_toml_str(&text, "policy.toml")?;
+/// assert_eq!(policy.auth_mode(), AuthMode::Bearer);
+/// let caller = policy.authenticate_bearer("s3cret-token").unwrap();
+/// assert_eq!(caller.name, "recorder-service");
+/// assert!(policy.authenticate_bearer("wrong").is_none());
+/// # Ok::<(), egress_policy::PolicyError>(())
+/// ```
+#[derive(Debug)]
+pub struct Policy {
+    source_name: String,
+    fingerprint: String,
+    auth_mode: AuthMode,
+    callers: Vec<Caller>,
+    policy_count: usize,
+}
+
+impl Policy {
+    /// Parses and validates a policy from TOML text. `source_name` (usually
+    /// the file's path) prefixes error messages: `policy.toml:12:5: …`.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Invalid`] naming the line and column of the first
+    /// problem in the file.
+    pub fn from_toml_str(text: &str, source_name: impl AsRef<str>) -> Result<Self, PolicyError> {
+        let source_name = source_name.as_ref();
+        let parsed = file::parse(text, source_name)?;
+        Ok(Self {
+            source_name: source_name.to_owned(),
+            fingerprint: hash_token(text),
+            auth_mode: parsed.auth_mode,
+            callers: parsed.callers,
+            policy_count: parsed.policy_count,
+        })
+    }
+
+    /// Reads and parses the policy file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Read`] when the file cannot be read (or is not
+    /// UTF-8), otherwise as [`from_toml_str`](Self::from_toml_str).
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PolicyError> {
+        let path = path.as_ref();
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| PolicyError::Read {
+            source_name: source_name.clone(),
+            error,
+        })?;
+        Self::from_toml_str(&text, source_name)
+    }
+
+    /// How callers authenticate.
+    pub fn auth_mode(&self) -> AuthMode {
+        self.auth_mode
+    }
+
+    /// The name the policy was loaded under (its path, for files).
+    pub fn source_name(&self) -> &str {
+        &self.source_name
+    }
+
+    /// Hex SHA-256 of the file's text: tells reloads apart in logs.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Every caller, in file order.
+    pub fn callers(&self) -> &[Caller] {
+        &self.callers
+    }
+
+    /// The caller named `name`.
+    pub fn caller(&self, name: &str) -> Option<&Caller> {
+        self.callers.iter().find(|c| c.name == name)
+    }
+
+    /// How many `[policies.*]` tables the file defines.
+    pub fn policy_count(&self) -> usize {
+        self.policy_count
+    }
+
+    /// The caller whose `token_sha256` is the SHA-256 of `token` (the
+    /// bearer token exactly as presented, without the `Bearer ` prefix).
+    ///
+    /// The presented token's hash is compared with every caller's hash in
+    /// constant time ([`subtle::ConstantTimeEq`]), without stopping at the
+    /// first match or mismatch. The token is neither stored nor logged.
+    ///
+    /// Returns `None` for unknown tokens and whenever the auth mode is not
+    /// [`AuthMode::Bearer`].
+    pub fn authenticate_bearer(&self, token: &str) -> Option<&Caller> {
+        if self.auth_mode != AuthMode::Bearer {
+            return None;
+        }
+        let digest = sha256(token);
+        let hashes = self.callers.iter().map(|c| c.token_sha256.as_ref());
+        find_constant_time(hashes, &digest).and_then(|i| self.callers.get(i))
+    }
+
+    /// The caller whose `identity` is one of `identities` (the client
+    /// certificate's subject alternative names and common name, as the
+    /// proxy extracted them). Comparison is exact and case-sensitive.
+    ///
+    /// Returns `None` when no caller matches, when the certificate matches
+    /// more than one caller (ambiguous, so refused), and whenever the auth
+    /// mode is not [`AuthMode::Mtls`].
+    ///
+    /// ```
+    /// use egress_policy::Policy;
+    ///
+    /// let policy = Policy::from_toml_str(r#"
+    ///     [auth]
+    ///     mode = "mtls"
+    ///     [[callers]]
+    ///     name = "recorder"
+    ///     identity = "recorder.prod.svc"
+    ///     policy = "p"
+    ///     [policies.p]
+    ///     rpcs = ["*"]
+    /// "#, "policy.toml")?;
+    /// let sans = vec!["pod-7.prod.svc".to_owned(), "recorder.prod.svc".to_owned()];
+    /// assert_eq!(policy.authenticate_identity(&sans).unwrap().name, "recorder");
+    /// assert!(policy.authenticate_identity(&["other.svc".to_owned()]).is_none());
+    /// # Ok::<(), egress_policy::PolicyError>(())
+    /// ```
+    pub fn authenticate_identity(&self, identities: &[String]) -> Option<&Caller> {
+        if self.auth_mode != AuthMode::Mtls {
+            return None;
+        }
+        let mut matches = self.callers.iter().filter(|c| {
+            c.identity
+                .as_deref()
+                .is_some_and(|id| identities.iter().any(|presented| presented == id))
+        });
+        let first = matches.next()?;
+        if let Some(second) = matches.next() {
+            tracing::warn!(
+                first = %first.name,
+                second = %second.name,
+                "client certificate matches several callers; refusing it"
+            );
+            return None;
+        }
+        Some(first)
+    }
+
+    /// The caller every request is treated as when the auth mode is
+    /// [`AuthMode::None`] (the file's only caller); `None` in other modes.
+    pub fn anonymous_caller(&self) -> Option<&Caller> {
+        match self.auth_mode {
+            AuthMode::None => self.callers.first(),
+            AuthMode::Bearer | AuthMode::Mtls => None,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The admin endpoint of the real binary: metrics that reflect real calls, liveness and
+//! readiness that follow the upstream.
+
+use std::time::{Duration, Instant};
+
+use egress_auth::Credentials;
+use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, admin_get, closed_port};
+use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
+use egress_sim::{Fault, Simulator};
+
+fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_calls_by_rpc_and_code() {
+    let sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let mut client = proxy.client().await;
+    for _ in 0..3 {
+        client
+            .list_egress(ListEgressRequest::default())
+            .await
+            .expect("ListEgress");
+    }
+    let err = client
+        .stop_egress(StopEgressRequest {
+            egress_id: "EG_missing".into(),
+        })
+        .await
+        .expect_err("not found");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+
+    let (status, metrics) = admin_get(proxy.admin, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"egress_proxy_calls_total{rpc="ListEgress",code="OK"}"#
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(
+            &metrics,
+            r#"egress_proxy_calls_total{rpc="StopEgress",code="NOT_FOUND"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_value(&metrics, "egress_proxy_in_flight_calls"),
+        Some(0.0)
+    );
+    assert!(
+        metric_value(&metrics, "egress_proxy_token_refreshes_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"egress_proxy_upstream_errors_total{kind="twirp"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("egress_proxy_upstream_duration_seconds_bucket"));
+    assert!(!metrics.contains(API_SECRET));
+}
+
+#[tokio::test]
+async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
+    let sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    sim.faults()
+        .push(Fault::latency(Duration::from_secs(5)).method("ListEgress"));
+    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let mut client = proxy.client().await;
+        calls.push(tokio::spawn(async move {
+            client.list_egress(ListEgressRequest::default()).await
+        }));
+    }
+    wait_for(
+        async || {
+            let (_, m) = admin_get(proxy.admin, "/metrics").await;
+            metric_value(&m, "egress_proxy_in_flight_calls") == Some(5.0)
+        },
+        "5 calls in flight",
+    )
+    .await;
+    for call in calls {
+        call.abort();
+    }
+    wait_for(
+        async || {
+            let (_, m) = admin_get(proxy.admin, "/metrics").await;
+            metric_value(&m, "egress_proxy_in_flight_calls") == Some(0.0)
+        },
+        "in-flight back to 0",
+    )
+    .await;
+    let (_, m) = admin_get(proxy.admin, "/metrics").await;
+    assert_eq!(
+        metric_value(
+            &m,
+            r#"egress_proxy_calls_total{rpc="ListEgress",code="CANCELLED"}"#
+        ),
+        Some(5.0),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn healthz_and_readyz_follow_the_upstream() {
+    let port = closed_port();
+    let proxy = Proxy::start(
+        &format!("http://127.0.0.1:{port}"),
+        ProxyOptions::default().arg("--probe-interval").arg("100ms"),
+    );
+    assert_eq!(admin_get(proxy.admin, "/healthz").await.0, 200);
+    wait_for(
+        async || admin_get(proxy.admin, "/readyz").await.0 == 503,
+        "not ready while LiveKit is unreachable",
+    )
+    .await;
+    let _sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn(format!("127.0.0.1:{port}").parse().unwrap())
+        .unwrap();
+    wait_for(
+        async || admin_get(proxy.admin, "/readyz").await == (200, "ready".to_owned()),
+        "ready once LiveKit answers",
+    )
+    .await;
+}
