@@ -388,6 +388,16 @@ fn start_proxy(
         "--max-concurrency",
         &max_concurrency.to_string(),
     ]);
+    // Newer proxies also serve an admin endpoint on a fixed default port; move it to a free
+    // one so that a gateway already running on this machine doesn't make the start fail.
+    let help = Command::new(bin_dir.join("egress-proxy"))
+        .arg("--help")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default();
+    if help.contains("--admin-listen") {
+        cmd.args(["--admin-listen", "127.0.0.1:0"]);
+    }
     child_env(&mut cmd);
     cmd.env("LIVEKIT_URL", sim_url)
         // The readiness line is an info event; everything else only from warn up.

@@ -39,7 +39,7 @@ fn reload_swaps_good_files_and_keeps_the_old_policy_on_bad_ones() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:7:29: unknown RPC \"StopEgres\" (did you mean StopEgress?)",
+            "{}:7:23: unknown RPC \"StopEgres\" (did you mean StopEgress?)",
             path.display()
         )
     );
