@@ -847,13 +847,16 @@ pub fn decode_view(rpc: Rpc, body: &[u8]) -> Result<RequestView, prost::DecodeEr
 /// use prost::Message;
 ///
 /// let ok = EgressInfo { egress_id: "EG_1".into(), ..Default::default() }.encode_to_vec();
-/// assert!(check_response(Rpc::StopEgress, &ok).is_ok());
+/// assert_eq!(check_response(Rpc::StopEgress, &ok).unwrap().as_deref(), Some("EG_1"));
 /// assert!(check_response(Rpc::StopEgress, b"<html>").is_err());
 /// ```
-pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<(), prost::DecodeError> {
+///
+/// Returns the answer's egress id (`None` for `ListEgress`), which audit logs want for the
+/// start calls whose request has none yet.
+pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<Option<String>, prost::DecodeError> {
     match rpc {
-        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(drop),
-        _ => proto::EgressInfo::decode(body).map(drop),
+        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(|_| None),
+        _ => proto::EgressInfo::decode(body).map(|info| Some(info.egress_id)),
     }
 }
 

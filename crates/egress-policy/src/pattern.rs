@@ -11,14 +11,57 @@ use std::borrow::Cow;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 
 /// Compiles one glob. `*` matches any run of characters, `/` included.
+///
+/// Runs of stars are collapsed first: globset gives `**` path semantics
+/// (`**/x` also matches `x`, `**/` matches the empty string) that make no
+/// sense for room names or URL parts, and a single `*` already crosses `/`.
 pub(crate) fn glob(pattern: &str, case_insensitive: bool) -> Result<Glob, String> {
-    GlobBuilder::new(pattern)
+    GlobBuilder::new(&collapse_stars(pattern))
         .literal_separator(false)
         .case_insensitive(case_insensitive)
         .backslash_escape(true)
         .empty_alternates(true)
         .build()
         .map_err(|e| format!("invalid glob {pattern:?}: {}", e.kind()))
+}
+
+/// Replaces every run of unescaped `*` outside a character class by one `*`.
+fn collapse_stars(pattern: &str) -> String {
+    let mut out = String::with_capacity(pattern.len());
+    let mut chars = pattern.chars().peekable();
+    let mut previous_star = false;
+    while let Some(c) = chars.next() {
+        let star = c == '*';
+        match c {
+            '*' if previous_star => {}
+            '\\' => {
+                out.push(c);
+                out.extend(chars.next());
+            }
+            '[' => {
+                // Copy the class verbatim; a `]` right after `[` or `[!`
+                // is a literal member, not the end.
+                out.push(c);
+                if let Some(&negation @ ('!' | '^')) = chars.peek() {
+                    out.push(negation);
+                    chars.next();
+                }
+                if chars.peek() == Some(&']') {
+                    out.push(']');
+                    chars.next();
+                }
+                for member in chars.by_ref() {
+                    out.push(member);
+                    if member == ']' {
+                        break;
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+        previous_star = star;
+    }
+    out
 }
 
 /// A set of case-sensitive globs (rooms, buckets).
@@ -437,6 +480,22 @@ mod tests {
         assert_eq!(quote("a\"b\n"), r#""a\"b\n""#);
         let long = "x".repeat(500);
         assert_eq!(quote(&long).chars().count(), 128 + 3);
+    }
+
+    #[test]
+    fn star_runs_collapse() {
+        assert_eq!(collapse_stars("**/"), "*/");
+        assert_eq!(collapse_stars("a***b*"), "a*b*");
+        assert_eq!(collapse_stars("\\**"), "\\**");
+        assert_eq!(collapse_stars("[**]**"), "[**]*");
+        assert_eq!(collapse_stars("[]**]**"), "[]**]*");
+        assert_eq!(collapse_stars("[!]*]**x"), "[!]*]*x");
+        assert_eq!(collapse_stars("{a**,b}"), "{a*,b}");
+        let list = GlobList::new(&["**/".into(), "x/**".into()]).unwrap();
+        assert!(!list.is_match(""));
+        assert!(list.is_match("a/"));
+        assert!(!list.is_match("x"));
+        assert!(list.is_match("x/"));
     }
 
     #[test]

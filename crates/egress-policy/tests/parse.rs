@@ -494,3 +494,17 @@ fn load_reports_read_errors_and_file_names() {
     let policy = Policy::load(&path).unwrap();
     assert_eq!(policy.source_name(), path.display().to_string());
 }
+
+#[test]
+fn the_readme_example_is_valid() {
+    let readme = include_str!("../README.md");
+    let start = readme.find("```toml\n").expect("a toml block") + "```toml\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let policy = Policy::from_toml_str(&readme[start..end], "README.md").unwrap();
+    assert_eq!(policy.callers().len(), 2);
+    assert_eq!(
+        policy.authenticate_bearer("test").unwrap().name,
+        "recorder-service"
+    );
+    assert_eq!(policy.authenticate_bearer("test2").unwrap().name, "ops");
+}

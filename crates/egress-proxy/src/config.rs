@@ -86,6 +86,16 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub probe_interval: Duration,
 
+    /// Policy file (TOML): caller authentication mode, callers and what each may do.
+    /// Reloaded on SIGHUP and when it changes.
+    #[arg(long, env = "EGRESS_PROXY_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+
+    /// Accept calls without authentication on a non-loopback listener. Without a policy
+    /// file (or with `mode = "none"`) anyone who reaches the port can start recordings.
+    #[arg(long, env = "EGRESS_PROXY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
     /// PEM certificate chain for TLS on the gRPC listener (with --tls-key).
     #[arg(long, env = "EGRESS_PROXY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -136,6 +146,12 @@ pub struct Config {
     pub probe_interval: Duration,
     pub log_format: LogFormat,
     pub tls: Option<crate::tls::TlsFiles>,
+    pub policy_file: Option<PathBuf>,
+    pub allow_unauthenticated: bool,
+    /// The secret file, when the secret came from one (reloaded for key rotation).
+    pub api_secret_file: Option<PathBuf>,
+    /// The API key given explicitly, if any (checked against a `KEY: SECRET` file on reload).
+    pub api_key: Option<String>,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -151,6 +167,14 @@ pub enum ConfigError {
     MissingSecret,
     #[error("invalid API secret file: {0}")]
     SecretFile(#[source] egress_auth::AuthError),
+    #[error(
+        "callers would be unauthenticated on non-loopback address {0}: set --policy-file with an auth mode, listen on 127.0.0.1, or pass --allow-unauthenticated"
+    )]
+    UnauthenticatedExposed(SocketAddr),
+    #[error(
+        "policy file {path}: auth mode \"mtls\" needs --tls-cert, --tls-key and --tls-client-ca"
+    )]
+    MtlsWithoutClientCa { path: String },
     #[error("--max-concurrency must be at least 1")]
     ZeroConcurrency,
     #[error("--max-message-size must be at least 1 byte")]
@@ -206,6 +230,10 @@ impl RunArgs {
             drain_timeout: self.drain_timeout,
             probe_interval: self.probe_interval,
             log_format: self.log_format,
+            policy_file: self.policy_file,
+            allow_unauthenticated: self.allow_unauthenticated,
+            api_secret_file: self.api_secret_file,
+            api_key: self.api_key,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

@@ -13,11 +13,15 @@
 //! The binary lives in `main.rs`; this library holds the pieces so each can be read and
 //! tested on its own.
 
+pub mod audit;
+pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod deadline;
 pub mod grpc;
 pub mod limit;
+pub mod policy;
+pub mod reload;
 pub mod request_id;
 pub mod server;
 pub mod tls;

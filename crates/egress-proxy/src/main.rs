@@ -3,7 +3,9 @@ use std::sync::Arc;
 
 use clap::Parser;
 use egress_auth::{TokenCache, TokenCacheConfig, VideoGrants};
-use egress_proxy::config::{Cli, Command, Config, LogFormat, Upstream};
+use egress_policy::{AuthMode, PolicyStore};
+use egress_proxy::config::{Cli, Command, Config, ConfigError, LogFormat, Upstream};
+use egress_proxy::reload::Reloader;
 use egress_proxy::server::{self, ServerSettings};
 use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
@@ -90,6 +92,29 @@ async fn run(config: Config) -> ExitCode {
         Ok(client) => client,
         Err(err) => return fail(format_args!("cannot build the LiveKit client: {err}")),
     };
+    let tls = match config
+        .tls
+        .as_ref()
+        .map(egress_proxy::tls::server_config)
+        .transpose()
+    {
+        Ok(tls) => tls,
+        Err(err) => return fail(format_args!("{err}")),
+    };
+    let policies = match load_policy(&config) {
+        Ok(policies) => policies,
+        Err(message) => return fail(format_args!("{message}")),
+    };
+    let reloader = Reloader {
+        policy: config.policy_file.clone().zip(policies.clone()),
+        secret: config
+            .api_secret_file
+            .clone()
+            .map(|path| (path, config.api_key.clone(), Arc::clone(&tokens))),
+    };
+    let auth_mode = policies.as_ref().map_or("none (no policy file)", |p| {
+        p.current().auth_mode().as_str()
+    });
     let listener = match server::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => return fail(format_args!("{err}")),
@@ -106,20 +131,14 @@ async fn run(config: Config) -> ExitCode {
         upstream = %url,
         api_key = %config.credentials.api_key,
         dev = matches!(config.upstream, Upstream::DevSimulator),
+        auth = auth_mode,
         tls = config.tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "egress-proxy ready"
     );
-    let tls = match config
-        .tls
-        .as_ref()
-        .map(egress_proxy::tls::server_config)
-        .transpose()
-    {
-        Ok(tls) => tls,
-        Err(err) => return fail(format_args!("{err}")),
-    };
+    let reload_task = tokio::spawn(reloader.run());
     let settings = ServerSettings {
+        policies,
         tls,
         metrics,
         admin: admin.clone(),
@@ -139,12 +158,49 @@ async fn run(config: Config) -> ExitCode {
         },
     ));
     let served = server::serve(listener, client, settings, server::shutdown_signal()).await;
+    reload_task.abort();
     let _ = admin_stop.send(());
     let _ = admin_task.await;
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => fail(format_args!("{err}")),
     }
+}
+
+/// Loads the policy file and refuses setups that would expose unauthenticated access.
+fn load_policy(config: &Config) -> Result<Option<Arc<PolicyStore>>, String> {
+    let store = match &config.policy_file {
+        None => None,
+        Some(path) => Some(Arc::new(
+            PolicyStore::load(path).map_err(|e| e.to_string())?,
+        )),
+    };
+    let mode = store.as_ref().map(|s| s.current().auth_mode());
+    if matches!(mode, None | Some(AuthMode::None))
+        && !config.listen.ip().is_loopback()
+        && !config.allow_unauthenticated
+    {
+        return Err(ConfigError::UnauthenticatedExposed(config.listen).to_string());
+    }
+    if mode == Some(AuthMode::Mtls)
+        && config
+            .tls
+            .as_ref()
+            .and_then(|t| t.client_ca.as_ref())
+            .is_none()
+    {
+        let path = config.policy_file.as_ref().map(|p| p.display().to_string());
+        return Err(ConfigError::MtlsWithoutClientCa {
+            path: path.unwrap_or_default(),
+        }
+        .to_string());
+    }
+    if mode == Some(AuthMode::Bearer) && config.tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            "bearer tokens over plaintext on a non-loopback listener; consider --tls-cert/--tls-key"
+        );
+    }
+    Ok(store)
 }
 
 async fn simulate(listen: std::net::SocketAddr) -> ExitCode {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use egress_policy::PolicyStore;
 use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::TwirpClient;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,8 +22,11 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{ServiceBuilder, ServiceExt};
 
+use crate::audit::AuditLayer;
+use crate::auth::CallerAuthLayer;
 use crate::grpc::EgressService;
 use crate::limit::ShedLimitLayer;
+use crate::policy::PolicyLayer;
 use crate::request_id::RequestIdLayer;
 use crate::tls::{self, Peer};
 use crate::upstream::Upstream;
@@ -37,6 +41,8 @@ pub struct ServerSettings {
     pub max_concurrency: usize,
     pub drain_timeout: Duration,
     pub probe_interval: Duration,
+    /// Caller authentication and policy; `None` lets every caller do everything.
+    pub policies: Option<Arc<PolicyStore>>,
     /// Metrics shared with the admin endpoint.
     pub metrics: Metrics,
     /// Readiness and metrics for the admin endpoint.
@@ -97,8 +103,19 @@ pub async fn serve(
         settings.probe_interval,
     ));
 
-    let calls = Upstream::new(client, settings.upstream_timeout, settings.metrics.clone());
+    // Message level, outermost first: audit every decoded call, enforce the caller's
+    // policy, then forward the original bytes.
+    let calls = ServiceBuilder::new()
+        .layer(AuditLayer)
+        .layer(PolicyLayer::new(client.clone()))
+        .service(Upstream::new(
+            client,
+            settings.upstream_timeout,
+            settings.metrics.clone(),
+        ));
+    // HTTP level: who is calling, then whether there is room for the call.
     let egress = ServiceBuilder::new()
+        .layer(CallerAuthLayer::new(settings.policies.clone()))
         .layer(ShedLimitLayer::new(settings.max_concurrency))
         .service(EgressService::new(calls, settings.max_message_size));
     let egress = NamedLayered(egress);

@@ -12,6 +12,7 @@ use egress_twirp::{CallOptions, TwirpClient};
 use futures_util::future::BoxFuture;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AnsweredEgressId;
 use crate::deadline::{GRPC_TIMEOUT, parse_grpc_timeout};
 use crate::request_id::REQUEST_ID;
 
@@ -96,7 +97,13 @@ async fn forward(inner: &Inner, request: Request<Bytes>) -> Result<Response<Byte
     inner.metrics.observe_upstream(method, started.elapsed());
     let error = match outcome {
         Ok(Ok(answer)) => match check_response(rpc, &answer.body) {
-            Ok(()) => return Ok(Response::new(answer.body)),
+            Ok(egress_id) => {
+                let mut response = Response::new(answer.body);
+                if let Some(id) = egress_id {
+                    response.extensions_mut().insert(AnsweredEgressId(id));
+                }
+                return Ok(response);
+            }
             Err(err) => egress_twirp::Error::from(err),
         },
         Ok(Err(err)) => err,

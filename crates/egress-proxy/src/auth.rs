@@ -1,0 +1,164 @@
+//! Caller authentication: who is calling, before anything else looks at the call.
+//!
+//! The mode comes from the policy file (`[auth] mode`): `none`, `bearer` (an
+//! `authorization: Bearer <token>` whose SHA-256 is listed for a caller) or `mtls` (the
+//! verified client certificate's names). Without a policy file every caller is anonymous and
+//! may do anything; configuration allows that only on a loopback listener unless the
+//! operator says `--allow-unauthenticated`.
+//!
+//! Only `livekit.Egress` calls are authenticated: health and reflection stay open for
+//! probes and tooling. The caller's `authorization` header is removed here, so nothing
+//! downstream can forward it.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use egress_policy::{AuthMode, CallerPolicy, PolicyStore};
+use futures_util::future::{BoxFuture, FutureExt};
+use tonic::Status;
+use tonic::body::Body;
+use tower::{Layer, Service};
+
+use crate::tls::Peer;
+
+/// Who a call is from, as established by [`CallerAuth`]; in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct CallerInfo {
+    /// Caller name for logs and metrics (`anonymous` without a policy file).
+    pub name: Arc<str>,
+    /// What the caller may do; `None` means unrestricted (no policy file).
+    pub policy: Option<Arc<CallerPolicy>>,
+}
+
+/// Layer for [`CallerAuth`].
+#[derive(Debug, Clone)]
+pub struct CallerAuthLayer {
+    policies: Option<Arc<PolicyStore>>,
+    anonymous: CallerInfo,
+}
+
+impl CallerAuthLayer {
+    /// Authenticates against the current policy of `policies`; without one, everyone is
+    /// anonymous and unrestricted.
+    pub fn new(policies: Option<Arc<PolicyStore>>) -> Self {
+        Self {
+            policies,
+            anonymous: CallerInfo {
+                name: Arc::from("anonymous"),
+                policy: None,
+            },
+        }
+    }
+}
+
+impl<S> Layer<S> for CallerAuthLayer {
+    type Service = CallerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallerAuth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// Establishes a [`CallerInfo`] or answers UNAUTHENTICATED.
+#[derive(Debug, Clone)]
+pub struct CallerAuth<S> {
+    inner: S,
+    layer: CallerAuthLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for CallerAuth<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let presented = req.headers_mut().remove(http::header::AUTHORIZATION);
+        if !req
+            .uri()
+            .path()
+            .starts_with(concat!("/", "livekit.Egress", "/"))
+        {
+            return self.inner.call(req).boxed();
+        }
+        match self
+            .layer
+            .identify(presented.as_ref(), req.extensions().get::<Peer>())
+        {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                self.inner.call(req).boxed()
+            }
+            Err(status) => std::future::ready(Ok(status.into_http())).boxed(),
+        }
+    }
+}
+
+impl CallerAuthLayer {
+    fn identify(
+        &self,
+        authorization: Option<&http::HeaderValue>,
+        peer: Option<&Peer>,
+    ) -> Result<CallerInfo, Status> {
+        let Some(store) = &self.policies else {
+            return Ok(self.anonymous.clone());
+        };
+        let policy = store.current();
+        let caller = match policy.auth_mode() {
+            AuthMode::None => policy.anonymous_caller(),
+            AuthMode::Bearer => {
+                let token = authorization
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "missing credentials: send authorization: Bearer <token>",
+                        )
+                    })?
+                    .to_str()
+                    .ok()
+                    .and_then(|v| {
+                        v.strip_prefix("Bearer ")
+                            .or_else(|| v.strip_prefix("bearer "))
+                    })
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        Status::unauthenticated(
+                            "malformed authorization header: expected Bearer <token>",
+                        )
+                    })?;
+                Some(
+                    policy
+                        .authenticate_bearer(token)
+                        .ok_or_else(|| Status::unauthenticated("invalid bearer token"))?,
+                )
+            }
+            AuthMode::Mtls => {
+                let identities = peer.map(|p| &p.identities[..]).unwrap_or_default();
+                if identities.is_empty() {
+                    return Err(Status::unauthenticated(
+                        "missing credentials: a client certificate is required",
+                    ));
+                }
+                Some(policy.authenticate_identity(identities).ok_or_else(|| {
+                    Status::unauthenticated("client certificate names no known caller")
+                })?)
+            }
+        };
+        let caller = caller.ok_or_else(|| Status::unauthenticated("no caller is configured"))?;
+        Ok(CallerInfo {
+            name: Arc::from(caller.name.as_str()),
+            policy: Some(Arc::clone(&caller.policy)),
+        })
+    }
+}

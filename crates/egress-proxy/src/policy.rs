@@ -1,0 +1,155 @@
+//! Per-caller policy at the message level: the decoded request view is checked against the
+//! caller's rules; the original bytes are what is forwarded.
+//!
+//! Calls that name only an egress id (StopEgress, UpdateLayout, UpdateStream) are checked
+//! against the room the egress belongs to, looked up with ListEgress and cached briefly.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use egress_proto::livekit::{ListEgressRequest, ListEgressResponse};
+use egress_twirp::{CallOptions, TwirpClient};
+use futures_util::future::BoxFuture;
+use tonic::{Request, Response, Status};
+use tower::{Layer, Service};
+
+use crate::audit::view_of;
+use crate::auth::CallerInfo;
+
+/// How long an egress → room answer is reused.
+const ROOM_TTL: Duration = Duration::from_secs(30);
+/// Bound on the cache; when full it is emptied (rooms of egresses rarely change anyway).
+const ROOM_CACHE_MAX: usize = 10_000;
+/// Budget of one room lookup.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Layer for [`PolicyCheck`].
+#[derive(Debug, Clone)]
+pub struct PolicyLayer {
+    rooms: Arc<RoomLookup>,
+}
+
+impl PolicyLayer {
+    /// Room lookups for egress-id calls go through `client`.
+    pub fn new(client: TwirpClient) -> Self {
+        Self {
+            rooms: Arc::new(RoomLookup {
+                client,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+}
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = PolicyCheck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyCheck {
+            inner,
+            rooms: Arc::clone(&self.rooms),
+        }
+    }
+}
+
+/// Answers PERMISSION_DENIED, naming the rule, when the caller's policy forbids the call.
+#[derive(Debug, Clone)]
+pub struct PolicyCheck<S> {
+    inner: S,
+    rooms: Arc<RoomLookup>,
+}
+
+impl<S> Service<Request<Bytes>> for PolicyCheck<S>
+where
+    S: Service<Request<Bytes>, Response = Response<Bytes>, Error = Status> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Bytes>;
+    type Error = Status;
+    type Future = BoxFuture<'static, Result<Response<Bytes>, Status>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Bytes>) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let rooms = Arc::clone(&self.rooms);
+        Box::pin(async move {
+            let policy = request
+                .extensions()
+                .get::<CallerInfo>()
+                .and_then(|c| c.policy.clone());
+            if let Some(policy) = policy {
+                let view = view_of(&mut request)?;
+                policy
+                    .check(&view)
+                    .map_err(|denial| Status::permission_denied(denial.to_string()))?;
+                if let Some(egress_id) = policy.needs_egress_room(&view) {
+                    let room = rooms.room_of(egress_id).await?;
+                    policy
+                        .check_egress_room(&room)
+                        .map_err(|denial| Status::permission_denied(denial.to_string()))?;
+                }
+            }
+            inner.call(request).await
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RoomLookup {
+    client: TwirpClient,
+    cache: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+impl RoomLookup {
+    async fn room_of(&self, egress_id: &str) -> Result<String, Status> {
+        if let Some((room, at)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(egress_id)
+            && at.elapsed() < ROOM_TTL
+        {
+            return Ok(room.clone());
+        }
+        let request = ListEgressRequest {
+            egress_id: egress_id.to_owned(),
+            ..Default::default()
+        };
+        let answer: ListEgressResponse = self
+            .client
+            .call_typed(
+                "ListEgress",
+                &request,
+                &CallOptions::new().with_timeout(LOOKUP_TIMEOUT),
+            )
+            .await
+            .map_err(|err| {
+                let status = Status::from(err);
+                Status::new(
+                    status.code(),
+                    format!(
+                        "checking which room the egress belongs to: {}",
+                        status.message()
+                    ),
+                )
+            })?;
+        let room = answer
+            .items
+            .into_iter()
+            .find(|info| info.egress_id == egress_id)
+            .map(|info| info.room_name)
+            .ok_or_else(|| Status::not_found("egress does not exist"))?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= ROOM_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(egress_id.to_owned(), (room.clone(), Instant::now()));
+        Ok(room)
+    }
+}
