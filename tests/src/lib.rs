@@ -172,6 +172,11 @@ impl Proxy {
             .expect("connect to egress-proxy")
     }
 
+    /// The process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the proxy wrote to stderr so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()

@@ -184,7 +184,10 @@ pub enum ConfigError {
 impl RunArgs {
     /// Validates the arguments into a [`Config`], reading secrets from the environment or
     /// the secret file.
-    pub fn into_config(self) -> Result<Config, ConfigError> {
+    pub fn into_config(mut self) -> Result<Config, ConfigError> {
+        // An exported-but-empty variable means "not set", as it does for LiveKit's tools.
+        self.api_key = self.api_key.filter(|k| !k.is_empty());
+        self.livekit_url = self.livekit_url.filter(|u| !u.is_empty());
         if self.max_concurrency == 0 {
             return Err(ConfigError::ZeroConcurrency);
         }
