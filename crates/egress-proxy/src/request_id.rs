@@ -1,13 +1,14 @@
 //! Every call carries an `x-request-id`: the caller's when it sent a usable one, a fresh
 //! UUID otherwise. It goes upstream with the Twirp request and comes back in the response
 //! headers (the trailers, for a trailers-only error answer), so a caller's log line, ours
-//! and LiveKit's can be joined.
+//! and LiveKit's can be joined. The layer also opens the call's tracing span.
 
 use std::task::{Context, Poll};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use http::HeaderValue;
 use tower::{Layer, Service};
+use tracing::Instrument;
 
 /// Header (gRPC metadata key) of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -55,8 +56,16 @@ where
                 id
             }
         };
+        // One span per call: every log line of the call (the audit line included) carries
+        // the request id, and a subscriber that exports traces gets one span per call.
+        let span = tracing::info_span!(
+            "call",
+            request_id = id.to_str().unwrap_or(""),
+            path = req.uri().path(),
+        );
         self.inner
             .call(req)
+            .instrument(span)
             .map(move |result| {
                 result.map(|mut response| {
                     response.headers_mut().insert(REQUEST_ID, id);
