@@ -77,6 +77,39 @@ where
     ))
 }
 
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Runs the TLS handshake when TLS is on; returns the stream to serve and the names a
+/// verified client certificate carries (none for plaintext or server-only TLS).
+///
+/// The handshake runs in the connection's task with its own bound, so a slow or silent
+/// client cannot stall the accept loop.
+async fn secure(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> Option<(Box<dyn Io>, Arc<[String]>)> {
+    let Some(acceptor) = acceptor else {
+        return Some((Box::new(stream), Arc::from([])));
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let identities = tls::identities(tls.get_ref().1.peer_certificates());
+            Some((Box::new(tls), identities.into()))
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(%addr, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
 /// Health status name of the Egress service (the empty name stands for the whole server).
 const SERVICE_NAMES: [&str; 2] = ["", egress_proto::EGRESS_SERVICE];
 
@@ -160,30 +193,11 @@ pub async fn serve(
                 let watcher = graceful.watcher();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let Some(acceptor) = acceptor else {
-                        let peer = Peer { addr, identities: Arc::from([]) };
-                        let conn = http2.serve_connection(TokioIo::new(stream), with_peer(routes, peer));
-                        if let Err(err) = watcher.watch(conn).await {
-                            tracing::debug!(%addr, error = %err, "connection ended with an error");
-                        }
+                    let Some((io, identities)) = secure(stream, addr, acceptor).await else {
                         return;
                     };
-                    // The handshake runs in the connection's task with its own bound, so a
-                    // slow or silent client cannot stall the accept loop.
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(err)) => {
-                            tracing::debug!(%addr, error = %err, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%addr, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    let identities = tls::identities(tls.get_ref().1.peer_certificates());
-                    let peer = Peer { addr, identities: identities.into() };
-                    let conn = http2.serve_connection(TokioIo::new(tls), with_peer(routes, peer));
+                    let peer = Peer { addr, identities };
+                    let conn = http2.serve_connection(TokioIo::new(io), with_peer(routes, peer));
                     if let Err(err) = watcher.watch(conn).await {
                         tracing::debug!(%addr, error = %err, "connection ended with an error");
                     }
