@@ -297,7 +297,50 @@ pub struct Usage {
 /// Samples processes from a plain OS thread, so its timing does not depend on the load
 /// generator's (busy) tokio workers.
 struct Monitor {
-    handle: thread::JoinHandle<Vec<RawUsage>>,
+    handle: thread::JoinHandle<Sampled>,
+}
+
+/// Per-process samples, and the machine's busy ticks and TCP active opens at the window's
+/// start and end.
+type Sampled = (Vec<RawUsage>, Option<(u64, u64)>, Option<(u64, u64)>);
+
+/// Busy time of the whole machine (all CPUs), in clock ticks, from `/proc/stat`.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: everything but idle and iowait.
+    let busy = fields
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4);
+    Some(busy.map(|(_, v)| v).sum())
+}
+
+/// TCP connections opened on this machine so far (`ActiveOpens` of `/proc/net/snmp`).
+fn tcp_active_opens() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let names = tcp.next()?;
+    let values = tcp.next()?;
+    let index = names.split_whitespace().position(|n| n == "ActiveOpens")?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
+/// CPU use of one window: per observed process, and by everything else on the machine.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseUsage {
+    pub processes: Vec<Usage>,
+    /// Average cores used by processes other than the observed ones (other builds, ...).
+    pub other_cores: f64,
+    /// TCP connections opened on the machine during the window (all processes; the
+    /// benchmark's own connections are open before it starts).
+    pub tcp_connects: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -314,6 +357,8 @@ impl Monitor {
             if start > now {
                 thread::sleep(start - now);
             }
+            let machine_before = machine_busy_ticks();
+            let opens_before = tcp_active_opens();
             let before: Vec<Option<u64>> = pids.iter().map(|p| p.cpu_ticks()).collect();
             let mut raw = vec![RawUsage::default(); pids.len()];
             loop {
@@ -334,14 +379,28 @@ impl Monitor {
             for ((pid, usage), before) in pids.iter().zip(raw.iter_mut()).zip(before) {
                 usage.ticks = before.zip(pid.cpu_ticks());
             }
-            raw
+            (
+                raw,
+                machine_before.zip(machine_busy_ticks()),
+                opens_before.zip(tcp_active_opens()),
+            )
         });
         Self { handle }
     }
 
-    fn finish(self, calls: u64, window: Duration, ticks_per_sec: u64) -> Vec<Usage> {
-        let raw = self.handle.join().unwrap_or_default();
-        raw.into_iter()
+    fn finish(self, calls: u64, window: Duration, ticks_per_sec: u64) -> PhaseUsage {
+        let (raw, machine, opens) = self.handle.join().unwrap_or_default();
+        let observed: u64 = raw
+            .iter()
+            .filter_map(|r| r.ticks.map(|(a, b)| b.saturating_sub(a)))
+            .sum();
+        let other_cores = machine.map_or(0.0, |(a, b)| {
+            b.saturating_sub(a).saturating_sub(observed) as f64
+                / ticks_per_sec as f64
+                / window.as_secs_f64()
+        });
+        let processes = raw
+            .into_iter()
             .map(|r| {
                 let cpu_us = r.ticks.map_or(0.0, |(a, b)| {
                     b.saturating_sub(a) as f64 * 1e6 / ticks_per_sec as f64
@@ -358,7 +417,12 @@ impl Monitor {
                     fds_max: r.fds_max,
                 }
             })
-            .collect()
+            .collect();
+        PhaseUsage {
+            processes,
+            other_cores,
+            tcp_connects: opens.map_or(0, |(a, b)| b.saturating_sub(a)),
+        }
     }
 }
 
@@ -372,7 +436,7 @@ pub async fn run_phase(
     duration: Duration,
     observe: &[Pid],
     ticks_per_sec: u64,
-) -> (CallStats, Vec<Usage>) {
+) -> (CallStats, PhaseUsage) {
     let start = Instant::now() + warmup;
     let end = start + duration;
     let monitor = Monitor::start(observe.to_vec(), start, end);

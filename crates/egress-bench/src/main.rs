@@ -76,6 +76,11 @@ struct Args {
     #[arg(long, default_value_t = 2048)]
     proxy_max_concurrency: usize,
 
+    /// RUST_LOG of the proxy. It must enable egress_proxy's info readiness line; try `info`
+    /// (the proxy's default) to include the per-call audit log line in the cost.
+    #[arg(long, default_value = "warn,egress_proxy=info")]
+    proxy_rust_log: String,
+
     /// Tokio worker threads of the load generator (default: CPU count).
     #[arg(long)]
     threads: Option<usize>,
@@ -380,6 +385,7 @@ fn start_proxy(
     bin_dir: &Path,
     sim_url: &str,
     max_concurrency: usize,
+    rust_log: &str,
 ) -> Result<(ChildGuard, String), BenchError> {
     let mut cmd = Command::new(bin_dir.join("egress-proxy"));
     cmd.args([
@@ -400,8 +406,8 @@ fn start_proxy(
     }
     child_env(&mut cmd);
     cmd.env("LIVEKIT_URL", sim_url)
-        // The readiness line is an info event; everything else only from warn up.
-        .env("RUST_LOG", "warn,egress_proxy=info")
+        // The readiness line is an info event; by default everything else only from warn up.
+        .env("RUST_LOG", rust_log)
         .env("EGRESS_PROXY_LOG_FORMAT", "text");
     let (guard, line) = procs::spawn_until_ready(
         "egress-proxy",
@@ -515,7 +521,12 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
     let ticks_per_sec = procs::clock_ticks_per_sec();
     let (sim, sim_url) = start_sim(args.sim, bin_dir)?;
     eprintln!("[bench] simulator at {sim_url}");
-    let (proxy, proxy_addr) = start_proxy(bin_dir, &sim_url, args.proxy_max_concurrency)?;
+    let (proxy, proxy_addr) = start_proxy(
+        bin_dir,
+        &sim_url,
+        args.proxy_max_concurrency,
+        &args.proxy_rust_log,
+    )?;
     let proxy_pid = Pid::Child(proxy.pid());
     eprintln!("[bench] egress-proxy (pid {}) at {proxy_addr}", proxy.pid());
 
@@ -569,6 +580,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         clk_tck: ticks_per_sec,
         proxy_max_concurrency: args.proxy_max_concurrency,
         proxy_bin: bin_dir.join("egress-proxy").display().to_string(),
+        proxy_rust_log: args.proxy_rust_log.clone(),
     };
 
     if let Some(soak) = args.soak {
@@ -628,13 +640,17 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             report::fmt_us(proxy_stats.p50_us),
             report::fmt_us(proxy_stats.p99_us),
             proxy_stats.errors,
-            report::fmt_us(proxy_usage[0].cpu_us_per_call),
+            report::fmt_us(proxy_usage.processes[0].cpu_us_per_call),
         );
-        rss_sampled_max = rss_sampled_max.max(proxy_usage[0].rss_max_kib);
+        rss_sampled_max = rss_sampled_max.max(proxy_usage.processes[0].rss_max_kib);
         tokio::time::sleep(Duration::from_millis(200)).await;
 
-        let mut direct_usage = direct_usage.into_iter();
-        let mut proxy_usage = proxy_usage.into_iter();
+        let other_cores_direct = direct_usage.other_cores;
+        let other_cores_proxy = proxy_usage.other_cores;
+        let tcp_connects_direct = direct_usage.tcp_connects;
+        let tcp_connects_proxy = proxy_usage.tcp_connects;
+        let mut direct_usage = direct_usage.processes.into_iter();
+        let mut proxy_usage = proxy_usage.processes.into_iter();
         let level_proxy_usage = proxy_usage.next().unwrap_or_default();
         levels.push(Level {
             concurrency,
@@ -653,6 +669,10 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             loadgen_usage_proxy: proxy_usage.next().unwrap_or_default(),
             sim_usage_direct: direct_usage.next(),
             sim_usage_proxy: proxy_usage.next(),
+            other_cores_direct,
+            other_cores_proxy,
+            tcp_connects_direct,
+            tcp_connects_proxy,
         });
     }
 

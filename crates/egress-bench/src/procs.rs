@@ -43,8 +43,9 @@ pub enum ReadyOn {
 
 /// Spawns `cmd` and waits until a line containing `needle` appears on the `on` stream.
 ///
-/// Every other output line of the child is copied to our stderr with a `[name]` prefix, for
-/// the whole life of the child (the pipes are drained, so the child never blocks on them).
+/// The child's other output lines (the first few of each stream) are copied to our stderr
+/// with a `[name]` prefix; the pipes are drained for the child's whole life, so it never
+/// blocks on them.
 /// Returns the guard and the readiness line.
 pub fn spawn_until_ready(
     name: &'static str,
@@ -104,6 +105,9 @@ pub fn spawn_until_ready(
     }
 }
 
+/// Output lines of a child copied to our stderr, per stream.
+const MAX_SHOWN_LINES: usize = 40;
+
 fn pump(
     name: &'static str,
     stream: impl Read + Send + 'static,
@@ -112,6 +116,7 @@ fn pump(
 ) {
     thread::spawn(move || {
         let reader = BufReader::new(stream);
+        let mut shown = 0;
         for line in reader.lines() {
             let Ok(line) = line else { break };
             if let Some(tx) = &ready
@@ -121,7 +126,14 @@ fn pump(
                 ready = None;
                 continue;
             }
-            eprintln!("[{name}] {line}");
+            // A chatty child (e.g. the proxy at RUST_LOG=info, one audit line per call) must
+            // not turn the load generator into a log copier: show the first lines only.
+            shown += 1;
+            if shown <= MAX_SHOWN_LINES {
+                eprintln!("[{name}] {line}");
+            } else if shown == MAX_SHOWN_LINES + 1 {
+                eprintln!("[{name}] ... (further output not shown)");
+            }
         }
     });
 }

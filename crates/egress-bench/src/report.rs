@@ -40,6 +40,14 @@ pub struct Level {
     pub sim_usage_direct: Option<Usage>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sim_usage_proxy: Option<Usage>,
+    /// Average cores used by everything else on the machine during each phase; well
+    /// above zero means the numbers are skewed by other work.
+    pub other_cores_direct: f64,
+    pub other_cores_proxy: f64,
+    /// TCP connections opened on the machine during each phase: ~0 when every hop reuses
+    /// its connections; in the proxy phase, mostly the proxy's new upstream connections.
+    pub tcp_connects_direct: u64,
+    pub tcp_connects_proxy: u64,
 }
 
 /// Proxy memory.
@@ -78,6 +86,7 @@ pub struct RunInfo {
     pub clk_tck: u64,
     pub proxy_max_concurrency: usize,
     pub proxy_bin: String,
+    pub proxy_rust_log: String,
 }
 
 /// Everything `--json` writes.
@@ -97,10 +106,8 @@ pub fn verdict(pass: bool) -> &'static str {
 }
 
 pub fn fmt_us(us: f64) -> String {
-    if us.abs() < 10.0 {
+    if us.abs() < 1000.0 {
         format!("{us:.1} µs")
-    } else if us.abs() < 1000.0 {
-        format!("{us:.0} µs")
     } else {
         format!("{:.2} ms", us / 1000.0)
     }
@@ -108,6 +115,12 @@ pub fn fmt_us(us: f64) -> String {
 
 pub fn fmt_mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A ratio with two decimals, rounded down so that a printed 0.50 never hides a miss of
+/// the 0.5 target.
+fn fmt_ratio(ratio: f64) -> String {
+    format!("{:.2}", (ratio * 100.0).floor() / 100.0)
 }
 
 fn mib(kib: u64) -> f64 {
@@ -144,7 +157,7 @@ pub fn checks(levels: &[Level], memory: &Memory) -> Vec<Check> {
         checks.push(Check {
             name: format!("proxy/direct throughput at C={}", level.concurrency),
             target: format!("≥ {TARGET_THROUGHPUT_RATIO:.2}"),
-            measured: format!("{:.2}", level.throughput_ratio),
+            measured: fmt_ratio(level.throughput_ratio),
             pass: level.throughput_ratio >= TARGET_THROUGHPUT_RATIO,
         });
     }
@@ -174,8 +187,14 @@ pub fn print(report: &Report) {
     println!();
     println!(
         "Call: {}. {} s measured per phase after {} s warm-up; {} CPUs; simulator: {}; \
-         load generator: {} tokio worker threads.",
-        run.call, run.duration_s, run.warmup_s, run.cpus, run.sim_mode, run.loadgen_threads
+         load generator: {} tokio worker threads; proxy RUST_LOG={}.",
+        run.call,
+        run.duration_s,
+        run.warmup_s,
+        run.cpus,
+        run.sim_mode,
+        run.loadgen_threads,
+        run.proxy_rust_log
     );
     println!();
     if !report.levels.is_empty() {
@@ -196,7 +215,7 @@ pub fn print(report: &Report) {
             };
             let cpu = level.proxy_usage.cpu_us_per_call;
             println!(
-                "| {} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} {} | {:.2} {} | {}/{} |",
+                "| {} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} {} | {} {} | {}/{} |",
                 level.concurrency,
                 level.direct.rps,
                 fmt_us(level.direct.p50_us),
@@ -207,12 +226,53 @@ pub fn print(report: &Report) {
                 added,
                 fmt_us(cpu),
                 verdict(level.proxy.calls() > 0 && cpu <= TARGET_CPU_PER_CALL_US),
-                level.throughput_ratio,
+                fmt_ratio(level.throughput_ratio),
                 verdict(level.throughput_ratio >= TARGET_THROUGHPUT_RATIO),
                 level.direct.errors,
                 level.proxy.errors,
             );
         }
+        println!();
+        let others: Vec<f64> = report
+            .levels
+            .iter()
+            .flat_map(|l| [l.other_cores_direct, l.other_cores_proxy])
+            .collect();
+        let mean = others.iter().sum::<f64>() / others.len() as f64;
+        let max = others.iter().copied().fold(0.0, f64::max);
+        let per_k = |connects: u64, stats: &CallStats| {
+            if stats.calls() == 0 {
+                0.0
+            } else {
+                connects as f64 * 1000.0 / stats.calls() as f64
+            }
+        };
+        let connects: Vec<String> = report
+            .levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "C={}: {:.0} proxy / {:.0} direct",
+                    l.concurrency,
+                    per_k(l.tcp_connects_proxy, &l.proxy),
+                    per_k(l.tcp_connects_direct, &l.direct)
+                )
+            })
+            .collect();
+        println!(
+            "New TCP connections per 1000 calls (machine-wide; 0 = all connections reused): {}.",
+            connects.join(", ")
+        );
+        println!(
+            "Other processes on this machine used {mean:.2} cores on average (up to {max:.2}) \
+             during the measurement windows.{}",
+            if max > 0.25 {
+                " WARNING: the machine was busy; these numbers are skewed (rerun on a quiet \
+                 machine)."
+            } else {
+                ""
+            }
+        );
         println!();
     }
 
