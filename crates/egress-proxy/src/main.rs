@@ -18,12 +18,12 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Simulate { listen }) => {
-            init_tracing(LogFormat::Text);
+            let _logs = init_tracing(LogFormat::Text);
             runtime.block_on(simulate(listen))
         }
         None => match cli.run.into_config() {
             Ok(config) => {
-                init_tracing(config.log_format);
+                let _logs = init_tracing(config.log_format);
                 runtime.block_on(run(config))
             }
             Err(err) => fail(format_args!("{err}")),
@@ -37,17 +37,25 @@ fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr through a background writer: a call never waits on a slow terminal or
+/// log collector. The guard flushes what is buffered when `main` returns.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        // Keep every line (audit lines included) rather than dropping under pressure.
+        .lossy(false)
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_writer(writer)
+        .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 async fn run(config: Config) -> ExitCode {
@@ -77,6 +85,9 @@ async fn run(config: Config) -> ExitCode {
     client_config.connect_timeout = config.connect_timeout;
     client_config.default_timeout = config.upstream_timeout;
     client_config.max_response_bytes = config.max_message_size;
+    // HTTP/1.1 upstreams need a connection per concurrent call; keeping fewer idle than
+    // calls may be in flight churns connections (and ports) under load.
+    client_config.pool_max_idle_per_host = config.max_concurrency;
     let tokens = Arc::new(TokenCache::new(
         config.credentials.clone(),
         VideoGrants::room_record(),
