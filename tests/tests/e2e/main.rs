@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `egress-proxy` binary on loopback, driven by real clients.
+//!
+//! One test binary with a module per area, rather than one binary per file: each binary
+//! links the whole stack (tonic, hyper, rustls, the simulator), and linking them one by one
+//! dominated a clean CI build.
+
+mod access;
+mod lifecycle;
+mod operations;
+mod reliability;
+mod rpcs;
+mod tls;
+mod upstream_failures;
