@@ -146,6 +146,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    // reqwest is built without a default TLS provider in this workspace (LiveKit's crates
+    // select `rustls-no-provider`); the direct Twirp client needs one installed first.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         eprintln!("egress-bench: --concurrency needs positive numbers, e.g. 1,16,64,256");
