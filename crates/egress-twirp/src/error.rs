@@ -710,10 +710,12 @@ fn decode_error_details(value: &str) -> Option<Bytes> {
 /// assert_eq!(meta_metadata_key("egress_id"), "twirp-meta-egress_id");
 /// assert_eq!(meta_metadata_key("Retry After!"), "twirp-meta-retry-after-");
 /// assert_eq!(meta_metadata_key("payload-bin"), "twirp-meta-payload_bin");
+/// assert_eq!(meta_metadata_key("bin"), "twirp-meta-_bin");
 /// ```
 pub fn meta_metadata_key(key: &str) -> String {
-    let mut out = String::with_capacity(TWIRP_META_METADATA_PREFIX.len() + key.len());
+    let mut out = String::with_capacity(TWIRP_META_METADATA_PREFIX.len() + key.len() + 1);
     out.push_str(TWIRP_META_METADATA_PREFIX);
+    let start = out.len();
     out.extend(key.chars().map(|c| {
         let c = c.to_ascii_lowercase();
         if c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.') {
@@ -722,7 +724,11 @@ pub fn meta_metadata_key(key: &str) -> String {
             '-'
         }
     }));
-    if out.ends_with("-bin") {
+    // Only the key's own characters are rewritten: a bare `bin` key would otherwise end the
+    // name in the prefix's `-` plus `bin`, which gRPC reads as binary metadata.
+    if &out[start..] == "bin" {
+        out.insert(start, '_');
+    } else if out.ends_with("-bin") {
         out.truncate(out.len() - 4);
         out.push_str("_bin");
     }
