@@ -223,11 +223,18 @@ fn ready_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 
 /// `GET http://ADMIN{path}` over HTTP/1.1: (status, body).
 pub async fn admin_get(admin: SocketAddr, path: &str) -> (u16, String) {
+    http_request(admin, "GET", path, "").await
+}
+
+/// One plain HTTP/1.1 request with a JSON body (admin endpoint, simulator control routes):
+/// (status, body).
+pub async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(admin)
-        .await
-        .expect("admin connect");
-    let request = format!("GET {path} HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await.unwrap();

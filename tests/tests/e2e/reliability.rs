@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get, proxy_bin,
-    raw_grpc_call,
+    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get, http_request,
+    proxy_bin, raw_grpc_call,
 };
 use egress_proto::livekit::{EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest};
 use egress_sim::{Fault, SimHandle, Simulator};
@@ -172,29 +172,6 @@ impl Drop for SimProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One plain HTTP/1.1 request (for the simulator's `/sim/...` control endpoints).
-async fn http_request(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// 1. The upstream process dies (SIGKILL) while ten calls wait on it: each call fails fast
