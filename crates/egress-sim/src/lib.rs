@@ -76,7 +76,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use fault::{Fault, FaultAction, Faults, rpc_status};
-pub use record::{DecodeBodyError, RecordedRequest};
+pub use record::{DecodeBodyError, REQUEST_LOG_CAPACITY, RecordedRequest};
 pub use rpc::Rpc;
 pub use twirp::twirp_status;
 

@@ -1,6 +1,7 @@
 //! The request log: what clients actually sent.
 
 use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
@@ -101,27 +102,40 @@ mod base64_bytes {
     }
 }
 
-/// The shared request log.
+/// How many requests the log keeps; the oldest are dropped beyond it, so a simulator under
+/// sustained load (a benchmark, a soak test) does not grow without bound.
+pub const REQUEST_LOG_CAPACITY: usize = 10_000;
+
+/// The shared request log: the most recent [`REQUEST_LOG_CAPACITY`] requests.
 #[derive(Clone, Default)]
 pub(crate) struct RequestLog {
-    inner: Arc<Mutex<Vec<RecordedRequest>>>,
+    inner: Arc<Mutex<VecDeque<RecordedRequest>>>,
 }
 
 impl fmt::Debug for RequestLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestLog")
-            .field("len", &self.all().len())
+            .field("len", &self.inner.lock().map(|l| l.len()).unwrap_or(0))
             .finish()
     }
 }
 
 impl RequestLog {
     pub(crate) fn push(&self, request: RecordedRequest) {
-        self.inner.lock().expect("request log lock").push(request);
+        let mut log = self.inner.lock().expect("request log lock");
+        if log.len() == REQUEST_LOG_CAPACITY {
+            log.pop_front();
+        }
+        log.push_back(request);
     }
 
     pub(crate) fn all(&self) -> Vec<RecordedRequest> {
-        self.inner.lock().expect("request log lock").clone()
+        self.inner
+            .lock()
+            .expect("request log lock")
+            .iter()
+            .cloned()
+            .collect()
     }
 
     pub(crate) fn clear(&self) {
