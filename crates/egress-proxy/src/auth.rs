@@ -6,9 +6,9 @@
 //! may do anything; configuration allows that only on a loopback listener unless the
 //! operator says `--allow-unauthenticated`.
 //!
-//! Only `livekit.Egress` calls are authenticated: health and reflection stay open for
-//! probes and tooling. The caller's `authorization` header is removed here, so nothing
-//! downstream can forward it.
+//! Only `livekit.Egress` calls are authenticated (the server wraps that route alone in this
+//! layer): health and reflection stay open for probes and tooling. The caller's
+//! `authorization` header is removed here, so nothing downstream can forward it.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -85,13 +85,6 @@ where
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let presented = req.headers_mut().remove(http::header::AUTHORIZATION);
-        if !req
-            .uri()
-            .path()
-            .starts_with(concat!("/", "livekit.Egress", "/"))
-        {
-            return self.inner.call(req).boxed();
-        }
         match self
             .layer
             .identify(presented.as_ref(), req.extensions().get::<Peer>())
