@@ -10,6 +10,11 @@ use egress_proxy::server::{self, ServerSettings};
 use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
 
+// Every call allocates a few dozen short-lived objects across two tokio workers; glibc's
+// allocator spends a tenth of the proxy's CPU on them (callgrind), mimalloc far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {
