@@ -381,6 +381,76 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A forward proxy that only tunnels (`CONNECT host:port`), like the egress proxies of locked-
+/// down clusters. It records each request head it was sent.
+pub struct ConnectProxy {
+    pub addr: SocketAddr,
+    pub heads: tokio::sync::mpsc::UnboundedReceiver<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConnectProxy {
+    pub async fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (heads_tx, heads) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let heads_tx = heads_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    let end = loop {
+                        if let Some(pos) = find(&buf, b"\r\n\r\n") {
+                            break pos + 4;
+                        }
+                        match client.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let _ = heads_tx.send(head.clone());
+                    let target = head
+                        .strip_prefix("CONNECT ")
+                        .and_then(|rest| rest.split_whitespace().next());
+                    let Some(mut upstream) = (match target {
+                        Some(t) => tokio::net::TcpStream::connect(t).await.ok(),
+                        None => None,
+                    }) else {
+                        let _ = client
+                            .write_all(
+                                b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\n\r\n",
+                            )
+                            .await;
+                        return;
+                    };
+                    if client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    // Bytes the client sent after the head belong to the tunnel.
+                    if upstream.write_all(&buf[end..]).await.is_err() {
+                        return;
+                    }
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        ConnectProxy { addr, heads, task }
+    }
+}
+
+impl Drop for ConnectProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A loopback port that nothing listens on (bound, then released).
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

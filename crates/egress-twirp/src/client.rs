@@ -1,7 +1,7 @@
 //! The Twirp HTTP client.
 //!
-//! [`TwirpClient`] holds one pooled [`reqwest::Client`] (HTTP/1.1 keep-alive, HTTP/2 when the
-//! server offers it through ALPN, rustls with the `ring` provider) and is cheap to clone. Each
+//! [`TwirpClient`] holds one pooled hyper client (HTTP/1.1 keep-alive, HTTP/2 when the server
+//! offers it through ALPN, rustls with the `ring` provider) and is cheap to clone. Each
 //! [`TwirpClient::call`] posts one Twirp request and either returns the answer's body or an
 //! [`Error`] that says exactly what failed; dropping the returned future aborts the request.
 
@@ -11,12 +11,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Uri};
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::Authorizer;
 use crate::error::{Error, classify_response};
+use crate::transport::{self, HttpClient};
 use crate::url::BaseUrl;
 
 /// The Twirp service of LiveKit's Egress API.
@@ -253,10 +258,15 @@ pub struct TwirpClient {
 }
 
 struct Inner {
-    http: reqwest::Client,
+    http: HttpClient,
     config: ClientConfig,
     authorizer: Arc<dyn Authorizer>,
-    urls: RwLock<HashMap<Box<str>, Url>>,
+    user_agent: HeaderValue,
+    /// `GET {base}/`, for [`TwirpClient::probe`].
+    root: Uri,
+    /// Each method's URI, built once: parsing one per call cost more than the rest of the
+    /// request head.
+    uris: RwLock<HashMap<Box<str>, Uri>>,
 }
 
 impl fmt::Debug for TwirpClient {
@@ -268,14 +278,6 @@ impl fmt::Debug for TwirpClient {
     }
 }
 
-/// Installs rustls' `ring` provider as the process default unless one is already installed.
-fn ensure_crypto_provider() {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race with another installer is fine: some provider is installed either way.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-}
-
 impl TwirpClient {
     /// Builds the client and its connection pool.
     ///
@@ -283,39 +285,21 @@ impl TwirpClient {
     /// installed yet. Fails with [`Error::Tls`] if the TLS configuration (the platform's
     /// certificate verifier, [`ClientConfig::extra_root_certs_pem`]) cannot be built.
     pub fn new(config: ClientConfig, authorizer: impl Authorizer) -> Result<Self, Error> {
-        ensure_crypto_provider();
-        let mut builder = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .tcp_keepalive(config.tcp_keepalive)
-            .tcp_nodelay(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .http2_adaptive_window(true);
-        if !config.proxy_from_env {
-            builder = builder.no_proxy();
-        }
-        if let Some(pem) = &config.extra_root_certs_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| Error::Tls(format!("extra root certificates: {}", describe(&e))))?;
-            if certs.is_empty() {
-                return Err(Error::Tls(
-                    "extra root certificates: the PEM bundle holds no certificate".into(),
-                ));
-            }
-            builder = builder.tls_certs_merge(certs);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| Error::Tls(format!("building the HTTP client: {}", describe(&e))))?;
+        let root = format!("{}/", config.base_url.as_str().trim_end_matches('/'));
+        let root = Uri::try_from(root)
+            .map_err(|e| Error::InvalidUrl(format!("{}: {e}", config.base_url.as_str())))?;
+        let user_agent = HeaderValue::try_from(config.user_agent.as_str()).map_err(|_| {
+            Error::InvalidUrl(format!("invalid User-Agent {:?}", config.user_agent))
+        })?;
+        let http = transport::build(&config, &root)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 config,
                 authorizer: Arc::new(authorizer),
-                urls: RwLock::new(HashMap::new()),
+                user_agent,
+                root,
+                uris: RwLock::new(HashMap::new()),
             }),
         })
     }
@@ -325,24 +309,31 @@ impl TwirpClient {
         &self.inner.config
     }
 
-    /// The URL a method is posted to (cached per method).
+    /// The URL a method is posted to.
     pub fn method_url(&self, method: &str) -> Result<Url, Error> {
-        if let Some(url) = self
+        let config = &self.inner.config;
+        config.base_url.method_url(&config.service, method)
+    }
+
+    /// The URI a method is posted to (cached per method).
+    fn method_uri(&self, method: &str) -> Result<Uri, Error> {
+        if let Some(uri) = self
             .inner
-            .urls
+            .uris
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(method)
         {
-            return Ok(url.clone());
+            return Ok(uri.clone());
         }
-        let config = &self.inner.config;
-        let url = config.base_url.method_url(&config.service, method)?;
-        let mut urls = self.inner.urls.write().unwrap_or_else(|e| e.into_inner());
-        if urls.len() < MAX_CACHED_URLS {
-            urls.insert(method.into(), url.clone());
+        let url = self.method_url(method)?;
+        let uri = Uri::try_from(url.as_str())
+            .map_err(|e| Error::InvalidUrl(format!("{}: {e}", url.as_str())))?;
+        let mut uris = self.inner.uris.write().unwrap_or_else(|e| e.into_inner());
+        if uris.len() < MAX_CACHED_URLS {
+            uris.insert(method.into(), uri.clone());
         }
-        Ok(url)
+        Ok(uri)
     }
 
     /// Calls a Twirp method with an already encoded body.
@@ -394,15 +385,16 @@ impl TwirpClient {
     /// no egress state is touched.
     pub async fn probe(&self) -> Result<(), Error> {
         let config = &self.inner.config;
-        let url = format!("{}/", config.base_url.as_str().trim_end_matches('/'));
-        let response = self
-            .inner
-            .http
-            .get(url)
-            .timeout(config.connect_timeout.max(Duration::from_secs(1)))
-            .send()
-            .await
-            .map_err(|e| classify_transport_error(e, Phase::Send))?;
+        let mut request = http::Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = self.inner.root.clone();
+        request
+            .headers_mut()
+            .insert(header::USER_AGENT, self.inner.user_agent.clone());
+        let budget = config.connect_timeout.max(Duration::from_secs(1));
+        let response = match tokio::time::timeout(budget, self.inner.http.request(request)).await {
+            Ok(result) => result.map_err(|e| classify_transport_error(&e, Phase::Send))?,
+            Err(_) => return Err(Error::Timeout(budget)),
+        };
         let status = response.status();
         if matches!(status.as_u16(), 502..=504) {
             let content_type = response
@@ -433,11 +425,16 @@ impl TwirpClient {
             return Err(Error::Timeout(budget));
         }
 
-        let url = self.method_url(method)?;
+        let uri = self.method_uri(method)?;
         let mut authorization = self.inner.authorizer.authorization()?;
         authorization.set_sensitive(true);
 
-        let mut headers = HeaderMap::with_capacity(8);
+        let mut request = http::Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.reserve(8);
+        headers.insert(header::USER_AGENT, self.inner.user_agent.clone());
         headers.insert(header::CONTENT_TYPE, encoding.header_value());
         headers.insert(header::ACCEPT, encoding.header_value());
         headers.insert(header::AUTHORIZATION, authorization);
@@ -452,12 +449,13 @@ impl TwirpClient {
             headers.insert(TRACESTATE_HEADER, v.clone());
         }
 
-        let request = self.inner.http.post(url).headers(headers).body(body);
         let exchange = async {
-            let response = request
-                .send()
+            let response = self
+                .inner
+                .http
+                .request(request)
                 .await
-                .map_err(|e| classify_transport_error(e, Phase::Send))?;
+                .map_err(|e| classify_transport_error(&e, Phase::Send))?;
             self.read_response(response, encoding).await
         };
         let result = match tokio::time::timeout_at(deadline, exchange).await {
@@ -478,7 +476,7 @@ impl TwirpClient {
 
     async fn read_response(
         &self,
-        mut response: reqwest::Response,
+        response: http::Response<Incoming>,
         encoding: Encoding,
     ) -> Result<Response, Error> {
         let status = response.status();
@@ -494,7 +492,8 @@ impl TwirpClient {
                 .and_then(Encoding::from_content_type)
                 == Some(encoding)
         {
-            let body = read_body(&mut response, self.inner.config.max_response_bytes).await?;
+            let body =
+                read_body(response.into_body(), self.inner.config.max_response_bytes).await?;
             return Ok(Response {
                 body,
                 encoding,
@@ -509,7 +508,7 @@ impl TwirpClient {
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         // The error body is read up to a bound; a read failure keeps what arrived, since the
         // status line already says what happened.
-        let body = read_error_body(&mut response).await;
+        let body = read_error_body(response.into_body()).await;
         let mut err = classify_response(status, content_type.as_deref(), &body);
         if let Error::Intermediary { location: slot, .. } = &mut err {
             *slot = location;
@@ -523,21 +522,21 @@ fn timeout_ms(budget: Duration) -> u64 {
     u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Bytes, Error> {
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
     let too_large = || Error::Body(format!("response body exceeds {limit} bytes"));
-    // Taken before reading: reqwest's value shrinks as the body is consumed.
-    let content_length = response.content_length();
+    // hyper knows a `Content-Length` body's exact size before any of it is read.
+    let content_length = body.size_hint().exact();
     if content_length.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     let mut first: Option<Bytes> = None;
     let mut rest: Option<BytesMut> = None;
     let mut total = 0usize;
-    while let Some(chunk) = response
-        .chunk()
-        .await
-        .map_err(|e| classify_transport_error(e, Phase::Body))?
-    {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify_transport_error(&e, Phase::Body))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers: Twirp has none to read
+        };
         total = total.saturating_add(chunk.len());
         if total > limit {
             return Err(too_large());
@@ -571,16 +570,19 @@ async fn read_body(response: &mut reqwest::Response, limit: usize) -> Result<Byt
     })
 }
 
-async fn read_error_body(response: &mut reqwest::Response) -> Vec<u8> {
-    let mut body = Vec::new();
-    while let Ok(Some(chunk)) = response.chunk().await {
-        let room = MAX_ERROR_BODY_BYTES - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ERROR_BODY_BYTES {
+async fn read_error_body(mut body: Incoming) -> Vec<u8> {
+    let mut kept = Vec::new();
+    while let Some(Ok(frame)) = body.frame().await {
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let room = MAX_ERROR_BODY_BYTES - kept.len();
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if kept.len() >= MAX_ERROR_BODY_BYTES {
             break;
         }
     }
-    body
+    kept
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -591,24 +593,25 @@ enum Phase {
     Body,
 }
 
-/// Maps a reqwest error to the transport variants of [`Error`].
+/// Maps a transport error to the transport variants of [`Error`].
 ///
 /// * a TLS error anywhere in the source chain → [`Error::Tls`];
 /// * while reading the body → [`Error::Body`];
 /// * connection not established (refused, DNS, unreachable, connect timeout) → [`Error::Connect`];
 /// * anything else before the answer's head (reset, closed, incomplete message) →
 ///   [`Error::Reset`].
-fn classify_transport_error(err: reqwest::Error, phase: Phase) -> Error {
-    // The URL is known to the operator and only lengthens the message.
-    let err = err.without_url();
-    let detail = describe(&err);
-    if chain_has_tls_error(&err) {
+fn classify_transport_error(err: &(dyn std::error::Error + 'static), phase: Phase) -> Error {
+    let detail = describe(err);
+    if any_in_chain(err, &mut |e| e.is::<rustls::Error>()) {
         return Error::Tls(detail);
     }
     if phase == Phase::Body {
         return Error::Body(detail);
     }
-    if err.is_connect() {
+    let connecting = err
+        .downcast_ref::<hyper_util::client::legacy::Error>()
+        .is_some_and(hyper_util::client::legacy::Error::is_connect);
+    if connecting {
         return Error::Connect(detail);
     }
     Error::Reset(detail)
@@ -643,12 +646,8 @@ fn any_in_chain(
     false
 }
 
-fn chain_has_tls_error(err: &reqwest::Error) -> bool {
-    any_in_chain(err, &mut |e| e.is::<rustls::Error>())
-}
-
-/// A one-line description of a reqwest error and its causes.
-fn describe(err: &reqwest::Error) -> String {
+/// A one-line description of a transport error and its causes.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     any_in_chain(err, &mut |e| {
         let text = e.to_string();
@@ -696,12 +695,16 @@ mod tests {
         let b = client.method_url("StopEgress").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "http://h/lk/twirp/livekit.Egress/StopEgress");
-        assert_eq!(client.inner.urls.read().unwrap().len(), 1);
+        assert_eq!(
+            client.method_uri("StopEgress").unwrap(),
+            "http://h/lk/twirp/livekit.Egress/StopEgress"
+        );
+        assert_eq!(client.inner.uris.read().unwrap().len(), 1);
         assert!(matches!(
-            client.method_url("../x"),
+            client.method_uri("../x"),
             Err(Error::InvalidUrl(_))
         ));
-        assert_eq!(client.inner.urls.read().unwrap().len(), 1);
+        assert_eq!(client.inner.uris.read().unwrap().len(), 1);
     }
 
     #[test]

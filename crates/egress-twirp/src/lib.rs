@@ -9,7 +9,7 @@
 //! * [`url`]: [`BaseUrl`], the normalised LiveKit server URL (`ws://` → `http://`,
 //!   `wss://` → `https://`, path prefixes kept).
 //! * [`auth`]: the [`Authorizer`] trait that supplies the `Authorization` header of each call.
-//! * [`client`]: [`TwirpClient`], a pooled HTTP/1.1 + HTTP/2 client (reqwest + rustls) that
+//! * [`client`]: [`TwirpClient`], a pooled HTTP/1.1 + HTTP/2 client (hyper + rustls) that
 //!   posts Twirp requests, enforces deadlines and classifies every failure.
 //!
 //! # Example
@@ -40,6 +40,7 @@
 pub mod auth;
 pub mod client;
 pub mod error;
+mod transport;
 pub mod url;
 
 pub use crate::auth::{AuthFailure, Authorizer, StaticAuthorization};

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use egress_auth::Credentials;
-use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, admin_get, closed_port};
+use egress_e2e::{API_KEY, API_SECRET, ConnectProxy, Proxy, ProxyOptions, admin_get, closed_port};
 use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
 use egress_sim::{Fault, Simulator};
 
@@ -151,4 +151,67 @@ async fn healthz_and_readyz_follow_the_upstream() {
         "ready once LiveKit answers",
     )
     .await;
+}
+
+/// Clusters that only reach the outside through an HTTP proxy set `HTTPS_PROXY`/`HTTP_PROXY`:
+/// the gateway tunnels to LiveKit through it, with the proxy's credentials, unless
+/// `NO_PROXY` exempts LiveKit's host.
+#[tokio::test]
+async fn upstream_is_reached_through_the_environment_proxy() {
+    let sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let mut forward = ConnectProxy::start().await;
+    let proxy = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default()
+            .env("HTTP_PROXY", format!("http://gw:s3cret@{}", forward.addr))
+            .env("NO_PROXY", "example.invalid"),
+    );
+    let answer = proxy
+        .client()
+        .await
+        .list_egress(ListEgressRequest::default())
+        .await
+        .expect("ListEgress through the CONNECT proxy");
+    assert!(answer.into_inner().items.is_empty());
+    let head = tokio::time::timeout(Duration::from_secs(5), forward.heads.recv())
+        .await
+        .expect("the gateway used the proxy")
+        .unwrap();
+    let sim_authority = sim.url().trim_start_matches("http://").to_owned();
+    assert!(
+        head.starts_with(&format!("CONNECT {sim_authority} HTTP/1.1\r\n")),
+        "{head}"
+    );
+    // base64("gw:s3cret")
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("proxy-authorization: basic z3c6cznjcmv0\r\n"),
+        "{head}"
+    );
+    assert!(
+        sim.requests()
+            .iter()
+            .any(|r| r.rpc.as_deref() == Some("ListEgress")),
+        "the call reached LiveKit"
+    );
+
+    // NO_PROXY naming LiveKit's host bypasses the proxy.
+    let mut unused = ConnectProxy::start().await;
+    let direct = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default()
+            .env("HTTP_PROXY", format!("http://{}", unused.addr))
+            .env("NO_PROXY", "127.0.0.1"),
+    );
+    direct
+        .client()
+        .await
+        .list_egress(ListEgressRequest::default())
+        .await
+        .expect("ListEgress straight to LiveKit");
+    assert!(unused.heads.try_recv().is_err(), "NO_PROXY was ignored");
 }
