@@ -180,6 +180,38 @@ pub fn checks(levels: &[Level], memory: &Memory) -> Vec<Check> {
 }
 
 /// Prints the markdown report to stdout.
+/// CPU per call of every process in both phases. The simulator's direct-phase figure is the
+/// cost of one bare hyper HTTP/1.1 exchange on this machine (kernel included), the floor
+/// against which the proxy's two exchanges per call (HTTP/2 in, HTTP/1.1 out) are read.
+fn print_cpu_breakdown(levels: &[Level]) {
+    let sim = |usage: &Option<Usage>| {
+        usage
+            .as_ref()
+            .map_or("—".to_owned(), |u| fmt_us(u.cpu_us_per_call))
+    };
+    println!(
+        "CPU per call by process (user + system): the simulator's direct figure is one bare \
+         HTTP/1.1 server exchange on this machine."
+    );
+    println!();
+    println!(
+        "| C | proxy | simulator, direct | simulator, via proxy | load generator, direct | load generator, via proxy |"
+    );
+    println!("|--:|--:|--:|--:|--:|--:|");
+    for level in levels {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            level.concurrency,
+            fmt_us(level.proxy_usage.cpu_us_per_call),
+            sim(&level.sim_usage_direct),
+            sim(&level.sim_usage_proxy),
+            fmt_us(level.loadgen_usage_direct.cpu_us_per_call),
+            fmt_us(level.loadgen_usage_proxy.cpu_us_per_call),
+        );
+    }
+    println!();
+}
+
 pub fn print(report: &Report) {
     let run = &report.run;
     println!();
@@ -233,6 +265,7 @@ pub fn print(report: &Report) {
             );
         }
         println!();
+        print_cpu_breakdown(&report.levels);
         let others: Vec<f64> = report
             .levels
             .iter()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use egress_policy::{AuthMode, CallerPolicy, PolicyStore};
-use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::future::{Either, Ready, ready};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -77,7 +77,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Either<S::Future, Ready<Result<Self::Response, Self::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -91,9 +91,9 @@ where
         {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
-                self.inner.call(req).boxed()
+                Either::Left(self.inner.call(req))
             }
-            Err(status) => std::future::ready(Ok(status.into_http())).boxed(),
+            Err(status) => Either::Right(ready(Ok(status.into_http()))),
         }
     }
 }

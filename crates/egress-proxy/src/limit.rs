@@ -8,8 +8,9 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::{BoxFuture, FutureExt};
-use tokio::sync::Semaphore;
+use futures_util::future::{Either, Ready, ready};
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic::body::Body;
 use tower::{Layer, Service};
@@ -59,7 +60,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Either<Holding<S::Future>, Ready<Result<Self::Response, Self::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -67,23 +68,35 @@ where
 
     fn call(&mut self, req: http::Request<R>) -> Self::Future {
         match Arc::clone(&self.permits).try_acquire_owned() {
-            Ok(permit) => self
-                .inner
-                .call(req)
-                .map(move |result| {
-                    // The permit is held until the response head is ready; a unary call's
-                    // body is already complete by then.
-                    drop(permit);
-                    result
-                })
-                .boxed(),
+            Ok(permit) => Either::Left(Holding {
+                inner: self.inner.call(req),
+                _permit: permit,
+            }),
             Err(_) => {
                 let status = Status::resource_exhausted(format!(
                     "gateway overloaded: {} calls already in flight; retry with backoff",
                     self.max
                 ));
-                std::future::ready(Ok(status.into_http())).boxed()
+                Either::Right(ready(Ok(status.into_http())))
             }
         }
+    }
+}
+
+pin_project! {
+    /// A call's future holding its slot. The slot is released when the response head is
+    /// ready and hyper drops the future; a unary call's body is complete by then.
+    pub struct Holding<F> {
+        #[pin]
+        inner: F,
+        _permit: OwnedSemaphorePermit,
+    }
+}
+
+impl<F: Future> Future for Holding<F> {
+    type Output = F::Output;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().inner.poll(cx)
     }
 }

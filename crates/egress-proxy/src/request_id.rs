@@ -3,12 +3,15 @@
 //! headers (the trailers, for a trailers-only error answer), so a caller's log line, ours
 //! and LiveKit's can be joined. The layer also opens the call's tracing span.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
-use futures_util::future::{BoxFuture, FutureExt};
 use http::HeaderValue;
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 use tracing::Instrument;
+use tracing::instrument::Instrumented;
 
 /// Header (gRPC metadata key) of the request id.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -37,11 +40,10 @@ pub struct RequestId<S> {
 impl<S, B, R> Service<http::Request<B>> for RequestId<S>
 where
     S: Service<http::Request<B>, Response = http::Response<R>>,
-    S::Future: Send + 'static,
 {
     type Response = http::Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+    type Future = Echoed<Instrumented<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -63,16 +65,37 @@ where
             request_id = id.to_str().unwrap_or(""),
             path = req.uri().path(),
         );
-        self.inner
-            .call(req)
-            .instrument(span)
-            .map(move |result| {
-                result.map(|mut response| {
-                    response.headers_mut().insert(REQUEST_ID, id);
-                    response
-                })
-            })
-            .boxed()
+        Echoed {
+            inner: self.inner.call(req).instrument(span),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project! {
+    /// A call's future that puts the request id on its response.
+    pub struct Echoed<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F, R, E> Future for Echoed<F>
+where
+    F: Future<Output = Result<http::Response<R>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(cx));
+        Poll::Ready(result.map(|mut response| {
+            if let Some(id) = this.id.take() {
+                response.headers_mut().insert(REQUEST_ID, id);
+            }
+            response
+        }))
     }
 }
 

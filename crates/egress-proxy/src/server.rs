@@ -151,12 +151,15 @@ pub async fn serve(
         .layer(CallerAuthLayer::new(settings.policies.clone()))
         .layer(ShedLimitLayer::new(settings.max_concurrency))
         .service(EgressService::new(calls, settings.max_message_size));
-    let egress = NamedLayered(egress);
-    let routes = Routes::new(health_service)
-        .add_service(reflection_v1())
-        .add_service(reflection_v1alpha())
-        .add_service(egress)
-        .prepare();
+    // Health and reflection go through tonic's router; `livekit.Egress` calls, nearly all
+    // the traffic, skip it.
+    let routes = Dispatch {
+        egress,
+        other: Routes::new(health_service)
+            .add_service(reflection_v1())
+            .add_service(reflection_v1alpha())
+            .prepare(),
+    };
     // Metrics sit outside everything else so that shed, refused and unimplemented calls
     // are counted too.
     let routes = ServiceBuilder::new()
@@ -282,31 +285,43 @@ fn reflection_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionSe
         .expect("the embedded descriptor sets are valid")
 }
 
-/// Keeps the `livekit.Egress` route name on a service wrapped in layers.
+/// Sends `livekit.Egress` calls to `egress` and every other path to `other`.
 #[derive(Debug, Clone)]
-struct NamedLayered<S>(S);
-
-impl<S> tonic::server::NamedService for NamedLayered<S> {
-    const NAME: &'static str = egress_proto::EGRESS_SERVICE;
+struct Dispatch<E, R> {
+    egress: E,
+    other: R,
 }
 
-impl<S, R> tower::Service<R> for NamedLayered<S>
+impl<E, R, B> tower::Service<http::Request<B>> for Dispatch<E, R>
 where
-    S: tower::Service<R>,
+    E: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    R: tower::Service<http::Request<B>, Response = E::Response, Error = E::Error>,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Response = E::Response;
+    type Error = E::Error;
+    type Future = futures_util::future::Either<E::Future, R::Future>;
 
     fn poll_ready(
         &mut self,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        std::task::ready!(self.egress.poll_ready(cx))?;
+        self.other.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> Self::Future {
-        self.0.call(req)
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use futures_util::future::Either;
+        let egress = req
+            .uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(egress_proto::EGRESS_SERVICE))
+            .is_some_and(|p| p.starts_with('/'));
+        if egress {
+            Either::Left(self.egress.call(req))
+        } else {
+            Either::Right(self.other.call(req))
+        }
     }
 }
 
