@@ -383,6 +383,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A forward proxy that only tunnels (`CONNECT host:port`), like the egress proxies of locked-
 /// down clusters. It records each request head it was sent.
+#[derive(Debug)]
 pub struct ConnectProxy {
     pub addr: SocketAddr,
     pub heads: tokio::sync::mpsc::UnboundedReceiver<String>,

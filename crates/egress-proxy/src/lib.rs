@@ -20,6 +20,8 @@ pub mod config;
 pub mod deadline;
 pub mod grpc;
 pub mod limit;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod policy;
 pub mod reload;
 pub mod request_id;

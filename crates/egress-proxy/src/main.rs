@@ -23,12 +23,18 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Some(Command::Simulate { listen }) => {
-            let _logs = init_tracing(LogFormat::Text);
+            let _logs = match init_tracing(LogFormat::Text) {
+                Ok(logs) => logs,
+                Err(err) => return fail(format_args!("{err}")),
+            };
             runtime.block_on(simulate(listen))
         }
         None => match cli.run.into_config() {
             Ok(config) => {
-                let _logs = init_tracing(config.log_format);
+                let _logs = match init_tracing(config.log_format) {
+                    Ok(logs) => logs,
+                    Err(err) => return fail(format_args!("{err}")),
+                };
                 runtime.block_on(run(config))
             }
             Err(err) => fail(format_args!("{err}")),
@@ -42,9 +48,18 @@ fn fail(message: std::fmt::Arguments<'_>) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// What must outlive `main`'s work for logs and traces to be flushed.
+struct Logging {
+    _writer: tracing_appender::non_blocking::WorkerGuard,
+    #[cfg(feature = "otlp")]
+    _traces: Option<egress_proxy::otlp::Exporting>,
+}
+
 /// Logs go to stderr through a background writer: a call never waits on a slow terminal or
-/// log collector. The guard flushes what is buffered when `main` returns.
-fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// log collector. With the `otlp` feature, spans also go to the OTLP collector named by
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, if any.
+fn init_tracing(format: LogFormat) -> Result<Logging, String> {
+    use tracing_subscriber::prelude::*;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
@@ -52,15 +67,28 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         // Keep every line (audit lines included) rather than dropping under pressure.
         .lossy(false)
         .finish(std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(ansi);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines.json().boxed(),
+    };
+    let subscriber = tracing_subscriber::registry().with(filter).with(lines);
+    #[cfg(feature = "otlp")]
+    {
+        let (layer, traces) = egress_proxy::otlp::layer()?.unzip();
+        subscriber.with(layer).init();
+        Ok(Logging {
+            _writer: guard,
+            _traces: traces,
+        })
     }
-    guard
+    #[cfg(not(feature = "otlp"))]
+    {
+        subscriber.init();
+        Ok(Logging { _writer: guard })
+    }
 }
 
 async fn run(config: Config) -> ExitCode {

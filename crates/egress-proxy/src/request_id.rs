@@ -65,6 +65,8 @@ where
             request_id = id.to_str().unwrap_or(""),
             path = req.uri().path(),
         );
+        #[cfg(feature = "otlp")]
+        crate::otlp::adopt_parent(&span, req.headers());
         Echoed {
             inner: self.inner.call(req).instrument(span),
             id: Some(id),

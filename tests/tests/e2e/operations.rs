@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use egress_auth::Credentials;
-use egress_e2e::{API_KEY, API_SECRET, ConnectProxy, Proxy, ProxyOptions, admin_get, closed_port};
+use egress_e2e::{
+    API_KEY, API_SECRET, ConnectProxy, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get,
+    closed_port,
+};
 use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
 use egress_sim::{Fault, Simulator};
 
@@ -214,4 +217,78 @@ async fn upstream_is_reached_through_the_environment_proxy() {
         .await
         .expect("ListEgress straight to LiveKit");
     assert!(unused.heads.try_recv().is_err(), "NO_PROXY was ignored");
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set, each call's span reaches the collector over
+/// OTLP/HTTP, in the caller's trace, carrying the request id.
+#[tokio::test]
+async fn call_spans_are_exported_over_otlp_in_the_callers_trace() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    use prost::Message;
+
+    const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const PARENT_ID: &str = "00f067aa0ba902b7";
+    let sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let mut collector = RawUpstream::start(RawBehaviour::Answer {
+        content_type: "application/x-protobuf",
+        body: Vec::new(),
+    })
+    .await;
+    let proxy = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default()
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url())
+            .env("OTEL_SERVICE_NAME", "egress-gateway-e2e")
+            // Export within 100 ms instead of the default 5 s.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    );
+    let mut request = tonic::Request::new(ListEgressRequest::default());
+    let metadata = request.metadata_mut();
+    metadata.insert("x-request-id", "otlp-e2e-1".parse().unwrap());
+    metadata.insert(
+        "traceparent",
+        format!("00-{TRACE_ID}-{PARENT_ID}-01").parse().unwrap(),
+    );
+    proxy.client().await.list_egress(request).await.unwrap();
+
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = tokio::time::timeout_at(deadline.into(), collector.bodies.recv())
+            .await
+            .expect("no span of the call reached the collector")
+            .unwrap();
+        let export = ExportTraceServiceRequest::decode(body.as_slice()).expect("OTLP protobuf");
+        for resource_spans in &export.resource_spans {
+            let service = resource_spans
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| kv.value.as_ref()?.value.clone());
+            for span in resource_spans.scope_spans.iter().flat_map(|s| &s.spans) {
+                let request_id = span
+                    .attributes
+                    .iter()
+                    .find(|kv| kv.key == "request_id")
+                    .and_then(|kv| kv.value.as_ref()?.value.clone());
+                if span.name == "call"
+                    && request_id == Some(Value::StringValue("otlp-e2e-1".into()))
+                {
+                    assert_eq!(hex(&span.trace_id), TRACE_ID, "the caller's trace");
+                    assert_eq!(hex(&span.parent_span_id), PARENT_ID, "the caller's span");
+                    assert_eq!(
+                        service,
+                        Some(Value::StringValue("egress-gateway-e2e".into()))
+                    );
+                    return;
+                }
+            }
+        }
+    }
 }
