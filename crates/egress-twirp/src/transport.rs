@@ -130,7 +130,7 @@ pub(crate) fn build(config: &ClientConfig, base: &Uri) -> Result<HttpClient, Err
 }
 
 /// Installs rustls' `ring` provider as the process default unless one is already installed.
-pub(crate) fn ensure_crypto_provider() {
+fn ensure_crypto_provider() {
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race with another installer is fine: some provider is installed either way.
         let _ = rustls::crypto::ring::default_provider().install_default();
