@@ -18,6 +18,7 @@ pub mod auth;
 pub mod codec;
 pub mod config;
 pub mod deadline;
+pub mod drain;
 pub mod grpc;
 pub mod limit;
 #[cfg(feature = "otlp")]

@@ -20,10 +20,11 @@ use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 
 use crate::audit::AuditLayer;
 use crate::auth::CallerAuthLayer;
+use crate::drain::DrainSignal;
 use crate::grpc::EgressService;
 use crate::limit::ShedLimitLayer;
 use crate::policy::PolicyLayer;
@@ -151,14 +152,17 @@ pub async fn serve(
         .layer(CallerAuthLayer::new(settings.policies.clone()))
         .layer(ShedLimitLayer::new(settings.max_concurrency))
         .service(EgressService::new(calls, settings.max_message_size));
+    let (drain_signal, drain_watches) = DrainSignal::new();
     // Health and reflection go through tonic's router; `livekit.Egress` calls, nearly all
     // the traffic, skip it.
     let routes = Dispatch {
         egress,
-        other: Routes::new(health_service)
-            .add_service(reflection_v1())
-            .add_service(reflection_v1alpha())
-            .prepare(),
+        other: drain_watches.layer(
+            Routes::new(health_service)
+                .add_service(reflection_v1())
+                .add_service(reflection_v1alpha())
+                .prepare(),
+        ),
     };
     // Metrics sit outside everything else so that shed, refused and unimplemented calls
     // are counted too.
@@ -218,6 +222,8 @@ pub async fn serve(
             .await;
     }
     drop(listener);
+    // After NOT_SERVING went out: health watchers learn it, then their streams end.
+    drain_signal.drain();
     tracing::info!(drain_timeout = ?settings.drain_timeout, "draining in-flight calls");
     match tokio::time::timeout(settings.drain_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("drained; bye"),

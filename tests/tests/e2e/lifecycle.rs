@@ -165,6 +165,53 @@ async fn sigterm_lets_in_flight_calls_finish_then_exits_0() {
     );
 }
 
+/// A health `Watch` stream lasts as long as its caller likes; on SIGTERM it must hear
+/// NOT_SERVING and then end, instead of holding the drain for its whole timeout.
+#[tokio::test]
+async fn sigterm_ends_health_watches_without_waiting_out_the_drain() {
+    let sim = sim_on("127.0.0.1:0");
+    let mut proxy = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default().arg("--drain-timeout").arg("60s"),
+    );
+    wait_for_health(&proxy, ServingStatus::Serving).await;
+    let mut watch = HealthClient::new(proxy.channel().await)
+        .watch(HealthCheckRequest {
+            service: "livekit.Egress".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let started = Instant::now();
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(20));
+        (status, proxy)
+    });
+    let update = watch
+        .message()
+        .await
+        .unwrap()
+        .expect("a NOT_SERVING update");
+    assert_eq!(update.status(), ServingStatus::NotServing);
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the stream ended");
+    let status = end.expect_err("ended with a status");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    let (exit, proxy) = exited.await.unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", proxy.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?} of a 60 s drain timeout",
+        started.elapsed()
+    );
+    assert!(proxy.log().contains("drained; bye"), "{}", proxy.log());
+}
+
 #[tokio::test]
 async fn drain_timeout_bounds_shutdown() {
     let sim = sim_on("127.0.0.1:0");
