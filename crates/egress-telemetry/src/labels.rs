@@ -51,7 +51,7 @@ pub fn rpc_label(path: &str) -> &'static str {
 }
 
 /// Canonical names of the gRPC status codes, indexed by code.
-const CODE_NAMES: [&str; 17] = [
+pub(crate) const CODE_NAMES: [&str; 17] = [
     "OK",
     "CANCELLED",
     "UNKNOWN",
@@ -125,9 +125,40 @@ pub(crate) fn code_for_http_status(status: StatusCode) -> &'static str {
     }
 }
 
+/// Every `rpc` label [`rpc_label`] can give, in a fixed order.
+pub(crate) const RPC_LABELS: [&str; 13] = {
+    let mut labels = [RPC_OTHER; 13];
+    let mut i = 0;
+    while i < Rpc::ALL.len() {
+        labels[i] = Rpc::ALL[i].as_str();
+        i += 1;
+    }
+    labels[10] = RPC_HEALTH;
+    labels[11] = RPC_REFLECTION;
+    labels
+};
+
+/// Where `label` stands in `labels`, if it does.
+pub(crate) fn index_of(labels: &[&str], label: &str) -> Option<usize> {
+    labels.iter().position(|l| *l == label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rpc_labels_cover_every_label_of_a_path() {
+        let paths = Rpc::ALL
+            .map(|rpc| format!("/livekit.Egress/{}", rpc.as_str()))
+            .into_iter()
+            .chain(["/grpc.health.v1.Health/Check".to_owned(), "/x".to_owned()])
+            .chain(["/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned()]);
+        for path in paths {
+            assert!(index_of(&RPC_LABELS, rpc_label(&path)).is_some(), "{path}");
+        }
+        assert_eq!(index_of(&RPC_LABELS, "custom"), None);
+    }
 
     #[test]
     fn parses_status_values() {

@@ -1,7 +1,7 @@
 //! The metric registry of the gateway.
 
 use std::fmt;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -12,6 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::labels::{CODE_NAMES, RPC_LABELS, index_of};
 use crate::layer::MetricsLayer;
 
 /// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
@@ -90,6 +91,45 @@ struct Inner {
     in_flight: Gauge,
     upstream_errors: Family<KindLabels, Counter>,
     token_refreshes: Arc<TokenRefreshes>,
+    handles: Handles,
+}
+
+/// Each call's series, found by label position instead of through the families: a family
+/// lookup hashes the labels and takes a lock, three times per call. A handle is taken from
+/// its family the first time its labels occur, so `/metrics` shows the same series either way.
+struct Handles {
+    /// By `rpc * CODE_NAMES.len() + code`.
+    calls: Box<[OnceLock<Counter>]>,
+    call_duration: Box<[OnceLock<Histogram>]>,
+    upstream_duration: Box<[OnceLock<Histogram>]>,
+}
+
+impl Handles {
+    fn new() -> Self {
+        fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
+            (0..n).map(|_| OnceLock::new()).collect()
+        }
+        Self {
+            calls: slots(RPC_LABELS.len() * CODE_NAMES.len()),
+            call_duration: slots(RPC_LABELS.len()),
+            upstream_duration: slots(RPC_LABELS.len()),
+        }
+    }
+}
+
+/// Records `seconds` in the histogram of `rpc`, through its handle when `rpc` is a known label.
+fn observe_rpc(
+    family: &HistogramFamily,
+    handles: &[OnceLock<Histogram>],
+    rpc: &'static str,
+    seconds: f64,
+) {
+    match index_of(&RPC_LABELS, rpc) {
+        Some(i) => handles[i]
+            .get_or_init(|| family.get_or_create(&RpcLabels { rpc }).clone())
+            .observe(seconds),
+        None => family.get_or_create(&RpcLabels { rpc }).observe(seconds),
+    }
 }
 
 impl fmt::Debug for Metrics {
@@ -178,6 +218,7 @@ impl Metrics {
                 in_flight,
                 upstream_errors,
                 token_refreshes,
+                handles: Handles::new(),
             }),
         }
     }
@@ -215,10 +256,13 @@ impl Metrics {
     /// Records the round trip of one Twirp call to LiveKit for `rpc` (the method name,
     /// e.g. `Rpc::as_str()`), whatever its outcome.
     pub fn observe_upstream(&self, rpc: &'static str, elapsed: Duration) {
-        self.inner
-            .upstream_duration
-            .get_or_create(&RpcLabels { rpc })
-            .observe(elapsed.as_secs_f64());
+        let inner = &self.inner;
+        observe_rpc(
+            &inner.upstream_duration,
+            &inner.handles.upstream_duration,
+            rpc,
+            elapsed.as_secs_f64(),
+        );
     }
 
     /// Counts one failed call to LiveKit. `kind` is a short, fixed word such as
@@ -264,15 +308,25 @@ impl Metrics {
         code: &'static str,
         elapsed: Option<Duration>,
     ) {
-        self.inner
-            .calls
-            .get_or_create(&CallLabels { rpc, code })
-            .inc();
+        let inner = &self.inner;
+        let count = || inner.calls.get_or_create(&CallLabels { rpc, code }).clone();
+        match (index_of(&RPC_LABELS, rpc), index_of(&CODE_NAMES, code)) {
+            (Some(r), Some(c)) => {
+                inner.handles.calls[r * CODE_NAMES.len() + c]
+                    .get_or_init(count)
+                    .inc();
+            }
+            _ => {
+                count().inc();
+            }
+        }
         if let Some(elapsed) = elapsed {
-            self.inner
-                .call_duration
-                .get_or_create(&RpcLabels { rpc })
-                .observe(elapsed.as_secs_f64());
+            observe_rpc(
+                &inner.call_duration,
+                &inner.handles.call_duration,
+                rpc,
+                elapsed.as_secs_f64(),
+            );
         }
     }
 }
@@ -308,5 +362,36 @@ impl Collector for TokenRefreshes {
             counter.metric_type(),
         )?;
         counter.encode(metric)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_and_families_count_into_the_same_series() {
+        let metrics = Metrics::new();
+        metrics.record_call("StopEgress", "OK", Some(Duration::from_millis(3)));
+        metrics.record_call("StopEgress", "OK", None);
+        metrics.record_call("StopEgress", "NOT_FOUND", None);
+        // Labels outside the fixed sets take the family path.
+        metrics.record_call("custom", "OK", Some(Duration::from_millis(1)));
+        metrics.observe_upstream("StopEgress", Duration::from_millis(2));
+        metrics.observe_upstream("custom", Duration::from_millis(2));
+        let text = metrics.encode();
+        for line in [
+            r#"egress_proxy_calls_total{rpc="StopEgress",code="OK"} 2"#,
+            r#"egress_proxy_calls_total{rpc="StopEgress",code="NOT_FOUND"} 1"#,
+            r#"egress_proxy_calls_total{rpc="custom",code="OK"} 1"#,
+            r#"egress_proxy_call_duration_seconds_count{rpc="StopEgress"} 1"#,
+            r#"egress_proxy_call_duration_seconds_count{rpc="custom"} 1"#,
+            r#"egress_proxy_upstream_duration_seconds_count{rpc="StopEgress"} 1"#,
+            r#"egress_proxy_upstream_duration_seconds_count{rpc="custom"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A series appears only once its labels occurred.
+        assert!(!text.contains(r#"rpc="ListEgress""#), "{text}");
     }
 }
