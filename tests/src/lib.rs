@@ -296,26 +296,13 @@ impl RawUpstream {
                     let mut chunk = [0u8; 8192];
                     loop {
                         // One request at a time: head, then Content-Length bytes of body.
-                        let (head_end, length) = loop {
-                            if let Some(pos) = find(&buf, b"\r\n\r\n") {
-                                let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
-                                let length = head
-                                    .lines()
-                                    .find_map(|l| l.strip_prefix("content-length:"))
-                                    .and_then(|v| v.trim().parse::<usize>().ok())
-                                    .unwrap_or(0);
-                                break (pos + 4, length);
-                            }
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
+                        let Some((head_end, length)) =
+                            read_request_head(&mut stream, &mut buf).await
+                        else {
+                            return;
                         };
-                        while buf.len() < head_end + length {
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
+                        if !read_at_least(&mut stream, &mut buf, head_end + length).await {
+                            return;
                         }
                         let is_get = buf.starts_with(b"GET ");
                         let body = buf[head_end..head_end + length].to_vec();
@@ -377,6 +364,56 @@ impl Drop for RawUpstream {
     }
 }
 
+/// Reads from `stream` into `buf` until `buf` holds a whole HTTP/1.1 request head. Returns
+/// where the head ends (after its blank line) and its `Content-Length` (0 when absent), or
+/// `None` when the peer closes or fails first.
+pub async fn read_request_head(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+) -> Option<(usize, usize)> {
+    loop {
+        if let Some(pos) = find(buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            return Some((pos + 4, length));
+        }
+        if !read_more(stream, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Reads from `stream` into `buf` until it holds at least `len` bytes; `false` when the peer
+/// closes or fails first.
+pub async fn read_at_least(
+    stream: &mut tokio::net::TcpStream,
+    buf: &mut Vec<u8>,
+    len: usize,
+) -> bool {
+    while buf.len() < len {
+        if !read_more(stream, buf).await {
+            return false;
+        }
+    }
+    true
+}
+
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+    }
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -392,7 +429,7 @@ pub struct ConnectProxy {
 
 impl ConnectProxy {
     pub async fn start() -> ConnectProxy {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (heads_tx, heads) = tokio::sync::mpsc::unbounded_channel();
@@ -401,15 +438,8 @@ impl ConnectProxy {
                 let heads_tx = heads_tx.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
-                    let mut chunk = [0u8; 1024];
-                    let end = loop {
-                        if let Some(pos) = find(&buf, b"\r\n\r\n") {
-                            break pos + 4;
-                        }
-                        match client.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    let Some((end, _)) = read_request_head(&mut client, &mut buf).await else {
+                        return;
                     };
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     let _ = heads_tx.send(head.clone());

@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use egress_auth::Credentials;
 use egress_e2e::{
     API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get, http_request,
-    proxy_bin, raw_grpc_call,
+    proxy_bin, raw_grpc_call, read_at_least, read_request_head,
 };
 use egress_proto::livekit::{EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest};
 use egress_sim::{Fault, SimHandle, Simulator};
 use prost::Message;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
 /// Upper bound for any single await in these tests.
@@ -702,21 +702,9 @@ async fn connection_reset_by_upstream_is_unavailable_and_not_retried() {
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let (head_end, length) = loop {
-                    if let Some(pos) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&buf[..pos]).to_lowercase();
-                        let length = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                            .unwrap_or(0);
-                        break (pos + 4, length);
-                    }
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some((head_end, length)) = read_request_head(&mut stream, &mut buf).await
+                else {
+                    return;
                 };
                 if buf.starts_with(b"GET ") {
                     // The health probe.
@@ -727,11 +715,8 @@ async fn connection_reset_by_upstream_is_unavailable_and_not_retried() {
                         .await;
                     return;
                 }
-                while buf.len() < head_end + length {
-                    match stream.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                if !read_at_least(&mut stream, &mut buf, head_end + length).await {
+                    return;
                 }
                 counter.fetch_add(1, Ordering::SeqCst);
                 stream.set_zero_linger().expect("SO_LINGER 0");
