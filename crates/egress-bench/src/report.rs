@@ -179,7 +179,6 @@ pub fn checks(levels: &[Level], memory: &Memory) -> Vec<Check> {
     checks
 }
 
-/// Prints the markdown report to stdout.
 /// CPU per call of every process in both phases. The simulator's direct-phase figure is the
 /// cost of one bare hyper HTTP/1.1 exchange on this machine (kernel included), the floor
 /// against which the proxy's two exchanges per call (HTTP/2 in, HTTP/1.1 out) are read.
@@ -212,6 +211,7 @@ fn print_cpu_breakdown(levels: &[Level]) {
     println!();
 }
 
+/// Prints the markdown report to stdout.
 pub fn print(report: &Report) {
     let run = &report.run;
     println!();

@@ -126,15 +126,15 @@ pub(crate) fn code_for_http_status(status: StatusCode) -> &'static str {
 }
 
 /// Every `rpc` label [`rpc_label`] can give, in a fixed order.
-pub(crate) const RPC_LABELS: [&str; 13] = {
-    let mut labels = [RPC_OTHER; 13];
+pub(crate) const RPC_LABELS: [&str; Rpc::ALL.len() + 3] = {
+    let mut labels = [RPC_OTHER; Rpc::ALL.len() + 3];
     let mut i = 0;
     while i < Rpc::ALL.len() {
         labels[i] = Rpc::ALL[i].as_str();
         i += 1;
     }
-    labels[10] = RPC_HEALTH;
-    labels[11] = RPC_REFLECTION;
+    labels[i] = RPC_HEALTH;
+    labels[i + 1] = RPC_REFLECTION;
     labels
 };
 
