@@ -16,6 +16,8 @@
 //!   decoded proto requests (what the gRPC proxy receives).
 //! * [`view`] — a flattened [`RequestView`] of any egress request, for
 //!   policy checks and audit logs.
+//! * [`unknown`] — fields of a request that the pinned schema does not
+//!   declare, found on the wire (prost drops them when decoding).
 //! * [`AudioMixing`] and [`ListOptions`] — small typed wrappers.
 //!
 //! # Example
@@ -49,6 +51,7 @@ pub mod list;
 pub mod outputs;
 pub mod presets;
 pub mod requests;
+pub mod unknown;
 pub mod validate;
 pub mod view;
 

@@ -214,7 +214,7 @@ pub(crate) struct Rules {
 #[derive(Debug)]
 pub struct CallerPolicy {
     caller: String,
-    rules: Arc<Rules>,
+    pub(crate) rules: Arc<Rules>,
 }
 
 impl CallerPolicy {

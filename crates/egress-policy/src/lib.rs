@@ -66,6 +66,7 @@ mod check;
 mod error;
 mod file;
 mod pattern;
+mod restricts;
 mod policy;
 mod store;
 mod token;
