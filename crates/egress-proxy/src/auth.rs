@@ -84,11 +84,19 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let presented = req.headers_mut().remove(http::header::AUTHORIZATION);
-        match self
-            .layer
-            .identify(presented.as_ref(), req.extensions().get::<Peer>())
-        {
+        // Two credentials are ambiguous: which one a component reads first is an accident
+        // of its code, so refuse rather than pick one.
+        let presented = match req.headers().get_all(http::header::AUTHORIZATION).iter().count() {
+            0 | 1 => Ok(req.headers_mut().remove(http::header::AUTHORIZATION)),
+            _ => Err(Status::unauthenticated(
+                "more than one authorization header; send exactly one",
+            )),
+        };
+        let identified = presented.and_then(|presented| {
+            self.layer
+                .identify(presented.as_ref(), req.extensions().get::<Peer>())
+        });
+        match identified {
             Ok(caller) => {
                 req.extensions_mut().insert(caller);
                 Either::Left(self.inner.call(req))
@@ -119,12 +127,7 @@ impl CallerAuthLayer {
                     })?
                     .to_str()
                     .ok()
-                    .and_then(|v| {
-                        v.strip_prefix("Bearer ")
-                            .or_else(|| v.strip_prefix("bearer "))
-                    })
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
+                    .and_then(bearer_token)
                     .ok_or_else(|| {
                         Status::unauthenticated(
                             "malformed authorization header: expected Bearer <token>",
@@ -153,5 +156,34 @@ impl CallerAuthLayer {
             name: Arc::from(caller.name.as_str()),
             policy: Some(Arc::clone(&caller.policy)),
         })
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 9110, section 11.1), so `bearer` and `BEARER` are accepted.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for value in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR  tok "] {
+            assert_eq!(bearer_token(value), Some("tok"), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_refused() {
+        for value in ["Basic tok", "Bearer", "Bearer ", "Bearertok", "tok", "", "Bearer   "] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
     }
 }

@@ -78,6 +78,31 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_MAX_CONCURRENCY", default_value_t = 1024)]
     pub max_concurrency: usize,
 
+    /// Upper bound on any call's budget, the caller's own deadline included. Off by
+    /// default: the caller's deadline governs.
+    #[arg(long, env = "EGRESS_PROXY_MAX_CALL_TIMEOUT", value_parser = parse_duration)]
+    pub max_call_timeout: Option<Duration>,
+
+    /// Calls in flight on one client connection before new ones on it are refused with
+    /// RESOURCE_EXHAUSTED (one connection cannot take every slot).
+    #[arg(long, env = "EGRESS_PROXY_MAX_CONCURRENCY_PER_CONNECTION", default_value_t = 100)]
+    pub max_concurrency_per_connection: usize,
+
+    /// Client connections served at once; more wait in the accept backlog. Default: half
+    /// the open-files limit (raised to its hard limit at start-up).
+    #[arg(long, env = "EGRESS_PROXY_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Time a new connection has to send its first request's headers (TLS handshake
+    /// included) before it is closed.
+    #[arg(long, env = "EGRESS_PROXY_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time a connection may stay without any open stream before it gets GOAWAY (health
+    /// Watch streams count as open).
+    #[arg(long, env = "EGRESS_PROXY_IDLE_TIMEOUT", default_value = "5m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// How long in-flight calls may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "EGRESS_PROXY_DRAIN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
     pub drain_timeout: Duration,
@@ -142,6 +167,12 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub max_message_size: usize,
     pub max_concurrency: usize,
+    pub max_call_timeout: Option<Duration>,
+    pub max_concurrency_per_connection: usize,
+    /// `None`: derived from the open-files limit at start-up.
+    pub max_connections: Option<usize>,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
     pub drain_timeout: Duration,
     pub probe_interval: Duration,
     pub log_format: LogFormat,
@@ -175,8 +206,8 @@ pub enum ConfigError {
         "policy file {path}: auth mode \"mtls\" needs --tls-cert, --tls-key and --tls-client-ca"
     )]
     MtlsWithoutClientCa { path: String },
-    #[error("--max-concurrency must be at least 1")]
-    ZeroConcurrency,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
     #[error("--max-message-size must be at least 1 byte")]
     ZeroMessageSize,
 }
@@ -188,8 +219,17 @@ impl RunArgs {
         // An exported-but-empty variable means "not set", as it does for LiveKit's tools.
         self.api_key = self.api_key.filter(|k| !k.is_empty());
         self.livekit_url = self.livekit_url.filter(|u| !u.is_empty());
-        if self.max_concurrency == 0 {
-            return Err(ConfigError::ZeroConcurrency);
+        for (flag, value) in [
+            ("--max-concurrency", self.max_concurrency),
+            (
+                "--max-concurrency-per-connection",
+                self.max_concurrency_per_connection,
+            ),
+            ("--max-connections", self.max_connections.unwrap_or(1)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(flag));
+            }
         }
         if self.max_message_size == 0 {
             return Err(ConfigError::ZeroMessageSize);
@@ -230,6 +270,11 @@ impl RunArgs {
             connect_timeout: self.connect_timeout,
             max_message_size: self.max_message_size,
             max_concurrency: self.max_concurrency,
+            max_call_timeout: self.max_call_timeout,
+            max_concurrency_per_connection: self.max_concurrency_per_connection,
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
             drain_timeout: self.drain_timeout,
             probe_interval: self.probe_interval,
             log_format: self.log_format,

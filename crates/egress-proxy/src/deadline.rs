@@ -6,8 +6,58 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+use tonic::Status;
+
 /// The header gRPC clients put their deadline in.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// When a call must be over: reading its request, LiveKit's answer and all. Set by the
+/// gRPC door in the request's extensions; the upstream stage sends what is left of it to
+/// LiveKit as `X-Twirp-Timeout-Ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallDeadline(pub Instant);
+
+/// How a call's deadline is chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For calls that carry no `grpc-timeout` (`--upstream-timeout`).
+    pub default: Duration,
+    /// Upper bound on any call's budget, the caller's included (`--max-call-timeout`).
+    pub max: Option<Duration>,
+}
+
+impl Deadlines {
+    /// The deadline of a call received now with these headers: the caller's own when it
+    /// sent one (the caller's deadline governs, capped only by `max`), else `default`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use egress_proxy::deadline::Deadlines;
+    /// let deadlines = Deadlines { default: Duration::from_secs(2), max: None };
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("grpc-timeout", "10S".parse().unwrap());
+    /// assert_eq!(deadlines.budget(&headers).unwrap(), Duration::from_secs(10));
+    /// let capped = Deadlines { max: Some(Duration::from_secs(3)), ..deadlines };
+    /// assert_eq!(capped.budget(&headers).unwrap(), Duration::from_secs(3));
+    /// assert_eq!(deadlines.budget(&http::HeaderMap::new()).unwrap(), Duration::from_secs(2));
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// INVALID_ARGUMENT when `grpc-timeout` is malformed.
+    pub fn budget(&self, headers: &http::HeaderMap) -> Result<Duration, Status> {
+        let budget = match headers.get(GRPC_TIMEOUT) {
+            None => self.default,
+            Some(raw) => raw
+                .to_str()
+                .ok()
+                .and_then(parse_grpc_timeout)
+                .ok_or_else(|| Status::invalid_argument("malformed grpc-timeout header"))?,
+        };
+        Ok(self.max.map_or(budget, |max| budget.min(max)))
+    }
+}
 
 /// Parses a `grpc-timeout` value: at most 8 ASCII digits followed by one unit letter
 /// (`H`ours, `M`inutes, `S`econds, `m`illis, `u`micros, `n`anos).

@@ -21,6 +21,7 @@ pub mod deadline;
 pub mod drain;
 pub mod grpc;
 pub mod limit;
+pub mod listen;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod policy;

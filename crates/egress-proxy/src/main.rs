@@ -5,6 +5,8 @@ use clap::Parser;
 use egress_auth::{TokenCache, TokenCacheConfig, VideoGrants};
 use egress_policy::{AuthMode, PolicyStore};
 use egress_proxy::config::{Cli, Command, Config, ConfigError, LogFormat, Upstream};
+use egress_proxy::deadline::Deadlines;
+use egress_proxy::listen;
 use egress_proxy::reload::Reloader;
 use egress_proxy::server::{self, ServerSettings};
 use egress_telemetry::{AdminState, Metrics};
@@ -92,6 +94,18 @@ fn init_tracing(format: LogFormat) -> Result<Logging, String> {
 }
 
 async fn run(config: Config) -> ExitCode {
+    let max_connections = match listen::raise_open_files_limit() {
+        Some((before, after)) => {
+            tracing::info!(before, after, "open-files limit (RLIMIT_NOFILE)");
+            config
+                .max_connections
+                .unwrap_or_else(|| listen::default_max_connections(after))
+        }
+        None => {
+            tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE)");
+            config.max_connections.unwrap_or(10_000)
+        }
+    };
     // --dev: the simulator runs in this process, on a port of its own.
     let (url, _simulator) = match &config.upstream {
         Upstream::LiveKit(url) => (url.clone(), None),
@@ -176,6 +190,7 @@ async fn run(config: Config) -> ExitCode {
         api_key = %config.credentials.api_key,
         dev = matches!(config.upstream, Upstream::DevSimulator),
         auth = auth_mode,
+        max_connections,
         tls = config.tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         "egress-proxy ready"
@@ -186,9 +201,16 @@ async fn run(config: Config) -> ExitCode {
         tls,
         metrics,
         admin: admin.clone(),
-        upstream_timeout: config.upstream_timeout,
+        deadlines: Deadlines {
+            default: config.upstream_timeout,
+            max: config.max_call_timeout,
+        },
         max_message_size: config.max_message_size,
         max_concurrency: config.max_concurrency,
+        max_concurrency_per_connection: config.max_concurrency_per_connection,
+        max_connections,
+        header_read_timeout: config.header_read_timeout,
+        idle_timeout: config.idle_timeout,
         drain_timeout: config.drain_timeout,
         probe_interval: config.probe_interval,
     };

@@ -10,6 +10,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use egress_core::Rpc;
+use egress_core::unknown::first_unknown_field;
+use egress_policy::CallerPolicy;
 use egress_proto::livekit::{ListEgressRequest, ListEgressResponse};
 use egress_twirp::{CallOptions, TwirpClient};
 use futures_util::future::BoxFuture;
@@ -84,6 +87,9 @@ where
                 .get::<CallerInfo>()
                 .and_then(|c| c.policy.clone());
             if let Some(policy) = policy {
+                if policy.restricts_content() {
+                    refuse_unknown_fields(&request, &policy)?;
+                }
                 let view = view_of(&mut request)?;
                 policy
                     .check(&view)
@@ -97,6 +103,28 @@ where
             }
             inner.call(request).await
         })
+    }
+}
+
+/// Fails closed for callers whose policy reads what a request carries: a field the pinned
+/// schema does not know could hold exactly what the policy forbids (a newer LiveKit's
+/// output destination, say), and the caller's bytes are forwarded as they are.
+fn refuse_unknown_fields(request: &Request<Bytes>, policy: &CallerPolicy) -> Result<(), Status> {
+    let rpc = *request
+        .extensions()
+        .get::<Rpc>()
+        .ok_or_else(|| Status::internal("call without its RPC"))?;
+    match first_unknown_field(rpc, request.get_ref()) {
+        Ok(None) => Ok(()),
+        Ok(Some(unknown)) => Err(Status::permission_denied(format!(
+            "{rpc} request carries {unknown}, which the gateway's LiveKit schema does not know \
+             (the caller's schema is newer than the gateway's); refused because the policy of \
+             caller {} restricts what requests may carry",
+            policy.caller_name()
+        ))),
+        Err(err) => Err(Status::invalid_argument(format!(
+            "{rpc} request is not valid protobuf: {err}"
+        ))),
     }
 }
 

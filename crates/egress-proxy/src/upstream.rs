@@ -13,7 +13,7 @@ use futures_util::future::BoxFuture;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AnsweredEgressId;
-use crate::deadline::{GRPC_TIMEOUT, parse_grpc_timeout};
+use crate::deadline::CallDeadline;
 use crate::request_id::REQUEST_ID;
 
 const TRACEPARENT: &str = "traceparent";
@@ -66,19 +66,14 @@ async fn forward(inner: &Inner, request: Request<Bytes>) -> Result<Response<Byte
         .extensions()
         .get::<Rpc>()
         .ok_or_else(|| Status::internal("call reached the upstream without its RPC"))?;
+    // The door set the call's deadline; a call that reaches us some other way (a test
+    // driving this service directly) gets the default budget.
+    let deadline = request.extensions().get::<CallDeadline>().map_or_else(
+        || tokio::time::Instant::now() + inner.default_timeout,
+        |d| d.0,
+    );
     let (metadata, _extensions, body) = request.into_parts();
     let headers = metadata.into_headers();
-
-    let caller_timeout = match headers.get(GRPC_TIMEOUT) {
-        None => None,
-        Some(raw) => Some(
-            raw.to_str()
-                .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or_else(|| Status::invalid_argument("malformed grpc-timeout header"))?,
-        ),
-    };
-    let deadline = tokio::time::Instant::now() + caller_timeout.unwrap_or(inner.default_timeout);
 
     let mut opts = CallOptions::new().with_deadline(deadline);
     // `RequestIdLayer` has made sure there is one.

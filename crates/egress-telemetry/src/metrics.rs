@@ -46,6 +46,16 @@ struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -90,6 +100,9 @@ struct Inner {
     upstream_duration: HistogramFamily,
     in_flight: Gauge,
     upstream_errors: Family<KindLabels, Counter>,
+    shed_calls: Family<LimitLabels, Counter>,
+    connections: Gauge,
+    closed_connections: Family<ReasonLabels, Counter>,
     token_refreshes: Arc<TokenRefreshes>,
     handles: Handles,
 }
@@ -194,6 +207,27 @@ impl Metrics {
             upstream_errors.clone(),
         );
 
+        let shed_calls = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "egress_proxy_shed_calls",
+            "Calls refused with RESOURCE_EXHAUSTED, by the limit they hit (global, connection)",
+            shed_calls.clone(),
+        );
+
+        let connections = Gauge::default();
+        registry.register(
+            "egress_proxy_connections",
+            "Client connections open on the gRPC listener",
+            connections.clone(),
+        );
+
+        let closed_connections = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "egress_proxy_closed_connections",
+            "Client connections the gateway closed itself, by reason (header_timeout, idle)",
+            closed_connections.clone(),
+        );
+
         let token_refreshes = Arc::new(TokenRefreshes::default());
         registry.register_collector(Box::new(Arc::clone(&token_refreshes)));
 
@@ -217,6 +251,9 @@ impl Metrics {
                 upstream_duration,
                 in_flight,
                 upstream_errors,
+                shed_calls,
+                connections,
+                closed_connections,
                 token_refreshes,
                 handles: Handles::new(),
             }),
@@ -272,6 +309,28 @@ impl Metrics {
         self.inner
             .upstream_errors
             .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Counts one call refused because `limit` (`global`, `connection`) was reached.
+    pub fn call_shed(&self, limit: &'static str) {
+        self.inner
+            .shed_calls
+            .get_or_create(&LimitLabels { limit })
+            .inc();
+    }
+
+    /// Moves `egress_proxy_connections` by `delta` (+1 when a connection is accepted, -1
+    /// when it ends).
+    pub fn connections_add(&self, delta: i64) {
+        self.inner.connections.inc_by(delta);
+    }
+
+    /// Counts one connection the gateway closed for `reason` (`header_timeout`, `idle`).
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.inner
+            .closed_connections
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

@@ -1,0 +1,297 @@
+//! Client connections: how many, how long, and how long each stream on them may live.
+//!
+//! hyper's HTTP/2 server has no notion of a request deadline, of a connection that never
+//! sends a request, or of an idle connection. The listener adds them:
+//!
+//! - **Connection cap** (`--max-connections`): the accept loop takes a slot before it
+//!   accepts, so at the cap further clients wait in the kernel's backlog instead of taking
+//!   file descriptors that the upstream side and the admin endpoint need.
+//! - **Header-read timeout** (`--header-read-timeout`): a connection that has not sent the
+//!   headers of a first request by then (no preface, a stalled TLS handshake, only SETTINGS)
+//!   is closed.
+//! - **Idle timeout** (`--idle-timeout`): a connection with no stream open for that long
+//!   gets GOAWAY. Health `Watch` streams are open streams, so their connections stay.
+//! - **Stream deadline**: each stream runs as a task spawned through [`StreamExecutor`]. A
+//!   call's door declares its deadline with [`bound_this_stream`]; once it has passed (plus
+//!   [`FLUSH_GRACE`] for the deadline's own status to go out), the task is dropped and h2
+//!   resets the stream. That is what frees an answer stuck behind a caller that stopped
+//!   reading (a zero flow-control window): hyper does not poll a body while the window is
+//!   shut, so nothing inside the body could notice the deadline.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+/// Time a stream gets past its deadline to flush the DEADLINE_EXCEEDED status itself.
+pub const FLUSH_GRACE: Duration = Duration::from_millis(250);
+
+tokio::task_local! {
+    /// The deadline the current stream's door declared while it was being polled.
+    static STREAM_DEADLINE: Cell<Option<Instant>>;
+}
+
+/// Declares that the stream being served must be over by `deadline` (plus
+/// [`FLUSH_GRACE`]). Called by a door while the stream's task polls it; outside a stream
+/// task (a test calling a service directly) it does nothing.
+pub fn bound_this_stream(deadline: Instant) {
+    let _ = STREAM_DEADLINE.try_with(|slot| slot.set(Some(deadline)));
+}
+
+/// What one connection's streams tell its connection task.
+#[derive(Debug)]
+pub struct ConnectionState {
+    accepted: Instant,
+    /// Whether any request's headers have arrived.
+    requested: AtomicBool,
+    /// Streams running now.
+    active: AtomicUsize,
+    /// When the last stream ended (meaningful while `active` is 0).
+    idle_since: Mutex<Instant>,
+}
+
+impl ConnectionState {
+    /// State of a connection accepted now.
+    pub fn new() -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Self {
+            accepted: now,
+            requested: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            idle_since: Mutex::new(now),
+        })
+    }
+
+    /// Resolves with the reason the connection should be closed: `header_timeout` when no
+    /// request arrived within `header_read_timeout` of accepting it, `idle` when no stream
+    /// has been open for `idle_timeout`. Never resolves for a busy connection.
+    pub async fn expired(&self, header_read_timeout: Duration, idle_timeout: Duration) -> &'static str {
+        let header_due = self.accepted + header_read_timeout;
+        loop {
+            if !self.requested.load(Ordering::Acquire) {
+                if Instant::now() >= header_due {
+                    return "header_timeout";
+                }
+                tokio::time::sleep_until(header_due).await;
+                continue;
+            }
+            if self.active.load(Ordering::Acquire) > 0 {
+                // Checked again after a full idle period; a connection that goes idle
+                // meanwhile is closed at most one period late.
+                tokio::time::sleep(idle_timeout).await;
+                continue;
+            }
+            let due = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) + idle_timeout;
+            if Instant::now() >= due && self.active.load(Ordering::Acquire) == 0 {
+                return "idle";
+            }
+            tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(10))).await;
+        }
+    }
+}
+
+/// A running stream, counted on its connection.
+#[derive(Debug)]
+struct Active(Arc<ConnectionState>);
+
+impl Active {
+    fn new(state: Arc<ConnectionState>) -> Self {
+        state.requested.store(true, Ordering::Release);
+        state.active.fetch_add(1, Ordering::AcqRel);
+        Self(state)
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The executor hyper spawns each HTTP/2 stream of one connection with.
+#[derive(Debug, Clone)]
+pub struct StreamExecutor {
+    state: Arc<ConnectionState>,
+}
+
+impl StreamExecutor {
+    /// Spawns the streams of the connection that `state` describes.
+    pub fn new(state: Arc<ConnectionState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<F> hyper::rt::Executor<F> for StreamExecutor
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    fn execute(&self, stream: F) {
+        tokio::spawn(BoundedStream {
+            stream,
+            cutoff: None,
+            _active: Active::new(Arc::clone(&self.state)),
+        });
+    }
+}
+
+pin_project! {
+    /// A stream's task, dropped once the deadline its door declared has passed.
+    struct BoundedStream<F> {
+        #[pin]
+        stream: F,
+        #[pin]
+        cutoff: Option<Sleep>,
+        _active: Active,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for BoundedStream<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut this = self.project();
+        let stream = this.stream;
+        let (polled, declared) = STREAM_DEADLINE.sync_scope(Cell::new(None), || {
+            let polled = stream.poll(cx);
+            (polled, STREAM_DEADLINE.with(Cell::get))
+        });
+        if polled.is_ready() {
+            return Poll::Ready(());
+        }
+        if this.cutoff.is_none()
+            && let Some(deadline) = declared
+        {
+            this.cutoff
+                .set(Some(tokio::time::sleep_until(deadline + FLUSH_GRACE)));
+        }
+        // Dropping the stream's future makes h2 reset the stream (CANCEL) and free
+        // whatever it had buffered for it.
+        match this.cutoff.as_pin_mut().map(|cutoff| cutoff.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one, as Go's runtime does at start-up, and
+/// returns `(before, after)` soft limits; `None` when the limit cannot be read. A gateway
+/// holds a descriptor per client connection and per upstream call in flight.
+pub fn raise_open_files_limit() -> Option<(u64, u64)> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let before = limit.current?;
+    let Some(hard) = limit.maximum else {
+        // An unlimited hard limit: the kernel still caps descriptors at fs.nr_open, so
+        // ask for a large, certainly valid number.
+        let mut raised = limit;
+        raised.current = Some(before.max(1 << 20));
+        return Some(match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => (before, before.max(1 << 20)),
+            Err(_) => (before, before),
+        });
+    };
+    if hard <= before {
+        return Some((before, before));
+    }
+    let mut raised = limit;
+    raised.current = Some(hard);
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => Some((before, hard)),
+        Err(_) => Some((before, before)),
+    }
+}
+
+/// The default `--max-connections` for an open-files limit: half of it, leaving the rest
+/// to upstream connections (one per call in flight over HTTP/1.1), the admin endpoint,
+/// logs and the runtime.
+pub fn default_max_connections(open_files: u64) -> usize {
+    usize::try_from(open_files / 2).unwrap_or(usize::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_the_open_files_go_to_client_connections() {
+        assert_eq!(default_max_connections(64), 32);
+        assert_eq!(default_max_connections(1_048_576), 524_288);
+        assert_eq!(default_max_connections(1), 1);
+        assert_eq!(default_max_connections(0), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_connection_expires_at_the_header_timeout() {
+        let state = ConnectionState::new();
+        let started = Instant::now();
+        let reason = state
+            .expired(Duration::from_secs(10), Duration::from_secs(300))
+            .await;
+        assert_eq!(reason, "header_timeout");
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_connection_expires_after_its_last_stream() {
+        let state = ConnectionState::new();
+        let stream = Active::new(Arc::clone(&state));
+        let watchdog = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                state
+                    .expired(Duration::from_secs(10), Duration::from_secs(60))
+                    .await
+            })
+        };
+        // Busy for five minutes: never idle, whatever the timeouts.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert!(!watchdog.is_finished());
+        let ended = Instant::now();
+        drop(stream);
+        let reason = watchdog.await.unwrap();
+        assert_eq!(reason, "idle");
+        let waited = ended.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited <= Duration::from_secs(120),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_is_dropped_after_its_declared_deadline() {
+        let state = ConnectionState::new();
+        let started = Instant::now();
+        let task = tokio::spawn(BoundedStream {
+            stream: async {
+                bound_this_stream(Instant::now() + Duration::from_secs(2));
+                std::future::pending::<()>().await;
+            },
+            cutoff: None,
+            _active: Active::new(Arc::clone(&state)),
+        });
+        task.await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(2) + FLUSH_GRACE);
+        assert_eq!(state.active.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stream_without_a_deadline_is_not_cut() {
+        let state = ConnectionState::new();
+        let task = tokio::spawn(BoundedStream {
+            stream: std::future::pending::<()>(),
+            cutoff: None,
+            _active: Active::new(Arc::clone(&state)),
+        });
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!task.is_finished());
+        assert_eq!(state.active.load(Ordering::Acquire), 1);
+        task.abort();
+    }
+}
