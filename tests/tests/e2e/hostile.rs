@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
-use egress_e2e::{
-    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get,
-};
+use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get};
 use egress_policy::hash_token;
 use egress_proto::livekit::{
     self, EgressInfo, EncodedFileOutput, ListEgressRequest, ListEgressResponse,
@@ -31,7 +29,8 @@ const RECORDER_TOKEN: &str = "hostile-recorder-token-0123456789";
 const OPS_TOKEN: &str = "hostile-ops-token-9876543210";
 
 /// The HTTP/2 client connection preface followed by an empty SETTINGS frame.
-const PREFACE_AND_SETTINGS: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+const PREFACE_AND_SETTINGS: &[u8] =
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 fn sim() -> SimHandle {
     Simulator::builder()
@@ -107,7 +106,10 @@ async fn bounded<F: std::future::Future>(limit: Duration, what: &str, future: F)
 /// No request body reached the upstream (health probes are not recorded).
 fn assert_upstream_got_nothing(upstream: &mut RawUpstream, what: &str) {
     if let Ok(body) = upstream.bodies.try_recv() {
-        panic!("{what}: the upstream received a request of {} bytes", body.len());
+        panic!(
+            "{what}: the upstream received a request of {} bytes",
+            body.len()
+        );
     }
 }
 
@@ -215,7 +217,8 @@ fn grpc_head(
     content_type: Option<&str>,
     headers: &[(&str, &str)],
 ) -> http::Request<()> {
-    let mut request = http::Request::post(format!("http://egress.test{path}")).header("te", "trailers");
+    let mut request =
+        http::Request::post(format!("http://egress.test{path}")).header("te", "trailers");
     if let Some(content_type) = content_type {
         request = request.header("content-type", content_type);
     }
@@ -253,7 +256,9 @@ impl H2Answer {
 /// Sends a request with `body` (ending the stream) and reads the whole answer.
 async fn h2_exchange(h2: &mut H2, head: http::Request<()>, body: Vec<u8>) -> H2Answer {
     let mut h2 = h2.clone().ready().await.expect("h2 ready");
-    let (response, mut send) = h2.send_request(head, body.is_empty()).expect("send request");
+    let (response, mut send) = h2
+        .send_request(head, body.is_empty())
+        .expect("send request");
     if !body.is_empty() {
         send.send_data(Bytes::from(body), true).expect("send body");
     }
@@ -349,9 +354,14 @@ async fn unknown_fields_fail_closed_for_restricted_callers() {
     // Sanity: without the unknown field the recorder's stream is allowed.
     let mut known = base.clone();
     known.stream_outputs = vec![stream_output()];
-    bytes_call(&proxy, "StartRoomCompositeEgress", known.encode_to_vec(), RECORDER_TOKEN)
-        .await
-        .expect("an allowed stream URL is forwarded");
+    bytes_call(
+        &proxy,
+        "StartRoomCompositeEgress",
+        known.encode_to_vec(),
+        RECORDER_TOKEN,
+    )
+    .await
+    .expect("an allowed stream URL is forwarded");
     upstream.bodies.recv().await.expect("forwarded");
 
     // `stream_outputs[0]` carries field 4000, which this schema does not know.
@@ -369,30 +379,55 @@ async fn unknown_fields_fail_closed_for_restricted_callers() {
     .expect_err("an unknown field inside a checked message is refused");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     for part in ["livekit.StreamOutput", "4000", "schema"] {
-        assert!(status.message().contains(part), "{part}: {}", status.message());
+        assert!(
+            status.message().contains(part),
+            "{part}: {}",
+            status.message()
+        );
     }
     assert_upstream_got_nothing(&mut upstream, "unknown field in StreamOutput");
 
     // The same at the top level of the request.
     let mut top_unknown = known.encode_to_vec();
     top_unknown.extend(unknown_varint_field(4000));
-    let status = bytes_call(&proxy, "StartRoomCompositeEgress", top_unknown, RECORDER_TOKEN)
-        .await
-        .expect_err("an unknown top-level field is refused");
+    let status = bytes_call(
+        &proxy,
+        "StartRoomCompositeEgress",
+        top_unknown,
+        RECORDER_TOKEN,
+    )
+    .await
+    .expect_err("an unknown top-level field is refused");
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     for part in ["livekit.RoomCompositeEgressRequest", "4000", "schema"] {
-        assert!(status.message().contains(part), "{part}: {}", status.message());
+        assert!(
+            status.message().contains(part),
+            "{part}: {}",
+            status.message()
+        );
     }
     assert_upstream_got_nothing(&mut upstream, "unknown top-level field");
 
     // A caller whose policy restricts nothing the request carries: forwarded byte for byte.
-    bytes_call(&proxy, "StartRoomCompositeEgress", inner_unknown.clone(), OPS_TOKEN)
-        .await
-        .expect("an unrestricted caller's call is forwarded");
-    let forwarded = bounded(Duration::from_secs(5), "forwarded body", upstream.bodies.recv())
-        .await
-        .unwrap();
-    assert_eq!(forwarded, inner_unknown, "the exact bytes, unknown field included");
+    bytes_call(
+        &proxy,
+        "StartRoomCompositeEgress",
+        inner_unknown.clone(),
+        OPS_TOKEN,
+    )
+    .await
+    .expect("an unrestricted caller's call is forwarded");
+    let forwarded = bounded(
+        Duration::from_secs(5),
+        "forwarded body",
+        upstream.bodies.recv(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        forwarded, inner_unknown,
+        "the exact bytes, unknown field included"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -518,7 +553,11 @@ async fn two_messages_in_a_unary_body_are_invalid_argument() {
     body.extend(frame(false, &web_request()));
     let answer = h2_exchange(
         &mut h2,
-        grpc_head("/livekit.Egress/StartWebEgress", Some("application/grpc"), &[]),
+        grpc_head(
+            "/livekit.Egress/StartWebEgress",
+            Some("application/grpc"),
+            &[],
+        ),
         body,
     )
     .await;
@@ -544,11 +583,7 @@ async fn unknown_method_answer_does_not_echo_a_huge_path() {
         .get("grpc-message")
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let longest = raw
-        .split(|c| c != 'x')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = raw.split(|c| c != 'x').map(str::len).max().unwrap_or(0);
     assert!(
         longest <= 200,
         "grpc-message carries {longest} consecutive x ({} bytes in all)",
@@ -611,7 +646,10 @@ async fn unfinished_request_bodies_end_at_the_callers_deadline() {
     bounded(
         Duration::from_secs(5),
         "a normal call",
-        proxy.client().await.list_egress(ListEgressRequest::default()),
+        proxy
+            .client()
+            .await
+            .list_egress(ListEgressRequest::default()),
     )
     .await
     .expect("a normal call after the unfinished ones");
@@ -632,7 +670,10 @@ async fn unfinished_request_bodies_end_at_the_upstream_timeout() {
     bounded(
         Duration::from_secs(5),
         "a normal call",
-        proxy.client().await.list_egress(ListEgressRequest::default()),
+        proxy
+            .client()
+            .await
+            .list_egress(ListEgressRequest::default()),
     )
     .await
     .expect("a normal call after the unfinished ones");
@@ -688,7 +729,12 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
     for _ in 0..2 {
         let mut h2 = h2.clone().ready().await.unwrap();
         held.push(hanging_start(&mut h2));
-        bounded(Duration::from_secs(5), "call in flight upstream", upstream.bodies.recv()).await;
+        bounded(
+            Duration::from_secs(5),
+            "call in flight upstream",
+            upstream.bodies.recv(),
+        )
+        .await;
     }
     let mut h2_third = h2.clone().ready().await.unwrap();
     let third = bounded(
@@ -708,7 +754,10 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
     bounded(
         Duration::from_secs(5),
         "a call on a second connection",
-        proxy.client().await.list_egress(ListEgressRequest::default()),
+        proxy
+            .client()
+            .await
+            .list_egress(ListEgressRequest::default()),
     )
     .await
     .expect("a second connection has its own slots");
@@ -720,7 +769,10 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
         "egress_proxy_shed_calls_total",
         r#"limit="connection""#,
     );
-    assert!(shed >= 1.0, "shed_calls_total{{limit=connection}} = {shed}:\n{metrics}");
+    assert!(
+        shed >= 1.0,
+        "shed_calls_total{{limit=connection}} = {shed}:\n{metrics}"
+    );
     drop(held);
 }
 
@@ -738,7 +790,12 @@ async fn global_concurrency_sheds_are_counted_as_global() {
     for _ in 0..2 {
         let (mut h2, driver) = h2_connect(proxy.addr).await;
         held.push((hanging_start(&mut h2), h2, driver));
-        bounded(Duration::from_secs(5), "call in flight upstream", upstream.bodies.recv()).await;
+        bounded(
+            Duration::from_secs(5),
+            "call in flight upstream",
+            upstream.bodies.recv(),
+        )
+        .await;
     }
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let third = bounded(
@@ -754,7 +811,10 @@ async fn global_concurrency_sheds_are_counted_as_global() {
         "egress_proxy_shed_calls_total",
         r#"limit="global""#,
     );
-    assert!(shed >= 1.0, "shed_calls_total{{limit=global}} = {shed}:\n{metrics}");
+    assert!(
+        shed >= 1.0,
+        "shed_calls_total{{limit=global}} = {shed}:\n{metrics}"
+    );
     drop(held);
 }
 
@@ -802,7 +862,8 @@ async fn slow_readers_do_not_hold_slots_or_memory() {
             &[("grpc-timeout", "2S")],
         );
         let (response, mut send) = h2.send_request(head, false).unwrap();
-        send.send_data(Bytes::from(frame(false, &[])), true).unwrap();
+        send.send_data(Bytes::from(frame(false, &[])), true)
+            .unwrap();
         // Never read: keep the handles so the streams stay open.
         stuck.push((response, send));
     }
@@ -811,7 +872,10 @@ async fn slow_readers_do_not_hold_slots_or_memory() {
     bounded(
         Duration::from_secs(5),
         "a call from another connection",
-        proxy.client().await.list_egress(ListEgressRequest::default()),
+        proxy
+            .client()
+            .await
+            .list_egress(ListEgressRequest::default()),
     )
     .await
     .expect("the slots of answers never flushed are free after their deadline");
@@ -849,7 +913,10 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
     // Not a byte.
     let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
     let took = closed_within(&mut silent, Duration::from_secs(4)).await;
-    assert!(took.is_some(), "a silent connection is still open after 4 s");
+    assert!(
+        took.is_some(),
+        "a silent connection is still open after 4 s"
+    );
 
     // Preface and SETTINGS, then never a request.
     let mut preface_only = TcpStream::connect(proxy.addr).await.unwrap();
@@ -876,13 +943,17 @@ async fn idle_connections_are_closed_but_watch_streams_are_not() {
         .await
         .expect("watch")
         .into_inner();
-    bounded(Duration::from_secs(5), "first health status", watch.message())
-        .await
-        .expect("watch stream")
-        .expect("a first status");
+    bounded(
+        Duration::from_secs(5),
+        "first health status",
+        watch.message(),
+    )
+    .await
+    .expect("watch stream")
+    .expect("a first status");
     match tokio::time::timeout(Duration::from_millis(3500), watch.message()).await {
-        Err(_) => {}                           // still open, nothing new: right
-        Ok(Ok(Some(_))) => {}                  // a status change (upstream probe): still open
+        Err(_) => {}          // still open, nothing new: right
+        Ok(Ok(Some(_))) => {} // a status change (upstream probe): still open
         Ok(other) => panic!("the Watch stream ended under the idle timeout: {other:?}"),
     }
 
@@ -1085,7 +1156,12 @@ async fn drain_timeout_ends_hanging_calls_with_unavailable() {
             })
             .await
     });
-    bounded(Duration::from_secs(5), "call upstream", upstream.bodies.recv()).await;
+    bounded(
+        Duration::from_secs(5),
+        "call upstream",
+        upstream.bodies.recv(),
+    )
+    .await;
     let mut proxy = proxy;
     let proxy = tokio::task::spawn_blocking(move || {
         proxy.terminate(Duration::from_secs(10));
@@ -1126,7 +1202,11 @@ async fn compressed_requests_reach_the_upstream_decompressed() {
             .into_inner();
         assert_eq!(info.egress_id, "EG_z");
         let body = upstream.bodies.try_recv().expect("forwarded");
-        assert_eq!(body, message.encode_to_vec(), "{encoding:?}: plain protobuf upstream");
+        assert_eq!(
+            body,
+            message.encode_to_vec(),
+            "{encoding:?}: plain protobuf upstream"
+        );
     }
 }
 
@@ -1143,7 +1223,10 @@ async fn gzip_bomb_is_resource_exhausted() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&vec![0u8; 16 * 1024 * 1024]).unwrap();
     let bomb = gz.finish().unwrap();
-    assert!(bomb.len() < 1024 * 1024, "the bomb fits the limit compressed");
+    assert!(
+        bomb.len() < 1024 * 1024,
+        "the bomb fits the limit compressed"
+    );
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let answer = h2_exchange(
         &mut h2,
@@ -1183,7 +1266,11 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
 
     let answer = h2_exchange(
         &mut h2,
-        grpc_head("/livekit.Egress/ListEgress", Some("application/grpc"), &accept),
+        grpc_head(
+            "/livekit.Egress/ListEgress",
+            Some("application/grpc"),
+            &accept,
+        ),
         frame(false, &[]),
     )
     .await;
@@ -1203,7 +1290,11 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
 
     let answer = h2_exchange(
         &mut h2,
-        grpc_head("/livekit.Egress/StopEgress", Some("application/grpc"), &accept),
+        grpc_head(
+            "/livekit.Egress/StopEgress",
+            Some("application/grpc"),
+            &accept,
+        ),
         frame(
             false,
             &StopEgressRequest {
