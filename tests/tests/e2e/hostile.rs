@@ -715,15 +715,13 @@ fn hanging_start(h2: &mut H2) -> h2::client::ResponseFuture {
     response
 }
 
-#[tokio::test]
-async fn per_connection_concurrency_cap_sheds_the_third_call() {
-    let mut upstream = RawUpstream::start(hang_on_start()).await;
-    let proxy = Proxy::start(
-        &upstream.url(),
-        ProxyOptions::default()
-            .arg("--max-concurrency-per-connection")
-            .arg("2"),
-    );
+/// Two calls hang upstream on one connection; a third on it must be shed with
+/// RESOURCE_EXHAUSTED naming the connection, while a second connection still gets through.
+/// Returns the hanging calls (drop them to end them).
+async fn third_call_on_one_connection_is_shed(
+    proxy: &Proxy,
+    upstream: &mut RawUpstream,
+) -> Vec<h2::client::ResponseFuture> {
     let (h2, _driver) = h2_connect(proxy.addr).await;
     let mut held = Vec::new();
     for _ in 0..2 {
@@ -749,6 +747,7 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
         "{}",
         third.grpc_message()
     );
+    assert_upstream_got_nothing(upstream, "the shed third call");
 
     // Another connection is not held back by this one.
     bounded(
@@ -761,6 +760,19 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
     )
     .await
     .expect("a second connection has its own slots");
+    held
+}
+
+#[tokio::test]
+async fn per_connection_concurrency_cap_sheds_the_third_call() {
+    let mut upstream = RawUpstream::start(hang_on_start()).await;
+    let proxy = Proxy::start(
+        &upstream.url(),
+        ProxyOptions::default()
+            .arg("--max-concurrency-per-connection")
+            .arg("2"),
+    );
+    let held = third_call_on_one_connection_is_shed(&proxy, &mut upstream).await;
 
     let (status, metrics) = admin_get(proxy.admin, "/metrics").await;
     assert_eq!(status, 200);
@@ -773,6 +785,16 @@ async fn per_connection_concurrency_cap_sheds_the_third_call() {
         shed >= 1.0,
         "shed_calls_total{{limit=connection}} = {shed}:\n{metrics}"
     );
+    drop(held);
+    drop(proxy);
+
+    // The same cap from the environment.
+    while upstream.bodies.try_recv().is_ok() {}
+    let proxy = Proxy::start(
+        &upstream.url(),
+        ProxyOptions::default().env("EGRESS_PROXY_MAX_CONCURRENCY_PER_CONNECTION", "2"),
+    );
+    let held = third_call_on_one_connection_is_shed(&proxy, &mut upstream).await;
     drop(held);
 }
 
