@@ -235,6 +235,9 @@ struct H2Answer {
     headers: http::HeaderMap,
     metadata: http::HeaderMap,
     body: Vec<u8>,
+    /// A stream error met after the response head (e.g. the server's `RST_STREAM` once it
+    /// has answered a request whose body it will not read); the answer is what came before.
+    reset: Option<String>,
 }
 
 impl H2Answer {
@@ -266,23 +269,38 @@ async fn h2_exchange(h2: &mut H2, head: http::Request<()>, body: Vec<u8>) -> H2A
 }
 
 async fn read_answer(response: h2::client::ResponseFuture) -> H2Answer {
-    let response = response.await.expect("response");
+    let response = response
+        .await
+        .unwrap_or_else(|err| panic!("no response head: {err}"));
     let (parts, mut body) = response.into_parts();
     let mut bytes = Vec::new();
+    let mut reset = None;
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.expect("response body");
-        let _ = body.flow_control().release_capacity(chunk.len());
-        bytes.extend_from_slice(&chunk);
+        match chunk {
+            Ok(chunk) => {
+                let _ = body.flow_control().release_capacity(chunk.len());
+                bytes.extend_from_slice(&chunk);
+            }
+            Err(err) => {
+                reset = Some(err.to_string());
+                break;
+            }
+        }
     }
     let mut metadata = parts.headers.clone();
-    if let Some(trailers) = body.trailers().await.expect("trailers") {
-        metadata.extend(trailers);
+    if reset.is_none() {
+        match body.trailers().await {
+            Ok(Some(trailers)) => metadata.extend(trailers),
+            Ok(None) => {}
+            Err(err) => reset = Some(err.to_string()),
+        }
     }
     H2Answer {
         status: parts.status.as_u16(),
         headers: parts.headers,
         metadata,
         body: bytes,
+        reset,
     }
 }
 
@@ -538,6 +556,7 @@ async fn only_grpc_content_types_are_served_as_grpc() {
     .await;
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_eq!(answer.grpc_status(), Some(0), "{answer:?}");
+    assert!(answer.reset.is_none(), "{answer:?}");
     assert_eq!(
         upstream.bodies.try_recv().expect("grpc+proto is forwarded"),
         web_request()
@@ -853,7 +872,7 @@ async fn slow_readers_do_not_hold_slots_or_memory() {
         }],
         ..Default::default()
     };
-    let upstream = RawUpstream::start(protobuf(big.encode_to_vec())).await;
+    let mut upstream = RawUpstream::start(protobuf(big.encode_to_vec())).await;
     let proxy = Proxy::start(
         &upstream.url(),
         ProxyOptions::default()
@@ -891,6 +910,12 @@ async fn slow_readers_do_not_hold_slots_or_memory() {
     }
 
     tokio::time::sleep(Duration::from_millis(3500)).await;
+    // The attack happened: all 8 calls went upstream (their answers are what is stuck).
+    let mut forwarded = 0;
+    while upstream.bodies.try_recv().is_ok() {
+        forwarded += 1;
+    }
+    assert_eq!(forwarded, 1 + 8, "the warm-up call and the 8 stuck ones");
     bounded(
         Duration::from_secs(5),
         "a call from another connection",
@@ -988,6 +1013,7 @@ async fn idle_connections_are_closed_but_watch_streams_are_not() {
     )
     .await;
     assert_eq!(answer.grpc_status(), Some(0), "{answer:?}");
+    assert!(answer.reset.is_none(), "{answer:?}");
     // `h2` stays alive: the client itself must not be what ends the connection.
     bounded(
         Duration::from_secs(6),
@@ -1049,9 +1075,16 @@ async fn connection_cap_keeps_the_admin_endpoint_and_frees_slots() {
 async fn startup_log_reports_the_open_file_limit() {
     let sim = sim();
     let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
-    // The readiness line comes after the startup lines.
-    let log = proxy.log();
-    assert!(log.contains("RLIMIT_NOFILE"), "{log}");
+    // Logged at startup; allow for it to follow the readiness line.
+    let started = Instant::now();
+    while !proxy.log().contains("RLIMIT_NOFILE") {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no RLIMIT_NOFILE in the startup log:\n{}",
+            proxy.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]
@@ -1297,6 +1330,7 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
     )
     .await;
     assert_eq!(answer.grpc_status(), Some(0), "{answer:?}");
+    assert!(answer.reset.is_none(), "{answer:?}");
     assert_eq!(
         answer.headers.get("grpc-encoding").map(|v| v.as_bytes()),
         Some(&b"gzip"[..]),
@@ -1327,6 +1361,7 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
     )
     .await;
     assert_eq!(answer.grpc_status(), Some(0), "{answer:?}");
+    assert!(answer.reset.is_none(), "{answer:?}");
     let encoding = answer.headers.get("grpc-encoding").map(|v| v.as_bytes());
     assert!(
         encoding.is_none() || encoding == Some(b"identity"),
