@@ -62,6 +62,8 @@ pub struct ProxyOptions {
     pub args: Vec<String>,
     /// Extra environment.
     pub env: Vec<(String, String)>,
+    /// Runs the proxy under `prlimit --nofile=N:N` (file descriptor exhaustion tests).
+    pub nofile: Option<u64>,
 }
 
 impl ProxyOptions {
@@ -72,6 +74,12 @@ impl ProxyOptions {
 
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Caps the proxy's open files (soft and hard `RLIMIT_NOFILE`) at `limit`.
+    pub fn nofile(mut self, limit: u64) -> Self {
+        self.nofile = Some(limit);
         self
     }
 }
@@ -89,6 +97,7 @@ impl Proxy {
         Self::spawn(ProxyOptions {
             args: options.args,
             env,
+            nofile: options.nofile,
         })
     }
 
@@ -98,7 +107,17 @@ impl Proxy {
     }
 
     fn spawn(options: ProxyOptions) -> Proxy {
-        let mut cmd = Command::new(proxy_bin());
+        // `prlimit` sets the limit and then execs the proxy: the child's pid is the proxy's.
+        let mut cmd = match options.nofile {
+            Some(limit) => {
+                let mut cmd = Command::new("prlimit");
+                cmd.arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(proxy_bin());
+                cmd
+            }
+            None => Command::new(proxy_bin()),
+        };
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--admin-listen")
@@ -262,6 +281,22 @@ pub enum RawBehaviour {
     /// Never answers; reports (on the channel) how long the client kept the connection
     /// open after the request arrived.
     Hang,
+    /// The behaviour of the first entry whose text occurs in the request's path (e.g.
+    /// `"/ListEgress"`); `404` when none does.
+    Routes(Vec<(&'static str, RawBehaviour)>),
+}
+
+impl RawBehaviour {
+    /// What to do with a request to `path`: `Answer` or `Hang`, never `Routes`.
+    fn for_path(&self, path: &str) -> Option<&RawBehaviour> {
+        match self {
+            RawBehaviour::Routes(routes) => routes
+                .iter()
+                .find(|(part, _)| path.contains(part))
+                .and_then(|(_, behaviour)| behaviour.for_path(path)),
+            other => Some(other),
+        }
+    }
 }
 
 /// A deliberately dumb HTTP/1.1 upstream for what the simulator cannot do: answer arbitrary
@@ -273,6 +308,9 @@ pub struct RawUpstream {
     pub closed_after: tokio::sync::mpsc::UnboundedReceiver<Duration>,
     /// Each request body received.
     pub bodies: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Each request head received (request line and headers, as sent), health probes
+    /// excepted, in the same order as `bodies`.
+    pub heads: tokio::sync::mpsc::UnboundedReceiver<String>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -283,6 +321,7 @@ impl RawUpstream {
         let addr = listener.local_addr().unwrap();
         let (closed_tx, closed_after) = tokio::sync::mpsc::unbounded_channel();
         let (body_tx, bodies) = tokio::sync::mpsc::unbounded_channel();
+        let (head_tx, heads) = tokio::sync::mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
@@ -291,6 +330,7 @@ impl RawUpstream {
                 let behaviour = behaviour.clone();
                 let closed_tx = closed_tx.clone();
                 let body_tx = body_tx.clone();
+                let head_tx = head_tx.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 8192];
@@ -305,6 +345,7 @@ impl RawUpstream {
                             return;
                         }
                         let is_get = buf.starts_with(b"GET ");
+                        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
                         let body = buf[head_end..head_end + length].to_vec();
                         buf.drain(..head_end + length);
                         if is_get {
@@ -315,9 +356,18 @@ impl RawUpstream {
                             }
                             continue;
                         }
+                        let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                        let _ = head_tx.send(head);
                         let _ = body_tx.send(body);
-                        match &behaviour {
-                            RawBehaviour::Answer { content_type, body } => {
+                        match behaviour.for_path(&path) {
+                            None => {
+                                let missing = "HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+                                if stream.write_all(missing.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Some(RawBehaviour::Routes(_)) => unreachable!("resolved by for_path"),
+                            Some(RawBehaviour::Answer { content_type, body }) => {
                                 let head = format!(
                                     "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
                                     body.len()
@@ -328,7 +378,7 @@ impl RawUpstream {
                                     return;
                                 }
                             }
-                            RawBehaviour::Hang => {
+                            Some(RawBehaviour::Hang) => {
                                 let arrived = Instant::now();
                                 loop {
                                     match stream.read(&mut chunk).await {
@@ -349,6 +399,7 @@ impl RawUpstream {
             addr,
             closed_after,
             bodies,
+            heads,
             task,
         }
     }
