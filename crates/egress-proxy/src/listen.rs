@@ -27,6 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 /// Time a stream gets past its deadline to flush the DEADLINE_EXCEEDED status itself.
@@ -54,6 +55,8 @@ pub struct ConnectionState {
     active: AtomicUsize,
     /// When the last stream ended (meaningful while `active` is 0).
     idle_since: Mutex<Instant>,
+    /// Signalled on the first request and whenever the last open stream ends.
+    changed: Notify,
 }
 
 impl ConnectionState {
@@ -65,33 +68,39 @@ impl ConnectionState {
             requested: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             idle_since: Mutex::new(now),
+            changed: Notify::new(),
         })
     }
 
     /// Resolves with the reason the connection should be closed: `header_timeout` when no
     /// request arrived within `header_read_timeout` of accepting it, `idle` when no stream
     /// has been open for `idle_timeout`. Never resolves for a busy connection.
-    pub async fn expired(&self, header_read_timeout: Duration, idle_timeout: Duration) -> &'static str {
-        let header_due = self.accepted + header_read_timeout;
+    pub async fn expired(
+        &self,
+        header_read_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> &'static str {
         loop {
-            if !self.requested.load(Ordering::Acquire) {
-                if Instant::now() >= header_due {
-                    return "header_timeout";
+            let (reason, due) = if !self.requested.load(Ordering::Acquire) {
+                ("header_timeout", Some(self.accepted + header_read_timeout))
+            } else if self.active.load(Ordering::Acquire) > 0 {
+                ("idle", None)
+            } else {
+                let idle_since = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner());
+                ("idle", Some(idle_since + idle_timeout))
+            };
+            match due {
+                Some(due) if Instant::now() >= due => return reason,
+                // A first request or the last stream's end wakes us early (`notify_one`
+                // keeps the wake-up if we are not waiting yet, so none is lost).
+                Some(due) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(due) => {}
+                        () = self.changed.notified() => {}
+                    }
                 }
-                tokio::time::sleep_until(header_due).await;
-                continue;
+                None => self.changed.notified().await,
             }
-            if self.active.load(Ordering::Acquire) > 0 {
-                // Checked again after a full idle period; a connection that goes idle
-                // meanwhile is closed at most one period late.
-                tokio::time::sleep(idle_timeout).await;
-                continue;
-            }
-            let due = *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) + idle_timeout;
-            if Instant::now() >= due && self.active.load(Ordering::Acquire) == 0 {
-                return "idle";
-            }
-            tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(10))).await;
         }
     }
 }
@@ -102,8 +111,10 @@ struct Active(Arc<ConnectionState>);
 
 impl Active {
     fn new(state: Arc<ConnectionState>) -> Self {
-        state.requested.store(true, Ordering::Release);
         state.active.fetch_add(1, Ordering::AcqRel);
+        if !state.requested.swap(true, Ordering::AcqRel) {
+            state.changed.notify_one();
+        }
         Self(state)
     }
 }
@@ -111,7 +122,9 @@ impl Active {
 impl Drop for Active {
     fn drop(&mut self) {
         *self.0.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.changed.notify_one();
+        }
     }
 }
 
@@ -239,6 +252,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn first_request_ends_the_header_timeout() {
+        let state = ConnectionState::new();
+        let watchdog = {
+            let state = Arc::clone(&state);
+            tokio::spawn(async move {
+                state
+                    .expired(Duration::from_secs(10), Duration::from_secs(2))
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(Active::new(Arc::clone(&state)));
+        let ended = Instant::now();
+        assert_eq!(watchdog.await.unwrap(), "idle");
+        // Idle two seconds after the one stream, not at the ten-second header timeout.
+        assert_eq!(ended.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn idle_connection_expires_after_its_last_stream() {
         let state = ConnectionState::new();
         let stream = Active::new(Arc::clone(&state));
@@ -258,10 +290,7 @@ mod tests {
         let reason = watchdog.await.unwrap();
         assert_eq!(reason, "idle");
         let waited = ended.elapsed();
-        assert!(
-            waited >= Duration::from_secs(60) && waited <= Duration::from_secs(120),
-            "{waited:?}"
-        );
+        assert_eq!(waited, Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

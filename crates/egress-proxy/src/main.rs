@@ -94,18 +94,6 @@ fn init_tracing(format: LogFormat) -> Result<Logging, String> {
 }
 
 async fn run(config: Config) -> ExitCode {
-    let max_connections = match listen::raise_open_files_limit() {
-        Some((before, after)) => {
-            tracing::info!(before, after, "open-files limit (RLIMIT_NOFILE)");
-            config
-                .max_connections
-                .unwrap_or_else(|| listen::default_max_connections(after))
-        }
-        None => {
-            tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE)");
-            config.max_connections.unwrap_or(10_000)
-        }
-    };
     // --dev: the simulator runs in this process, on a port of its own.
     let (url, _simulator) = match &config.upstream {
         Upstream::LiveKit(url) => (url.clone(), None),
@@ -173,6 +161,19 @@ async fn run(config: Config) -> ExitCode {
     let auth_mode = policies.as_ref().map_or("none (no policy file)", |p| {
         p.current().auth_mode().as_str()
     });
+    // Only once the configuration is known to work, so a bad one still ends in one line.
+    let max_connections = match listen::raise_open_files_limit() {
+        Some((before, after)) => {
+            tracing::info!(before, after, "open-files limit (RLIMIT_NOFILE)");
+            config
+                .max_connections
+                .unwrap_or_else(|| listen::default_max_connections(after))
+        }
+        None => {
+            tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE)");
+            config.max_connections.unwrap_or(10_000)
+        }
+    };
     let listener = match server::bind(config.listen).await {
         Ok(listener) => listener,
         Err(err) => return fail(format_args!("{err}")),

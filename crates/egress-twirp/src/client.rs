@@ -70,8 +70,8 @@ pub struct ClientConfig {
     /// Time allowed to establish a connection, TLS included (default 5 s). Expiry is
     /// [`Error::Connect`].
     pub connect_timeout: Duration,
-    /// Time budget of calls that have no deadline, and upper bound of those that do (default
-    /// 30 s: LiveKit's start calls can take 20 s and more). Expiry is [`Error::Timeout`].
+    /// Time budget of calls that have no deadline of their own (default 30 s: LiveKit's start
+    /// calls can take 20 s and more). Expiry is [`Error::Timeout`].
     pub default_timeout: Duration,
     /// How long an idle pooled connection is kept (default 90 s; `None` keeps it forever).
     pub pool_idle_timeout: Option<Duration>,
@@ -171,8 +171,8 @@ impl Encoding {
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CallOptions {
-    /// When the call must be over (e.g. from the gRPC `grpc-timeout`); `None` means the client's
-    /// [`ClientConfig::default_timeout`]. The effective deadline is the earlier of the two.
+    /// When the call must be over (e.g. from the gRPC `grpc-timeout`), even when that is later
+    /// than [`ClientConfig::default_timeout`] from now; `None` means the default.
     pub deadline: Option<Instant>,
     /// Sent as `X-Request-Id`.
     pub request_id: Option<HeaderValue>,
@@ -416,10 +416,9 @@ impl TwirpClient {
     ) -> Result<Response, Error> {
         let config = &self.inner.config;
         let now = Instant::now();
-        let mut deadline = now + config.default_timeout;
-        if let Some(d) = opts.deadline {
-            deadline = deadline.min(d);
-        }
+        // An explicit deadline is the caller's decision (the gateway passes its caller's own
+        // gRPC deadline); the default only covers calls that bring none.
+        let deadline = opts.deadline.unwrap_or(now + config.default_timeout);
         let budget = deadline.saturating_duration_since(now);
         if budget.is_zero() {
             return Err(Error::Timeout(budget));

@@ -214,7 +214,7 @@ async fn echo_sends_expected_request() {
 }
 
 #[tokio::test]
-async fn default_timeout_bounds_the_header() {
+async fn default_timeout_is_the_budget_of_calls_without_a_deadline() {
     bounded(async {
         let (addr, state) = start_server().await;
         let client = client_for(&format!("http://{addr}/"), |c| {
@@ -225,17 +225,24 @@ async fn default_timeout_bounds_the_header() {
             .call("Echo", Bytes::new(), &CallOptions::new())
             .await
             .unwrap();
-        // A deadline later than the default timeout is capped by it.
+        // A deadline later than the default timeout is the caller's: it is not capped.
         let far = CallOptions::new().with_timeout(Duration::from_secs(60));
         client.call("Echo", Bytes::new(), &far).await.unwrap();
-        for seen in state.requests.lock().unwrap().iter() {
-            let ms: u64 = seen.headers["x-twirp-timeout-ms"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!((600..=900).contains(&ms), "{ms}");
-        }
+        let seen: Vec<u64> = state
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|seen| {
+                seen.headers["x-twirp-timeout-ms"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            })
+            .collect();
+        assert!((600..=900).contains(&seen[0]), "{seen:?}");
+        assert!((59_000..=60_000).contains(&seen[1]), "{seen:?}");
     })
     .await;
 }
@@ -574,6 +581,17 @@ async fn deadline_passes_while_server_sleeps() {
             .unwrap_err();
         assert!(matches!(err, Error::Timeout(d) if d <= Duration::from_millis(150)));
         assert!(start.elapsed() < Duration::from_millis(900));
+
+        // An explicit deadline later than the default is the caller's to set: it is the
+        // budget LiveKit is told.
+        let opts = CallOptions::new().with_timeout(Duration::from_secs(5));
+        client.call("Echo", Bytes::new(), &opts).await.unwrap();
+        let ms: u64 = state.requests.lock().unwrap().last().unwrap().headers["x-twirp-timeout-ms"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((4000..=5000).contains(&ms), "{ms}");
 
         // A deadline already in the past fails without sending anything.
         let before = state.requests.lock().unwrap().len();
