@@ -7,6 +7,7 @@
 mod access;
 mod lifecycle;
 mod operations;
+mod packaging;
 mod reliability;
 mod rpcs;
 mod tls;
