@@ -8,6 +8,7 @@ mod access;
 mod hostile;
 mod lifecycle;
 mod operations;
+mod packaging;
 mod reliability;
 mod rpcs;
 mod tls;
