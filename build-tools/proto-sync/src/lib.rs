@@ -65,9 +65,7 @@ pub enum SyncError {
     PinNotFound,
     #[error("running `{python} -c <dump script>` failed: {detail}")]
     Python { python: String, detail: String },
-    #[error(
-        "{PIN_PACKAGE} is not installed for {python}; run `pip install {PIN_PACKAGE}=={pin}`"
-    )]
+    #[error("{PIN_PACKAGE} is not installed for {python}; run `pip install {PIN_PACKAGE}=={pin}`")]
     PackageMissing { python: String, pin: String },
     #[error(
         "{python} has {PIN_PACKAGE} {found} but the pin is {pin}; run `pip install {PIN_PACKAGE}=={pin}`"
@@ -126,7 +124,11 @@ pub fn pin_version(workspace: &Path) -> Result<String, SyncError> {
 fn parse_pin(requirements: &str) -> Option<String> {
     requirements.lines().find_map(|line| {
         let line = line.split('#').next()?.trim();
-        let version = line.strip_prefix(PIN_PACKAGE)?.trim().strip_prefix("==")?.trim();
+        let version = line
+            .strip_prefix(PIN_PACKAGE)?
+            .trim()
+            .strip_prefix("==")?
+            .trim();
         let exact = !version.is_empty()
             && version
                 .chars()
@@ -201,7 +203,9 @@ pub fn locate_pin(workspace: &Path) -> Result<Pin, SyncError> {
         names.push(name.to_owned());
     }
     if !names.iter().any(|n| n == ROOT_FILE) {
-        return Err(SyncError::DumpFormat(format!("{ROOT_FILE} not in the dump")));
+        return Err(SyncError::DumpFormat(format!(
+            "{ROOT_FILE} not in the dump"
+        )));
     }
     let mut pool = DescriptorPool::new();
     pool.decode_file_descriptor_set(set.as_slice())
@@ -669,7 +673,10 @@ mod tests {
     fn the_pin_is_an_exact_requirement() {
         let text = "livekit-api>=1.2,<2\nlivekit-protocol==1.1.29  # the pin\n";
         assert_eq!(parse_pin(text).as_deref(), Some("1.1.29"));
-        assert_eq!(parse_pin("livekit-protocol == 1.1.29"), Some("1.1.29".into()));
+        assert_eq!(
+            parse_pin("livekit-protocol == 1.1.29"),
+            Some("1.1.29".into())
+        );
     }
 
     #[test]

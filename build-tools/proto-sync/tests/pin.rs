@@ -166,9 +166,11 @@ fn compare_message(scope: &str, mine: &DescriptorProto, theirs: &DescriptorProto
 fn custom_field_options_match() {
     use prost::Message as _;
     let upstream = pin().pool;
-    let ours =
-        proto_sync::compile(&proto_sync::workspace_root().join("proto"), proto_sync::ROOT_FILE)
-            .expect("ours");
+    let ours = proto_sync::compile(
+        &proto_sync::workspace_root().join("proto"),
+        proto_sync::ROOT_FILE,
+    )
+    .expect("ours");
     let mut with_custom = 0;
     for theirs in upstream.all_messages() {
         if theirs.parent_file().name().starts_with("google/") {
@@ -195,7 +197,10 @@ fn custom_field_options_match() {
         }
     }
     // Guards the test itself: were custom options lost on both sides, all would compare equal.
-    assert!(with_custom > 20, "only {with_custom} fields with custom options upstream");
+    assert!(
+        with_custom > 20,
+        "only {with_custom} fields with custom options upstream"
+    );
 }
 
 #[test]

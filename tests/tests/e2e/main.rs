@@ -9,5 +9,6 @@ mod lifecycle;
 mod operations;
 mod reliability;
 mod rpcs;
+mod schema;
 mod tls;
 mod upstream_failures;
