@@ -7,9 +7,10 @@
 //! enums, services, extensions, reserved ranges and the options that matter on the wire or
 //! to codegen.
 //!
-//! Why PyPI: the Python package follows LiveKit's protocol releases more closely than the
-//! crates.io crate, and its generated modules embed each schema file as a serialized
-//! `FileDescriptorProto`, so no `.proto` source or `protoc` is needed to read it. The
+//! Why PyPI: the crates.io `livekit-protocol` crate lags the schema (0.8.2 has no stream
+//! `destinations`), while the Python package is published with each protocol release and
+//! its generated modules embed every schema file as a serialized `FileDescriptorProto`,
+//! so neither `.proto` source nor `protoc` is needed to read it. The
 //! pinned version is the exact `livekit-protocol==X` line of
 //! `tests/python/requirements.txt` ([`REQUIREMENTS`]): one place, which CI installs
 //! before it runs `proto-sync --check`.

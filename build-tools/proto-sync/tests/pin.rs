@@ -70,24 +70,6 @@ fn default_json_name(name: &str) -> String {
 }
 
 #[test]
-fn installed_package_is_the_pin() {
-    let workspace = proto_sync::workspace_root();
-    let requirements = std::fs::read_to_string(workspace.join(proto_sync::REQUIREMENTS)).unwrap();
-    let pin = pin();
-    // locate_pin already refused any other installed version; this guards the direction
-    // "requirements.txt says what the pin says".
-    assert!(
-        requirements
-            .lines()
-            .any(|l| l.trim() == format!("{}=={}", proto_sync::PIN_PACKAGE, pin.version)),
-        "{} must install {}=={}",
-        proto_sync::REQUIREMENTS,
-        proto_sync::PIN_PACKAGE,
-        pin.version
-    );
-}
-
-#[test]
 fn same_files_in_the_closure() {
     let (upstream, ours) = descriptors();
     let names = |files: &[FileDescriptorProto]| {
