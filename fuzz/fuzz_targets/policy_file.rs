@@ -32,6 +32,7 @@ fn sample_views() -> Vec<RequestView> {
             live_playlist_name: None,
             storage: Some(StorageTarget {
                 provider: StorageProvider::S3,
+                account: None,
                 bucket: Some("recordings-prod".into()),
                 region: Some("us-east-1".into()),
                 endpoint: Some("https://minio.internal.example.com".into()),

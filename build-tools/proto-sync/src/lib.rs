@@ -1,39 +1,91 @@
-//! Renders our `proto/` tree from the pinned `livekit-protocol` crate's schema.
+//! Renders our `proto/` tree from the pinned PyPI `livekit-protocol` package's schema.
 //!
 //! We never copy upstream `.proto` text: it carries upstream comments and layout we do not
-//! want to maintain. Instead the pinned files are compiled with `protox` into descriptors and
-//! printed back by [`render_file`], which emits facts only — packages, imports, messages,
-//! fields (names, numbers, types, labels), oneofs, maps, enums, services, extensions,
-//! reserved ranges and the options that matter on the wire or to codegen.
+//! want to maintain. Instead the pinned package's descriptors are loaded into a
+//! [`DescriptorPool`] and printed back by [`render_file`], which emits facts only —
+//! packages, imports, messages, fields (names, numbers, types, labels), oneofs, maps,
+//! enums, services, extensions, reserved ranges and the options that matter on the wire or
+//! to codegen.
 //!
-//! The pin itself lives in this crate's `Cargo.toml` (a dev-dependency on an exact
-//! `livekit-protocol` version), so it is recorded in `Cargo.lock` and `cargo metadata` can
-//! locate its sources on any machine.
+//! Why PyPI: the crates.io `livekit-protocol` crate lags the schema (0.8.2 has no stream
+//! `destinations`), while the Python package is published with each protocol release and
+//! its generated modules embed every schema file as a serialized `FileDescriptorProto`,
+//! so neither `.proto` source nor `protoc` is needed to read it. The
+//! pinned version is the exact `livekit-protocol==X` line of
+//! `tests/python/requirements.txt` ([`REQUIREMENTS`]): one place, which CI installs
+//! before it runs `proto-sync --check`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use prost::Message as _;
 use prost_reflect::{
     Cardinality, DescriptorPool, DynamicMessage, EnumDescriptor, ExtensionDescriptor,
     FieldDescriptor, FileDescriptor, Kind, MessageDescriptor, ServiceDescriptor, Syntax, Value,
 };
+use prost_types::FileDescriptorProto;
 
-/// The crate whose bundled `.proto` files are the schema we pin.
-pub const PIN_CRATE: &str = "livekit-protocol";
+/// The PyPI package whose embedded descriptors are the schema we pin.
+pub const PIN_PACKAGE: &str = "livekit-protocol";
+/// The requirements file that holds the pin, relative to the workspace root.
+pub const REQUIREMENTS: &str = "tests/python/requirements.txt";
 /// The schema file whose import closure we render.
 pub const ROOT_FILE: &str = "livekit_egress.proto";
+/// The Python module that embeds [`ROOT_FILE`].
+const ROOT_MODULE: &str = "livekit.protocol.egress";
+
+/// Prints the installed package version, then every file of the root module's import
+/// closure (dependencies first) as `file <name> <hex of serialized FileDescriptorProto>`.
+/// Only the standard library and the package itself are used, so the one thing the
+/// environment must provide is the pinned package.
+const DUMP_SCRIPT: &str = r#"
+import importlib, importlib.metadata, sys
+try:
+    version = importlib.metadata.version(sys.argv[1])
+except importlib.metadata.PackageNotFoundError:
+    print("missing")
+    sys.exit(0)
+print("version " + version)
+seen = set()
+def walk(f):
+    if f.name in seen:
+        return
+    seen.add(f.name)
+    for dep in f.dependencies:
+        walk(dep)
+    print("file " + f.name + " " + f.serialized_pb.hex())
+walk(importlib.import_module(sys.argv[2]).DESCRIPTOR)
+"#;
 
 /// Everything that can go wrong while syncing.
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("running `cargo metadata` failed: {0}")]
-    Metadata(String),
-    #[error(
-        "`{PIN_CRATE}` is not in the workspace's dependency graph; is it still pinned in build-tools/proto-sync/Cargo.toml?"
-    )]
+    #[error("{REQUIREMENTS} has no exact `{PIN_PACKAGE}==<version>` line; that line is the pin")]
     PinNotFound,
+    #[error("running `{python} -c <dump script>` failed: {detail}")]
+    Python { python: String, detail: String },
+    #[error("{PIN_PACKAGE} is not installed for {python}; run `pip install {PIN_PACKAGE}=={pin}`")]
+    PackageMissing { python: String, pin: String },
+    #[error(
+        "{python} has {PIN_PACKAGE} {found} but the pin is {pin}; run `pip install {PIN_PACKAGE}=={pin}`"
+    )]
+    VersionMismatch {
+        python: String,
+        found: String,
+        pin: String,
+    },
+    #[error("unexpected output from the dump script: {0}")]
+    DumpFormat(String),
+    #[error("decoding the descriptor of {file}: {source}")]
+    Decode {
+        file: String,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("building the descriptor pool: {0}")]
+    Pool(#[source] Box<prost_reflect::DescriptorError>),
     #[error("compiling {path}: {source}")]
     Compile {
         path: String,
@@ -48,15 +100,13 @@ pub enum SyncError {
     },
 }
 
-/// Where the pinned schema lives and which versions it is.
+/// The pinned schema: its version and its descriptors.
 #[derive(Debug, Clone)]
 pub struct Pin {
-    /// Version of the `livekit-protocol` crate.
-    pub crate_version: String,
-    /// LiveKit protocol release the crate bundles (from its `package.json`), if readable.
-    pub protocol_version: Option<String>,
-    /// The crate's `protocol/protobufs` directory.
-    pub protobufs: PathBuf,
+    /// Version of the PyPI `livekit-protocol` package.
+    pub version: String,
+    /// The import closure of [`ROOT_FILE`], Google well-known types included.
+    pub pool: DescriptorPool,
 }
 
 /// The workspace root this tool was built in.
@@ -64,38 +114,104 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Locates the pinned crate's sources through `cargo metadata` (which also downloads them).
-pub fn locate_pin(workspace: &Path) -> Result<Pin, SyncError> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--manifest-path"])
-        .arg(workspace.join("Cargo.toml"))
-        .output()
-        .map_err(|e| SyncError::Metadata(e.to_string()))?;
-    if !out.status.success() {
-        return Err(SyncError::Metadata(
-            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        ));
-    }
-    let meta: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| SyncError::Metadata(e.to_string()))?;
-    let package = meta["packages"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|p| p["name"] == PIN_CRATE)
-        .ok_or(SyncError::PinNotFound)?;
-    let manifest = PathBuf::from(package["manifest_path"].as_str().unwrap_or_default());
-    let root = manifest.parent().ok_or(SyncError::PinNotFound)?;
-    let protocol_version = std::fs::read_to_string(root.join("protocol/package.json"))
-        .ok()
-        .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-        .and_then(|v| v["version"].as_str().map(str::to_owned));
-    Ok(Pin {
-        crate_version: package["version"].as_str().unwrap_or_default().to_owned(),
-        protocol_version,
-        protobufs: root.join("protocol/protobufs"),
+/// The pinned version: the `livekit-protocol==X` line of [`REQUIREMENTS`].
+pub fn pin_version(workspace: &Path) -> Result<String, SyncError> {
+    let path = workspace.join(REQUIREMENTS);
+    let text = std::fs::read_to_string(&path).map_err(|source| SyncError::Io { path, source })?;
+    parse_pin(&text).ok_or(SyncError::PinNotFound)
+}
+
+/// Finds `livekit-protocol==X` in requirements text; ranges do not count as a pin.
+fn parse_pin(requirements: &str) -> Option<String> {
+    requirements.lines().find_map(|line| {
+        let line = line.split('#').next()?.trim();
+        let version = line
+            .strip_prefix(PIN_PACKAGE)?
+            .trim()
+            .strip_prefix("==")?
+            .trim();
+        let exact = !version.is_empty()
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.');
+        exact.then(|| version.to_owned())
     })
+}
+
+/// The Python interpreter to ask: `$PYTHON`, else `python3` (what CI's pip installs into).
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Loads the pinned schema from the installed Python package, after checking that the
+/// installed version is exactly the pin.
+pub fn locate_pin(workspace: &Path) -> Result<Pin, SyncError> {
+    let pin = pin_version(workspace)?;
+    let python = python();
+    let python_err = |detail: String| SyncError::Python {
+        python: python.clone(),
+        detail,
+    };
+    let out = Command::new(&python)
+        .args(["-c", DUMP_SCRIPT, PIN_PACKAGE, ROOT_MODULE])
+        .output()
+        .map_err(|e| python_err(e.to_string()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    // The version comes first, so a missing or wrong package is reported as such even
+    // when importing the module then fails.
+    match lines.next() {
+        Some("missing") => return Err(SyncError::PackageMissing { python, pin }),
+        Some(line) => match line.strip_prefix("version ") {
+            Some(found) if found == pin => {}
+            Some(found) => {
+                return Err(SyncError::VersionMismatch {
+                    python,
+                    found: found.to_owned(),
+                    pin,
+                });
+            }
+            None => return Err(SyncError::DumpFormat(line.to_owned())),
+        },
+        None => {}
+    }
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("no output").to_owned();
+        return Err(python_err(last));
+    }
+    // The files are re-assembled into one serialized FileDescriptorSet (field 1, each
+    // file length-delimited) rather than decoded into `prost_types`: those drop unknown
+    // fields, and custom options such as `(logger.sensitivity)` are unknown fields until
+    // the pool resolves them, which `DescriptorPool::decode_file_descriptor_set` does.
+    let mut set = Vec::new();
+    let mut names = Vec::new();
+    for line in lines {
+        let mut parts = line.splitn(3, ' ');
+        let (Some("file"), Some(name), Some(hex)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(SyncError::DumpFormat(line.to_owned()));
+        };
+        let bytes = hex::decode(hex).map_err(|e| SyncError::DumpFormat(format!("{name}: {e}")))?;
+        // Decoding alone pins the failure on one file, which the pool's error would not.
+        FileDescriptorProto::decode(bytes.as_slice()).map_err(|source| SyncError::Decode {
+            file: name.to_owned(),
+            source,
+        })?;
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut set);
+        prost::encoding::encode_varint(bytes.len() as u64, &mut set);
+        set.extend_from_slice(&bytes);
+        names.push(name.to_owned());
+    }
+    if !names.iter().any(|n| n == ROOT_FILE) {
+        return Err(SyncError::DumpFormat(format!(
+            "{ROOT_FILE} not in the dump"
+        )));
+    }
+    let mut pool = DescriptorPool::new();
+    pool.decode_file_descriptor_set(set.as_slice())
+        .map_err(|e| SyncError::Pool(Box::new(e)))?;
+    Ok(Pin { version: pin, pool })
 }
 
 /// Compiles `root` and its imports from `include` into a descriptor pool.
@@ -117,25 +233,19 @@ pub fn owned_files(pool: &DescriptorPool) -> impl Iterator<Item = FileDescriptor
 }
 
 /// Renders every owned file of the pinned closure: path relative to `proto/` → contents.
-pub fn render_pin(pin: &Pin) -> Result<BTreeMap<String, String>, SyncError> {
-    let pool = compile(&pin.protobufs, ROOT_FILE)?;
+pub fn render_pin(pin: &Pin) -> BTreeMap<String, String> {
     let header = header(pin);
-    Ok(owned_files(&pool)
+    owned_files(&pin.pool)
         .map(|f| (f.name().to_owned(), render_file(&f, &header)))
-        .collect())
+        .collect()
 }
 
 fn header(pin: &Pin) -> String {
-    let protocol = pin
-        .protocol_version
-        .as_deref()
-        .map(|v| format!(" (LiveKit protocol {v})"))
-        .unwrap_or_default();
     format!(
-        "// Rendered by build-tools/proto-sync from {PIN_CRATE} {}{protocol}. Do not edit.\n\
+        "// Rendered by build-tools/proto-sync from PyPI {PIN_PACKAGE} {}. Do not edit.\n\
          // Regenerate with `cargo run -p proto-sync`; CI runs `cargo run -p proto-sync -- --check`.\n\
          // Schema facts only; LiveKit's documentation lives in its protocol repository.\n",
-        pin.crate_version
+        pin.version
     )
 }
 
@@ -554,4 +664,27 @@ pub fn write(proto_dir: &Path, rendered: &BTreeMap<String, String>) -> Result<()
         std::fs::write(&path, text).map_err(io(&path))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_pin;
+
+    #[test]
+    fn the_pin_is_an_exact_requirement() {
+        let text = "livekit-api>=1.2,<2\nlivekit-protocol==1.1.29  # the pin\n";
+        assert_eq!(parse_pin(text).as_deref(), Some("1.1.29"));
+        assert_eq!(
+            parse_pin("livekit-protocol == 1.1.29"),
+            Some("1.1.29".into())
+        );
+    }
+
+    #[test]
+    fn ranges_and_other_packages_are_not_a_pin() {
+        assert_eq!(parse_pin("livekit-protocol>=1.1,<2"), None);
+        assert_eq!(parse_pin("livekit-protocol==1.1.*"), None);
+        assert_eq!(parse_pin("livekit-protocol-extra==1.0"), None);
+        assert_eq!(parse_pin("# livekit-protocol==1.1.29"), None);
+    }
 }

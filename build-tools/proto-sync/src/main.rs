@@ -1,4 +1,7 @@
-//! `proto-sync`: keeps `proto/` equal to what the pinned `livekit-protocol` crate renders.
+//! `proto-sync`: keeps `proto/` equal to what the pinned PyPI `livekit-protocol` renders.
+//!
+//! The pin is the `livekit-protocol==X` line of `tests/python/requirements.txt`; the
+//! package must be installed at exactly that version for `python3` (or `$PYTHON`).
 //!
 //! ```text
 //! cargo run -p proto-sync            # rewrite proto/ from the pin
@@ -11,7 +14,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(about = "Render proto/ from the pinned livekit-protocol crate")]
+#[command(about = "Render proto/ from the pinned PyPI livekit-protocol package")]
 struct Args {
     /// Compare instead of writing; exit 1 when proto/ differs from the pin.
     #[arg(long)]
@@ -25,25 +28,15 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let workspace = args.workspace.unwrap_or_else(proto_sync::workspace_root);
     let proto_dir = workspace.join("proto");
-    let result = proto_sync::locate_pin(&workspace).and_then(|pin| {
-        let rendered = proto_sync::render_pin(&pin)?;
-        Ok((pin, rendered))
-    });
-    let (pin, rendered) = match result {
-        Ok(ok) => ok,
+    let pin = match proto_sync::locate_pin(&workspace) {
+        Ok(pin) => pin,
         Err(err) => {
             eprintln!("proto-sync: {err}");
             return ExitCode::from(2);
         }
     };
-    let version = format!(
-        "{} {}{}",
-        proto_sync::PIN_CRATE,
-        pin.crate_version,
-        pin.protocol_version
-            .map(|v| format!(" (protocol {v})"))
-            .unwrap_or_default()
-    );
+    let rendered = proto_sync::render_pin(&pin);
+    let version = format!("PyPI {} {}", proto_sync::PIN_PACKAGE, pin.version);
     if args.check {
         let stale = proto_sync::diff(&proto_dir, &rendered);
         if stale.is_empty() {

@@ -74,6 +74,7 @@ impl EgressPage {
 ///         vec![EgressOutput::Stream(proto::StreamOutput {
 ///             protocol: proto::StreamProtocol::Rtmp as i32,
 ///             urls: vec!["rtmp://live.example.com/app/key".into()],
+///             ..Default::default()
 ///         })],
 ///         RoomCompositeOptions { layout: "grid".into(), ..Default::default() },
 ///     )
@@ -408,6 +409,7 @@ impl EgressClient {
     ///         vec![EgressOutput::Stream(proto::StreamOutput {
     ///             protocol: proto::StreamProtocol::Rtmp as i32,
     ///             urls: vec!["rtmp://live.example.com/app/key".into()],
+    ///             ..Default::default()
     ///         })],
     ///         WebOptions { await_start_signal: true, ..Default::default() },
     ///     )
@@ -646,6 +648,9 @@ impl EgressClient {
             egress_id: egress_id.to_owned(),
             add_output_urls,
             remove_output_urls,
+            // This helper speaks plain URLs; destinations (URL plus id) are named here
+            // rather than defaulted so the next new field breaks the build at this spot.
+            add_destinations: Vec::new(),
         };
         request.validate()?;
         self.call("UpdateStream", &request).await

@@ -163,6 +163,7 @@ fn rich_outputs() -> Vec<EgressOutput> {
                 "rtmp://a.example.com/live/1".into(),
                 "rtmp://b.example.com/live/2".into(),
             ],
+            ..Default::default()
         }),
         EgressOutput::File(proto::EncodedFileOutput {
             file_type: proto::EncodedFileType::Mp4 as i32,

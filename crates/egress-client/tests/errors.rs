@@ -411,6 +411,7 @@ async fn unknown_encoding_values_are_left_to_the_server() {
             vec![EgressOutput::Stream(proto::StreamOutput {
                 protocol: proto::StreamProtocol::Rtmp as i32,
                 urls: vec!["rtmp://x/y".into()],
+                ..Default::default()
             })],
             WebOptions {
                 encoding: Encoding::Advanced(options),

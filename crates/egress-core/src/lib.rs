@@ -34,6 +34,7 @@
 //!     .output(EgressOutput::Stream(proto::StreamOutput {
 //!         protocol: proto::StreamProtocol::Rtmp as i32,
 //!         urls: vec!["rtmp://live.example.com/app/key".into()],
+//!         ..Default::default()
 //!     }))
 //!     .build()?;
 //! assert_eq!(request.room_name, "standup");

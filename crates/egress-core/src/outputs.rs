@@ -541,6 +541,7 @@ mod tests {
                 1 => EgressOutput::Stream(proto::StreamOutput {
                     protocol: proto::StreamProtocol::Srt as i32,
                     urls: vec![name],
+                    ..Default::default()
                 }),
                 2 => EgressOutput::Segments(proto::SegmentedFileOutput {
                     playlist_name: name,

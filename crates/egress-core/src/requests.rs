@@ -752,6 +752,7 @@ mod tests {
         EgressOutput::Stream(proto::StreamOutput {
             protocol: proto::StreamProtocol::Rtmp as i32,
             urls: vec![url.into()],
+            ..Default::default()
         })
     }
 

@@ -179,6 +179,9 @@ pub enum StorageProvider {
 pub struct StorageTarget {
     /// The storage service.
     pub provider: StorageProvider,
+    /// Azure only: the storage account. A container name alone does not say whose
+    /// storage it is (every account can have a `recordings` container); the account does.
+    pub account: Option<String>,
     /// Bucket (S3, GCP, OSS) or container (Azure).
     pub bucket: Option<String>,
     /// Region (S3, OSS).
@@ -259,8 +262,9 @@ pub struct RequestView {
     pub web_url: Option<String>,
     /// Custom template base URL of a room composite.
     pub custom_base_url: Option<String>,
-    /// Every URL media will be streamed to: stream outputs, a track's
-    /// WebSocket URL, and URLs added by `UpdateStream`.
+    /// Every URL media will be streamed to: stream outputs (both their
+    /// `urls` and their `destinations`), a track's WebSocket URL, and URLs
+    /// added by `UpdateStream` (`add_output_urls` and `add_destinations`).
     pub stream_urls: Vec<String>,
     /// URLs removed by `UpdateStream`.
     pub removed_stream_urls: Vec<String>,
@@ -401,9 +405,19 @@ impl RequestView {
         });
     }
 
+    /// Both ways a stream output names where media goes: plain `urls`, and
+    /// `destinations` (a URL with a caller-chosen id, so it can be removed
+    /// later). A policy that checked only `urls` would let any destination
+    /// through, so both land in the same list.
     fn add_streams(&mut self, stream: &proto::StreamOutput) {
         self.stream_urls
             .extend(stream.urls.iter().filter_map(|u| non_empty(u)));
+        self.add_stream_destinations(&stream.destinations);
+    }
+
+    fn add_stream_destinations(&mut self, destinations: &[proto::StreamDestination]) {
+        self.stream_urls
+            .extend(destinations.iter().filter_map(|d| non_empty(&d.url)));
     }
 
     fn add_v1_outputs(
@@ -431,6 +445,7 @@ fn non_empty(s: &str) -> Option<String> {
 fn s3_target(u: &proto::S3Upload) -> StorageTarget {
     StorageTarget {
         provider: StorageProvider::S3,
+        account: None,
         bucket: non_empty(&u.bucket),
         region: non_empty(&u.region),
         endpoint: non_empty(&u.endpoint),
@@ -440,6 +455,7 @@ fn s3_target(u: &proto::S3Upload) -> StorageTarget {
 fn gcp_target(u: &proto::GcpUpload) -> StorageTarget {
     StorageTarget {
         provider: StorageProvider::Gcp,
+        account: None,
         bucket: non_empty(&u.bucket),
         region: None,
         endpoint: None,
@@ -449,6 +465,7 @@ fn gcp_target(u: &proto::GcpUpload) -> StorageTarget {
 fn azure_target(u: &proto::AzureBlobUpload) -> StorageTarget {
     StorageTarget {
         provider: StorageProvider::Azure,
+        account: non_empty(&u.account_name),
         bucket: non_empty(&u.container_name),
         region: None,
         endpoint: None,
@@ -458,6 +475,7 @@ fn azure_target(u: &proto::AzureBlobUpload) -> StorageTarget {
 fn ali_target(u: &proto::AliOssUpload) -> StorageTarget {
     StorageTarget {
         provider: StorageProvider::AliOss,
+        account: None,
         bucket: non_empty(&u.bucket),
         region: non_empty(&u.region),
         endpoint: non_empty(&u.endpoint),
@@ -769,6 +787,7 @@ impl From<&proto::UpdateStreamRequest> for RequestView {
             .iter()
             .filter_map(|u| non_empty(u))
             .collect();
+        view.add_stream_destinations(&r.add_destinations);
         view.removed_stream_urls = r
             .remove_output_urls
             .iter()
@@ -878,6 +897,7 @@ mod tests {
     fn s3_target(bucket: &str) -> StorageTarget {
         StorageTarget {
             provider: StorageProvider::S3,
+            account: None,
             bucket: Some(bucket.into()),
             region: Some("us-east-1".into()),
             endpoint: Some("https://s3.example.com".into()),
@@ -1094,9 +1114,12 @@ mod tests {
         };
         let view = RequestView::from(&file);
         assert_eq!(view.buckets().collect::<Vec<_>>(), ["media"]);
-        assert_eq!(
-            view.destinations[0].storage.as_ref().map(|s| s.provider),
-            Some(StorageProvider::Azure)
+        let storage = view.destinations[0].storage.as_ref().unwrap();
+        assert_eq!(storage.provider, StorageProvider::Azure);
+        assert_eq!(storage.account.as_deref(), Some("acct"));
+        assert!(
+            !format!("{view:?}").contains("key"),
+            "the account key leaked"
         );
     }
 
@@ -1106,6 +1129,7 @@ mod tests {
             egress_id: "EG_1".into(),
             add_output_urls: vec!["rtmp://new".into()],
             remove_output_urls: vec!["rtmp://old".into()],
+            ..Default::default()
         };
         let view = decode_view(Rpc::UpdateStream, &update.encode_to_vec()).unwrap();
         assert_eq!(view.rpc, Rpc::UpdateStream);
@@ -1133,5 +1157,67 @@ mod tests {
             let view = decode_view(rpc, &[]).unwrap();
             assert_eq!(view, RequestView::new(rpc));
         }
+    }
+
+    fn destination(id: &str, url: &str) -> proto::StreamDestination {
+        proto::StreamDestination {
+            id: id.into(),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn stream_destinations_are_stream_urls_in_every_request() {
+        let stream = proto::StreamOutput {
+            urls: vec!["rtmp://plain".into()],
+            destinations: vec![
+                destination("a", "rtmps://dest-a"),
+                destination("empty", ""),
+                destination("b", "srt://dest-b"),
+            ],
+            ..Default::default()
+        };
+        let expected = ["rtmp://plain", "rtmps://dest-a", "srt://dest-b"];
+
+        let room = proto::RoomCompositeEgressRequest {
+            stream_outputs: vec![stream.clone()],
+            ..Default::default()
+        };
+        assert_eq!(RequestView::from(&room).stream_urls, expected);
+        let legacy = proto::TrackCompositeEgressRequest {
+            output: Some(proto::track_composite_egress_request::Output::Stream(
+                stream.clone(),
+            )),
+            ..Default::default()
+        };
+        assert_eq!(RequestView::from(&legacy).stream_urls, expected);
+        let participant = proto::ParticipantEgressRequest {
+            stream_outputs: vec![stream.clone()],
+            ..Default::default()
+        };
+        assert_eq!(RequestView::from(&participant).stream_urls, expected);
+        let unified = proto::StartEgressRequest {
+            outputs: vec![proto::Output {
+                config: Some(proto::output::Config::Stream(stream)),
+                storage: None,
+            }],
+            ..Default::default()
+        };
+        let view = decode_view(Rpc::StartEgress, &unified.encode_to_vec()).unwrap();
+        assert_eq!(view.stream_urls, expected);
+        assert_eq!(view.outbound_urls().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn update_stream_add_destinations_are_stream_urls() {
+        let update = proto::UpdateStreamRequest {
+            egress_id: "EG_1".into(),
+            add_output_urls: vec!["rtmp://added".into()],
+            add_destinations: vec![destination("d1", "rtmps://dest")],
+            ..Default::default()
+        };
+        let view = decode_view(Rpc::UpdateStream, &update.encode_to_vec()).unwrap();
+        assert_eq!(view.stream_urls, ["rtmp://added", "rtmps://dest"]);
     }
 }

@@ -261,8 +261,10 @@ impl CallerPolicy {
     ///    `ListEgress` without a room filter (it would list every room's
     ///    egresses), nor `StopEgress`/`UpdateLayout`/`UpdateStream` without
     ///    an egress id.
-    /// 3. `stream_urls` — every stream URL, track WebSocket URL and URL
-    ///    added by `UpdateStream` ([`RequestView::stream_urls`]).
+    /// 3. `stream_urls` — every stream URL (a stream output's `urls` and
+    ///    `destinations`), track WebSocket URL and URL added by
+    ///    `UpdateStream` (`add_output_urls`, `add_destinations`)
+    ///    ([`RequestView::stream_urls`]).
     /// 4. Every stored output (file, segments, images):
     ///    `storage_providers`, `storage_endpoints`, `file_buckets`,
     ///    `file_prefixes`.
@@ -548,5 +550,125 @@ mod tests {
         assert!(!path_allowed(&prefixes, "recordings/../secret/a.mp4"));
         assert!(!path_allowed(&prefixes, "other/a.mp4"));
         assert!(!path_allowed(&prefixes, "/recordings/a.mp4"));
+    }
+
+    /// Stream destinations (`StreamOutput.destinations`, `UpdateStream`'s
+    /// `add_destinations`) carry stream URLs just as `urls` does; a caller
+    /// confined to one streaming host must not reach another through them.
+    mod stream_destinations {
+        use egress_core::{Rpc, decode_view, proto};
+        use prost::Message as _;
+
+        use crate::{CallerPolicy, Policy, Rule};
+
+        const ALLOWED: &str = "rtmps://a.live.example.com/app/KEY";
+        const ELSEWHERE: &str = "rtmps://evil.example.net/app/KEY";
+
+        fn policy() -> Policy {
+            Policy::from_toml_str(
+                r#"
+                [auth]
+                mode = "none"
+                [[callers]]
+                name = "streamer"
+                policy = "streaming"
+                [policies.streaming]
+                rpcs = ["*"]
+                rooms = ["*"]
+                stream_urls = ["rtmps://*.live.example.com/*"]
+                "#,
+                "policy.toml",
+            )
+            .unwrap()
+        }
+
+        fn check(policy: &CallerPolicy, rpc: Rpc, body: Vec<u8>) -> Result<(), Rule> {
+            let view = decode_view(rpc, &body).unwrap();
+            policy.check(&view).map_err(|d| d.rule())
+        }
+
+        fn stream(url: &str) -> proto::StreamOutput {
+            proto::StreamOutput {
+                protocol: proto::StreamProtocol::Rtmp as i32,
+                destinations: vec![proto::StreamDestination {
+                    id: "d1".into(),
+                    url: url.into(),
+                }],
+                ..Default::default()
+            }
+        }
+
+        fn room_composite(url: &str) -> Vec<u8> {
+            proto::RoomCompositeEgressRequest {
+                room_name: "r".into(),
+                stream_outputs: vec![stream(url)],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
+
+        fn start_egress(url: &str) -> Vec<u8> {
+            proto::StartEgressRequest {
+                room_name: "r".into(),
+                outputs: vec![proto::Output {
+                    config: Some(proto::output::Config::Stream(stream(url))),
+                    storage: None,
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
+
+        fn update_stream(url: &str) -> Vec<u8> {
+            proto::UpdateStreamRequest {
+                egress_id: "EG_1".into(),
+                add_destinations: vec![proto::StreamDestination {
+                    id: "d2".into(),
+                    url: url.into(),
+                }],
+                ..Default::default()
+            }
+            .encode_to_vec()
+        }
+
+        #[test]
+        fn a_destination_elsewhere_is_denied() {
+            let policy = policy();
+            let caller = &policy.anonymous_caller().unwrap().policy;
+            let rpc = Rpc::StartRoomCompositeEgress;
+            assert_eq!(check(caller, rpc, room_composite(ALLOWED)), Ok(()));
+            assert_eq!(
+                check(caller, rpc, room_composite(ELSEWHERE)),
+                Err(Rule::StreamUrls)
+            );
+            let rpc = Rpc::StartEgress;
+            assert_eq!(check(caller, rpc, start_egress(ALLOWED)), Ok(()));
+            assert_eq!(
+                check(caller, rpc, start_egress(ELSEWHERE)),
+                Err(Rule::StreamUrls)
+            );
+        }
+
+        #[test]
+        fn an_added_destination_elsewhere_is_denied() {
+            let policy = policy();
+            let caller = &policy.anonymous_caller().unwrap().policy;
+            let rpc = Rpc::UpdateStream;
+            assert_eq!(check(caller, rpc, update_stream(ALLOWED)), Ok(()));
+            assert_eq!(
+                check(caller, rpc, update_stream(ELSEWHERE)),
+                Err(Rule::StreamUrls)
+            );
+        }
+
+        #[test]
+        fn the_denial_names_the_destination_host_only() {
+            let policy = policy();
+            let caller = &policy.anonymous_caller().unwrap().policy;
+            let view = decode_view(Rpc::UpdateStream, &update_stream(ELSEWHERE)).unwrap();
+            let denial = caller.check(&view).unwrap_err().to_string();
+            assert!(denial.contains("\"rtmps://evil.example.net\""), "{denial}");
+            assert!(!denial.contains("KEY"), "stream key leaked: {denial}");
+        }
     }
 }

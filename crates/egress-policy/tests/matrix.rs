@@ -279,6 +279,7 @@ fn update_stream(k: &Knobs) -> RequestView {
         egress_id: "EG_1".into(),
         add_output_urls: vec![k.stream.into()],
         remove_output_urls: vec!["rtmp://old.example.net/live/OLDKEY".into()],
+        ..Default::default()
     };
     view_of(Rpc::UpdateStream, &request)
 }
@@ -824,6 +825,7 @@ fn removed_stream_urls_are_not_checked() {
             egress_id: "EG_1".into(),
             add_output_urls: vec![],
             remove_output_urls: vec!["rtmp://anything.example.net/live/KEY".into()],
+            ..Default::default()
         },
     );
     assert_eq!(recorder.policy.check(&view), Ok(()));

@@ -141,12 +141,7 @@ pub(crate) fn call(
                 .update_layout(&r.egress_id, &r.layout, now_ns())
         }),
         Rpc::UpdateStream => run(rpc, encoding, body, claims, |r: lk::UpdateStreamRequest| {
-            shared.store().update_stream(
-                &r.egress_id,
-                &r.add_output_urls,
-                &r.remove_output_urls,
-                now_ns(),
-            )
+            shared.store().update_stream(&r, now_ns())
         }),
         Rpc::StopEgress => run(rpc, encoding, body, claims, |r: lk::StopEgressRequest| {
             shared.store().stop(&r.egress_id, now_ns())

@@ -263,14 +263,19 @@ impl Store {
     /// UpdateStream: adds stream URLs (new `ACTIVE` stream results) and finishes removed ones.
     pub(crate) fn update_stream(
         &mut self,
-        egress_id: &str,
-        add: &[String],
-        remove: &[String],
+        request: &lk::UpdateStreamRequest,
         now: i64,
     ) -> Result<EgressInfo, TwirpError> {
-        let entry = self.open_for_update(egress_id, now)?;
+        let entry = self.open_for_update(&request.egress_id, now)?;
         let active = stream_info::Status::Active as i32;
-        for url in add {
+        // Added URLs carry no id; added destinations carry theirs into the result.
+        let added = request.add_output_urls.iter().map(|url| (url, "")).chain(
+            request
+                .add_destinations
+                .iter()
+                .map(|d| (&d.url, d.id.as_str())),
+        );
+        for (url, id) in added {
             let present = entry
                 .info
                 .stream_results
@@ -279,12 +284,14 @@ impl Store {
             if !present {
                 entry.info.stream_results.push(StreamInfo {
                     url: url.clone(),
+                    id: id.to_owned(),
                     started_at: now,
                     status: active,
                     ..Default::default()
                 });
             }
         }
+        let remove = &request.remove_output_urls;
         for stream in &mut entry.info.stream_results {
             if stream.status == active && remove.contains(&stream.url) {
                 stream.status = stream_info::Status::Finished as i32;
@@ -374,6 +381,16 @@ fn add_results(info: &mut EgressInfo, request: &egress_info::Request, now: i64) 
         status: stream_info::Status::Active as i32,
         ..Default::default()
     };
+    // A stream output names its targets as plain `urls` and as `destinations` (a URL with
+    // a caller-chosen id, which the result carries back); both become stream results.
+    let streams_of = |s: &lk::StreamOutput| -> Vec<StreamInfo> {
+        let urls = s.urls.iter().map(|u| stream(u));
+        let destinations = s.destinations.iter().map(|d| StreamInfo {
+            id: d.id.clone(),
+            ..stream(&d.url)
+        });
+        urls.chain(destinations).collect()
+    };
     let segment = |s: &lk::SegmentedFileOutput| SegmentsInfo {
         playlist_name: if s.playlist_name.is_empty() {
             format!("{}.m3u8", non_empty(&s.filename_prefix, &egress_id))
@@ -394,18 +411,12 @@ fn add_results(info: &mut EgressInfo, request: &egress_info::Request, now: i64) 
         ($req:expr, $oneof:ident) => {{
             let req = $req;
             files.extend(req.file_outputs.iter().map(|f| file(&f.filepath)));
-            streams.extend(
-                req.stream_outputs
-                    .iter()
-                    .flat_map(|s| s.urls.iter().map(|u| stream(u))),
-            );
+            streams.extend(req.stream_outputs.iter().flat_map(streams_of));
             segments.extend(req.segment_outputs.iter().map(segment));
             images.extend(req.image_outputs.iter().map(image));
             match &req.output {
                 Some(lk::$oneof::Output::File(f)) => files.push(file(&f.filepath)),
-                Some(lk::$oneof::Output::Stream(s)) => {
-                    streams.extend(s.urls.iter().map(|u| stream(u)))
-                }
+                Some(lk::$oneof::Output::Stream(s)) => streams.extend(streams_of(s)),
                 Some(lk::$oneof::Output::Segments(s)) => segments.push(segment(s)),
                 None => {}
             }
@@ -418,11 +429,7 @@ fn add_results(info: &mut EgressInfo, request: &egress_info::Request, now: i64) 
         egress_info::Request::TrackComposite(r) => legacy!(r, track_composite_egress_request),
         egress_info::Request::Participant(r) => {
             files.extend(r.file_outputs.iter().map(|f| file(&f.filepath)));
-            streams.extend(
-                r.stream_outputs
-                    .iter()
-                    .flat_map(|s| s.urls.iter().map(|u| stream(u))),
-            );
+            streams.extend(r.stream_outputs.iter().flat_map(streams_of));
             segments.extend(r.segment_outputs.iter().map(segment));
             images.extend(r.image_outputs.iter().map(image));
         }
@@ -435,9 +442,7 @@ fn add_results(info: &mut EgressInfo, request: &egress_info::Request, now: i64) 
             for output in &r.outputs {
                 match &output.config {
                     Some(lk::output::Config::File(f)) => files.push(file(&f.filepath)),
-                    Some(lk::output::Config::Stream(s)) => {
-                        streams.extend(s.urls.iter().map(|u| stream(u)))
-                    }
+                    Some(lk::output::Config::Stream(s)) => streams.extend(streams_of(s)),
                     Some(lk::output::Config::Segments(s)) => segments.push(segment(s)),
                     Some(lk::output::Config::Images(i)) => images.push(image(i)),
                     None => {}
@@ -480,6 +485,7 @@ mod tests {
                 stream_outputs: vec![lk::StreamOutput {
                     protocol: lk::StreamProtocol::Rtmp as i32,
                     urls: urls.iter().map(|u| u.to_string()).collect(),
+                    ..Default::default()
                 }],
                 file_outputs: vec![lk::EncodedFileOutput::default()],
                 ..Default::default()
@@ -583,12 +589,60 @@ mod tests {
     }
 
     #[test]
+    fn stream_destinations_become_results_with_their_ids() {
+        let mut s = store();
+        let t0 = 1_000 * MS;
+        let mut new = room_composite("r", &["rtmp://a"]);
+        if let egress_info::Request::RoomComposite(r) = &mut new.request {
+            r.stream_outputs[0].destinations = vec![lk::StreamDestination {
+                id: "main".into(),
+                url: "rtmp://d".into(),
+            }];
+        }
+        let id = s.start(new, t0).egress_id;
+        let info = s
+            .update_stream(
+                &lk::UpdateStreamRequest {
+                    egress_id: id,
+                    add_destinations: vec![lk::StreamDestination {
+                        id: "backup".into(),
+                        url: "rtmp://e".into(),
+                    }],
+                    ..Default::default()
+                },
+                t0 + MS,
+            )
+            .unwrap();
+        let results: Vec<_> = info
+            .stream_results
+            .iter()
+            .map(|s| (s.id.as_str(), s.url.as_str()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("", "rtmp://a"),
+                ("main", "rtmp://d"),
+                ("backup", "rtmp://e")
+            ]
+        );
+    }
+
+    #[test]
     fn update_stream_and_layout() {
         let mut s = store();
         let t0 = 1_000 * MS;
         let id = s.start(room_composite("r", &["rtmp://a"]), t0).egress_id;
         let info = s
-            .update_stream(&id, &["rtmp://b".into()], &["rtmp://a".into()], t0 + MS)
+            .update_stream(
+                &lk::UpdateStreamRequest {
+                    egress_id: id.clone(),
+                    add_output_urls: vec!["rtmp://b".into()],
+                    remove_output_urls: vec!["rtmp://a".into()],
+                    ..Default::default()
+                },
+                t0 + MS,
+            )
             .unwrap();
         let active: Vec<_> = info
             .stream_results

@@ -18,6 +18,7 @@ fn stream(url: &str) -> lk::StreamOutput {
     lk::StreamOutput {
         protocol: lk::StreamProtocol::Rtmp as i32,
         urls: vec![url.to_owned()],
+        ..Default::default()
     }
 }
 
@@ -187,6 +188,7 @@ async fn every_rpc_over_protobuf() {
             egress_id: rc.egress_id.clone(),
             add_output_urls: vec!["rtmp://b.example.com/live".into()],
             remove_output_urls: vec!["rtmp://live.example.com/app/key".into()],
+            ..Default::default()
         },
     )
     .await

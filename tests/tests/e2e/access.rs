@@ -329,7 +329,7 @@ async fn policy_matrix_for_every_rpc() {
     let stream = |id: &str| UpdateStreamRequest {
         egress_id: id.into(),
         add_output_urls: vec!["rtmps://eu.live.example.com/app/K".into()],
-        remove_output_urls: vec![],
+        ..Default::default()
     };
     denied(
         c.update_stream(with_token(stream(&theirs.egress_id), RECORDER_TOKEN))

@@ -11,5 +11,6 @@ mod operations;
 mod packaging;
 mod reliability;
 mod rpcs;
+mod schema;
 mod tls;
 mod upstream_failures;

@@ -19,6 +19,7 @@ fn stream_output(url: &str) -> StreamOutput {
     StreamOutput {
         protocol: StreamProtocol::Rtmp as i32,
         urls: vec![url.into()],
+        ..Default::default()
     }
 }
 
@@ -127,7 +128,7 @@ async fn every_rpc_round_trips_through_the_proxy() {
         .update_stream(UpdateStreamRequest {
             egress_id: web.egress_id.clone(),
             add_output_urls: vec!["rtmp://backup.example.com/app/key".into()],
-            remove_output_urls: vec![],
+            ..Default::default()
         })
         .await
         .expect("UpdateStream")

@@ -36,6 +36,7 @@ pub fn rtmp(url: &str) -> EgressOutput {
     EgressOutput::Stream(proto::StreamOutput {
         protocol: proto::StreamProtocol::Rtmp as i32,
         urls: vec![url.to_owned()],
+        ..Default::default()
     })
 }
 
