@@ -38,9 +38,14 @@ fn room_composite(outputs: usize) -> Vec<u8> {
 fn bench(c: &mut Criterion) {
     for (name, outputs) in [("typical (1 stream, 1 file)", 1), ("large (16 + 16)", 16)] {
         let body = room_composite(outputs);
-        c.bench_function(&format!("unknown-field walk, {name}, {} B", body.len()), |b| {
-            b.iter(|| first_unknown_field(Rpc::StartRoomCompositeEgress, std::hint::black_box(&body)))
-        });
+        c.bench_function(
+            &format!("unknown-field walk, {name}, {} B", body.len()),
+            |b| {
+                b.iter(|| {
+                    first_unknown_field(Rpc::StartRoomCompositeEgress, std::hint::black_box(&body))
+                })
+            },
+        );
         c.bench_function(&format!("prost decode, {name}, {} B", body.len()), |b| {
             b.iter(|| proto::RoomCompositeEgressRequest::decode(std::hint::black_box(&body[..])))
         });

@@ -111,7 +111,9 @@ fn walk(
     depth: u32,
 ) -> Result<Option<UnknownField>, WireError> {
     if depth > MAX_DEPTH {
-        return Err(WireError(format!("nested deeper than {MAX_DEPTH} messages")));
+        return Err(WireError(format!(
+            "nested deeper than {MAX_DEPTH} messages"
+        )));
     }
     let malformed = |err: prost::DecodeError| WireError(err.to_string());
     while !buf.is_empty() {

@@ -66,8 +66,8 @@ mod check;
 mod error;
 mod file;
 mod pattern;
-mod restricts;
 mod policy;
+mod restricts;
 mod store;
 mod token;
 

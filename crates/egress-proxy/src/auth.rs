@@ -86,7 +86,12 @@ where
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         // Two credentials are ambiguous: which one a component reads first is an accident
         // of its code, so refuse rather than pick one.
-        let presented = match req.headers().get_all(http::header::AUTHORIZATION).iter().count() {
+        let presented = match req
+            .headers()
+            .get_all(http::header::AUTHORIZATION)
+            .iter()
+            .count()
+        {
             0 | 1 => Ok(req.headers_mut().remove(http::header::AUTHORIZATION)),
             _ => Err(Status::unauthenticated(
                 "more than one authorization header; send exactly one",
@@ -171,7 +176,153 @@ fn bearer_token(value: &str) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::bearer_token;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use egress_policy::{Policy, PolicyStore};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::{CallerAuthLayer, CallerInfo, bearer_token};
+    use crate::tls::Peer;
+
+    /// sha256("test").
+    const TEST_TOKEN_SHA256: &str =
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn store(auth: &str, caller: &str) -> Option<Arc<PolicyStore>> {
+        let text = format!(
+            "[auth]\nmode = \"{auth}\"\n[[callers]]\nname = \"svc\"\n{caller}\npolicy = \"p\"\n\
+             [policies.p]\nrpcs = [\"*\"]\n"
+        );
+        let policy = Policy::from_toml_str(&text, "policy.toml").expect("valid policy");
+        Some(Arc::new(PolicyStore::new(policy)))
+    }
+
+    fn peer(identities: &[&str]) -> Peer {
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            identities: identities.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    /// Runs one request through the layer: the caller it established (and whether the
+    /// inner service still saw an `authorization` header), or the refusal's gRPC message.
+    async fn authenticate(
+        layer: &CallerAuthLayer,
+        authorization: &[&str],
+        peer: Option<Peer>,
+    ) -> Result<(CallerInfo, bool), String> {
+        let inner = tower::service_fn(|req: http::Request<()>| async move {
+            let caller = req.extensions().get::<CallerInfo>().cloned().unwrap();
+            let forwarded = req.headers().contains_key(http::header::AUTHORIZATION);
+            let mut response = http::Response::new(tonic::body::Body::empty());
+            response.extensions_mut().insert((caller, forwarded));
+            Ok::<_, std::convert::Infallible>(response)
+        });
+        let mut request = http::Request::new(());
+        for value in authorization {
+            request
+                .headers_mut()
+                .append(http::header::AUTHORIZATION, value.parse().unwrap());
+        }
+        if let Some(peer) = peer {
+            request.extensions_mut().insert(peer);
+        }
+        let response = layer
+            .layer(inner)
+            .ready()
+            .await
+            .unwrap()
+            .call(request)
+            .await
+            .unwrap();
+        match response.extensions().get::<(CallerInfo, bool)>() {
+            Some(seen) => Ok(seen.clone()),
+            None => {
+                let status = tonic::Status::from_header_map(response.headers()).unwrap();
+                assert_eq!(status.code(), tonic::Code::Unauthenticated);
+                Err(status.message().to_owned())
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_policy_file_everyone_is_anonymous_and_unrestricted() {
+        let layer = CallerAuthLayer::new(None);
+        let (caller, _) = authenticate(&layer, &[], None).await.unwrap();
+        assert_eq!(&*caller.name, "anonymous");
+        assert!(caller.policy.is_none());
+    }
+
+    #[tokio::test]
+    async fn bearer_callers_are_named_and_their_token_is_not_forwarded() {
+        let layer = CallerAuthLayer::new(store(
+            "bearer",
+            &format!("token_sha256 = \"{TEST_TOKEN_SHA256}\""),
+        ));
+        let (caller, forwarded) = authenticate(&layer, &["Bearer test"], None).await.unwrap();
+        assert_eq!(&*caller.name, "svc");
+        assert_eq!(caller.policy.as_ref().unwrap().caller_name(), "svc");
+        assert!(
+            !forwarded,
+            "the caller's authorization must not travel further"
+        );
+    }
+
+    #[tokio::test]
+    async fn bearer_refusals_say_why() {
+        let layer = CallerAuthLayer::new(store(
+            "bearer",
+            &format!("token_sha256 = \"{TEST_TOKEN_SHA256}\""),
+        ));
+        for (headers, expected) in [
+            (&[][..], "missing credentials"),
+            (&["Basic dGVzdA=="][..], "malformed authorization header"),
+            (&["Bearer nope"][..], "invalid bearer token"),
+            (
+                &["Bearer test", "Bearer test"][..],
+                "more than one authorization header",
+            ),
+            (
+                &["Bearer nope", "Bearer test"][..],
+                "more than one authorization header",
+            ),
+        ] {
+            let message = authenticate(&layer, headers, None).await.unwrap_err();
+            assert!(message.contains(expected), "{headers:?}: {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn mtls_callers_are_found_by_certificate_name() {
+        let layer = CallerAuthLayer::new(store("mtls", "identity = \"recorder.prod.svc\""));
+        let (caller, _) = authenticate(&layer, &[], Some(peer(&["other", "recorder.prod.svc"])))
+            .await
+            .unwrap();
+        assert_eq!(&*caller.name, "svc");
+        let message = authenticate(&layer, &[], Some(peer(&["stranger"])))
+            .await
+            .unwrap_err();
+        assert!(message.contains("names no known caller"), "{message}");
+        for missing in [None, Some(peer(&[]))] {
+            let message = authenticate(&layer, &[], missing).await.unwrap_err();
+            assert!(
+                message.contains("client certificate is required"),
+                "{message}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn mode_none_uses_the_anonymous_caller_of_the_file() {
+        let layer = CallerAuthLayer::new(store("none", ""));
+        let (caller, _) = authenticate(&layer, &[], None).await.unwrap();
+        assert_eq!(&*caller.name, "svc");
+        assert!(caller.policy.is_some());
+        // Credentials sent anyway are still never forwarded.
+        let (_, forwarded) = authenticate(&layer, &["Bearer x"], None).await.unwrap();
+        assert!(!forwarded);
+    }
 
     #[test]
     fn scheme_is_case_insensitive() {
@@ -182,7 +333,15 @@ mod tests {
 
     #[test]
     fn other_schemes_and_empty_tokens_are_refused() {
-        for value in ["Basic tok", "Bearer", "Bearer ", "Bearertok", "tok", "", "Bearer   "] {
+        for value in [
+            "Basic tok",
+            "Bearer",
+            "Bearer ",
+            "Bearertok",
+            "tok",
+            "",
+            "Bearer   ",
+        ] {
             assert_eq!(bearer_token(value), None, "{value:?}");
         }
     }

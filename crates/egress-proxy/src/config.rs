@@ -85,7 +85,11 @@ pub struct RunArgs {
 
     /// Calls in flight on one client connection before new ones on it are refused with
     /// RESOURCE_EXHAUSTED (one connection cannot take every slot).
-    #[arg(long, env = "EGRESS_PROXY_MAX_CONCURRENCY_PER_CONNECTION", default_value_t = 100)]
+    #[arg(
+        long,
+        env = "EGRESS_PROXY_MAX_CONCURRENCY_PER_CONNECTION",
+        default_value_t = 100
+    )]
     pub max_concurrency_per_connection: usize,
 
     /// Client connections served at once; more wait in the accept backlog. Default: half

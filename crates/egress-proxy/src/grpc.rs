@@ -152,7 +152,11 @@ where
         // here: LiveKit would only say `bad_route`, and an unknown method has no contract.
         let Some(rpc) = Rpc::from_path(req.uri().path()) else {
             let path = req.uri().path();
-            let more = if path.len() > MAX_ECHOED_PATH { "…" } else { "" };
+            let more = if path.len() > MAX_ECHOED_PATH {
+                "…"
+            } else {
+                ""
+            };
             let status = Status::unimplemented(format!(
                 "unknown method {}{more} (this gateway serves livekit.Egress: {})",
                 truncated(path, MAX_ECHOED_PATH),

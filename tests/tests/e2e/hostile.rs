@@ -134,6 +134,7 @@ fn stream_output() -> StreamOutput {
     StreamOutput {
         protocol: livekit::StreamProtocol::Rtmp as i32,
         urls: vec!["rtmps://eu.live.example.com/app/key".into()],
+        destinations: Vec::new(),
     }
 }
 
