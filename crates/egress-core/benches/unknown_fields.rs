@@ -17,20 +17,22 @@ fn room_composite(outputs: usize) -> Vec<u8> {
         ..Default::default()
     };
     for i in 0..outputs {
-        let mut stream = proto::StreamOutput::default();
-        stream.protocol = proto::StreamProtocol::Rtmp as i32;
-        stream.urls = vec![format!("rtmps://live{i}.example.com/app/key")];
-        request.stream_outputs.push(stream);
-        let mut file = proto::EncodedFileOutput::default();
-        file.filepath = format!("recordings/{i}/standup.mp4");
-        file.output = Some(proto::encoded_file_output::Output::S3(proto::S3Upload {
-            bucket: "recordings".into(),
-            region: "eu-west-1".into(),
-            access_key: "AKIA".into(),
-            secret: "secret".into(),
+        request.stream_outputs.push(proto::StreamOutput {
+            protocol: proto::StreamProtocol::Rtmp as i32,
+            urls: vec![format!("rtmps://live{i}.example.com/app/key")],
             ..Default::default()
-        }));
-        request.file_outputs.push(file);
+        });
+        request.file_outputs.push(proto::EncodedFileOutput {
+            filepath: format!("recordings/{i}/standup.mp4"),
+            output: Some(proto::encoded_file_output::Output::S3(proto::S3Upload {
+                bucket: "recordings".into(),
+                region: "eu-west-1".into(),
+                access_key: "AKIA".into(),
+                secret: "secret".into(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        });
     }
     request.encode_to_vec()
 }

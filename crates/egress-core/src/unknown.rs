@@ -174,10 +174,12 @@ mod tests {
     }
 
     fn stream_output() -> Vec<u8> {
-        let mut output = proto::StreamOutput::default();
-        output.protocol = proto::StreamProtocol::Rtmp as i32;
-        output.urls = vec!["rtmp://a.example/live".into()];
-        output.encode_to_vec()
+        proto::StreamOutput {
+            protocol: proto::StreamProtocol::Rtmp as i32,
+            urls: vec!["rtmp://a.example/live".into()],
+            ..Default::default()
+        }
+        .encode_to_vec()
     }
 
     #[test]

@@ -181,3 +181,129 @@ impl RoomLookup {
         Ok(room)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use egress_auth::{Credentials, TokenCache, TokenCacheConfig, VideoGrants};
+    use egress_core::Rpc;
+    use egress_policy::Policy;
+    use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
+    use prost::Message;
+    use tonic::{Code, Request, Response, Status};
+    use tower::{Layer, Service, ServiceExt};
+
+    use super::PolicyLayer;
+    use crate::auth::CallerInfo;
+
+    /// A caller named "svc" with `rules` (TOML lines of its policy table).
+    fn caller(rules: &str) -> CallerInfo {
+        let text = format!(
+            "[auth]\nmode = \"bearer\"\n[[callers]]\nname = \"svc\"\n\
+             token_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n\
+             policy = \"p\"\n[policies.p]\nrpcs = [\"*\"]\n{rules}\n"
+        );
+        let policy = Policy::from_toml_str(&text, "policy.toml").expect("valid policy");
+        let caller = policy.authenticate_bearer("test").expect("known token");
+        CallerInfo {
+            name: Arc::from("svc"),
+            policy: Some(Arc::clone(&caller.policy)),
+        }
+    }
+
+    /// The policy stage in front of an inner service that echoes the bytes it was given.
+    /// Room lookups would go to a closed port; these requests never need one.
+    async fn check(caller: Option<CallerInfo>, body: Vec<u8>) -> Result<Bytes, Status> {
+        let base = BaseUrl::parse("http://127.0.0.1:9").unwrap();
+        let tokens = Arc::new(TokenCache::new(
+            Credentials::new("key", "secret"),
+            VideoGrants::room_record(),
+            TokenCacheConfig::default(),
+        ));
+        let client = TwirpClient::new(ClientConfig::new(base), tokens).unwrap();
+        let echo = tower::service_fn(|request: Request<Bytes>| async move {
+            Ok::<_, Status>(Response::new(request.into_inner()))
+        });
+        let mut request = Request::new(Bytes::from(body));
+        request
+            .extensions_mut()
+            .insert(Rpc::StartRoomCompositeEgress);
+        if let Some(caller) = caller {
+            request.extensions_mut().insert(caller);
+        }
+        let mut service = PolicyLayer::new(client).layer(echo);
+        let response = service.ready().await?.call(request).await?;
+        Ok(response.into_inner())
+    }
+
+    fn room_composite(room: &str) -> Vec<u8> {
+        egress_core::proto::RoomCompositeEgressRequest {
+            room_name: room.into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// `body` followed by field 4000 (a varint), which no egress message declares.
+    fn with_unknown_field(mut body: Vec<u8>) -> Vec<u8> {
+        prost::encoding::encode_key(4000, prost::encoding::WireType::Varint, &mut body);
+        prost::encoding::encode_varint(1, &mut body);
+        body
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_are_refused_when_the_policy_reads_requests() {
+        let body = with_unknown_field(room_composite("team-a"));
+        let status = check(Some(caller("rooms = [\"team-*\"]")), body)
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let message = status.message();
+        for expected in [
+            "field 4000 of livekit.RoomCompositeEgressRequest",
+            "schema",
+            "svc",
+        ] {
+            assert!(message.contains(expected), "{expected:?} not in {message}");
+        }
+    }
+
+    #[tokio::test]
+    async fn unknown_fields_pass_untouched_when_the_policy_does_not_read_requests() {
+        let body = with_unknown_field(room_composite("any"));
+        let forwarded = check(Some(caller("")), body.clone()).await.unwrap();
+        assert_eq!(forwarded, body);
+        // And without a policy file at all.
+        assert_eq!(check(None, body.clone()).await.unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn known_requests_are_checked_against_the_rules() {
+        let allowed = check(
+            Some(caller("rooms = [\"team-*\"]")),
+            room_composite("team-a"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(allowed, room_composite("team-a"));
+        let denied = check(
+            Some(caller("rooms = [\"team-*\"]")),
+            room_composite("board"),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert!(denied.message().contains("board"), "{}", denied.message());
+    }
+
+    #[tokio::test]
+    async fn malformed_requests_are_invalid_for_restricted_callers() {
+        // stream_outputs (field 12) claiming 50 bytes that are not there.
+        let status = check(Some(caller("rooms = [\"team-*\"]")), vec![0x62, 50, 1])
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+}
