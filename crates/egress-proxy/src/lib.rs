@@ -13,20 +13,18 @@
 //! The binary lives in `main.rs`; this library holds the pieces so each can be read and
 //! tested on its own.
 
-pub mod audit;
-pub mod auth;
+pub mod app;
+pub mod call;
 pub mod codec;
 pub mod config;
 pub mod deadline;
+pub mod door;
 pub mod drain;
-pub mod grpc;
-pub mod limit;
+pub mod error;
 pub mod listen;
 #[cfg(feature = "otlp")]
 pub mod otlp;
-pub mod policy;
 pub mod reload;
 pub mod request_id;
 pub mod server;
 pub mod tls;
-pub mod upstream;

@@ -22,17 +22,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
-use crate::audit::AuditLayer;
-use crate::auth::CallerAuthLayer;
+use crate::call::{Authenticator, ConnectionSlots, Forwarder, Limits, PolicyStage, Stages};
 use crate::deadline::Deadlines;
+use crate::door::grpc::{DoorSettings, GrpcDoor, refuse_non_grpc};
 use crate::drain::DrainSignal;
-use crate::grpc::{DoorSettings, EgressService, refuse_non_grpc};
-use crate::limit::{ConnectionSlots, ShedLimitLayer};
 use crate::listen::{ConnectionState, StreamExecutor};
-use crate::policy::PolicyLayer;
 use crate::request_id::RequestIdLayer;
 use crate::tls::{self, Peer};
-use crate::upstream::Upstream;
 
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
@@ -172,32 +168,25 @@ pub async fn serve(
 
     // Flipped once the drain timeout has passed: calls still running answer UNAVAILABLE.
     let (stop_calls, stopping) = tokio::sync::watch::channel(false);
-    // Message level, outermost first: audit every decoded call, enforce the caller's
-    // policy, then forward the original bytes.
-    let calls = ServiceBuilder::new()
-        .layer(AuditLayer)
-        .layer(PolicyLayer::new(client.clone()))
-        .service(Upstream::new(
-            client,
-            settings.deadlines.default,
-            settings.metrics.clone(),
-        ));
-    // HTTP level: who is calling, then whether there is room for the call.
-    let egress = ServiceBuilder::new()
-        .layer(CallerAuthLayer::new(settings.policies.clone()))
-        .layer(ShedLimitLayer::new(
+    // Every egress call, whatever its door, goes through these stages (see `call`).
+    let stages = Arc::new(Stages {
+        authenticator: Authenticator::new(settings.policies.clone()),
+        limits: Limits::new(
             settings.max_concurrency,
             settings.max_concurrency_per_connection,
             settings.metrics.clone(),
-        ))
-        .service(EgressService::new(
-            calls,
-            DoorSettings {
-                max_message_size: settings.max_message_size,
-                deadlines: settings.deadlines,
-                stopping,
-            },
-        ));
+        ),
+        policy: PolicyStage::new(client.clone()),
+        forwarder: Forwarder::new(client.clone(), settings.metrics.clone()),
+    });
+    let egress = GrpcDoor::new(
+        stages,
+        DoorSettings {
+            max_message_size: settings.max_message_size,
+            deadlines: settings.deadlines,
+            stopping,
+        },
+    );
     let (drain_signal, drain_watches) = DrainSignal::new();
     // Health and reflection go through tonic's router; `livekit.Egress` calls, nearly all
     // the traffic, skip it.
@@ -328,7 +317,7 @@ async fn serve_connection<S, B>(
         return;
     };
     let peer = Peer { addr, identities };
-    let slots = ConnectionSlots(Arc::new(Semaphore::new(settings.per_connection)));
+    let slots = ConnectionSlots::new(settings.per_connection);
     let conn = http2_builder(StreamExecutor::new(Arc::clone(&state)))
         .serve_connection(TokioIo::new(io), with_peer(routes, peer, slots));
     tokio::pin!(conn);

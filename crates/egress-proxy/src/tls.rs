@@ -114,3 +114,13 @@ pub struct Peer {
     /// Names from a verified client certificate (mTLS), empty otherwise.
     pub identities: Arc<[String]>,
 }
+
+impl Peer {
+    /// A peer the listener did not describe (a service driven directly, as in tests).
+    pub fn unknown() -> Self {
+        Self {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            identities: Arc::from([]),
+        }
+    }
+}

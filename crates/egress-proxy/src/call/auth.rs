@@ -1,0 +1,229 @@
+//! Caller authentication: who is calling, before anything else looks at the call.
+//!
+//! The mode comes from the policy file (`[auth] mode`): `none`, `bearer` (an
+//! `authorization: Bearer <token>` whose SHA-256 is listed for a caller) or `mtls` (the
+//! verified client certificate's names). Without a policy file every caller is anonymous and
+//! may do anything; configuration allows that only on a loopback listener unless the
+//! operator says `--allow-unauthenticated`.
+//!
+//! Only egress calls are authenticated: health and reflection stay open for probes and
+//! tooling. The caller's `authorization` never travels further: a [`Call`](super::Call)
+//! does not carry it.
+
+use std::sync::Arc;
+
+use egress_policy::{AuthMode, PolicyStore};
+use http::HeaderValue;
+
+use super::CallerInfo;
+use crate::error::AuthFailure;
+use crate::tls::Peer;
+
+/// Identifies callers against the current policy.
+#[derive(Debug, Clone)]
+pub struct Authenticator {
+    policies: Option<Arc<PolicyStore>>,
+    anonymous: CallerInfo,
+}
+
+impl Authenticator {
+    /// Authenticates against the current policy of `policies`; without one, everyone is
+    /// anonymous and unrestricted.
+    pub fn new(policies: Option<Arc<PolicyStore>>) -> Self {
+        Self {
+            policies,
+            anonymous: CallerInfo {
+                name: Arc::from("anonymous"),
+                policy: None,
+            },
+        }
+    }
+
+    /// The caller presenting `authorization` (every value of the header) from `peer`.
+    ///
+    /// # Errors
+    ///
+    /// Why the caller is not known. Two `authorization` values are refused in every mode:
+    /// which one a component reads first is an accident of its code.
+    pub fn authenticate<'h>(
+        &self,
+        mut authorization: impl Iterator<Item = &'h HeaderValue>,
+        peer: &Peer,
+    ) -> Result<CallerInfo, AuthFailure> {
+        let presented = authorization.next();
+        if authorization.next().is_some() {
+            return Err(AuthFailure::AmbiguousToken);
+        }
+        let Some(store) = &self.policies else {
+            return Ok(self.anonymous.clone());
+        };
+        let policy = store.current();
+        let caller = match policy.auth_mode() {
+            AuthMode::None => policy.anonymous_caller(),
+            AuthMode::Bearer => {
+                let token = presented
+                    .ok_or(AuthFailure::MissingToken)?
+                    .to_str()
+                    .ok()
+                    .and_then(bearer_token)
+                    .ok_or(AuthFailure::MalformedToken)?;
+                Some(
+                    policy
+                        .authenticate_bearer(token)
+                        .ok_or(AuthFailure::UnknownToken)?,
+                )
+            }
+            AuthMode::Mtls => {
+                if peer.identities.is_empty() {
+                    return Err(AuthFailure::MissingCertificate);
+                }
+                Some(
+                    policy
+                        .authenticate_identity(&peer.identities)
+                        .ok_or(AuthFailure::UnknownCertificate)?,
+                )
+            }
+        };
+        let caller = caller.ok_or(AuthFailure::NoCaller)?;
+        Ok(CallerInfo {
+            name: Arc::from(caller.name.as_str()),
+            policy: Some(Arc::clone(&caller.policy)),
+        })
+    }
+}
+
+/// The token of an `authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 9110, section 11.1), so `bearer` and `BEARER` are accepted.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use egress_policy::Policy;
+
+    use super::*;
+
+    /// sha256("test").
+    const TEST_TOKEN_SHA256: &str =
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn authenticator(auth: &str, caller: &str) -> Authenticator {
+        let text = format!(
+            "[auth]\nmode = \"{auth}\"\n[[callers]]\nname = \"svc\"\n{caller}\npolicy = \"p\"\n\
+             [policies.p]\nrpcs = [\"*\"]\n"
+        );
+        let policy = Policy::from_toml_str(&text, "policy.toml").expect("valid policy");
+        Authenticator::new(Some(Arc::new(PolicyStore::new(policy))))
+    }
+
+    fn bearer() -> Authenticator {
+        authenticator("bearer", &format!("token_sha256 = \"{TEST_TOKEN_SHA256}\""))
+    }
+
+    fn peer(identities: &[&str]) -> Peer {
+        Peer {
+            addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            identities: identities.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn authenticate(
+        authenticator: &Authenticator,
+        authorization: &[&str],
+        peer: &Peer,
+    ) -> Result<CallerInfo, AuthFailure> {
+        let values: Vec<HeaderValue> = authorization.iter().map(|v| v.parse().unwrap()).collect();
+        authenticator.authenticate(values.iter(), peer)
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        for value in ["Bearer tok", "bearer tok", "BEARER tok", "bEaReR  tok "] {
+            assert_eq!(bearer_token(value), Some("tok"), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn other_schemes_and_empty_tokens_are_refused() {
+        for value in [
+            "Basic tok",
+            "Bearer",
+            "Bearer ",
+            "Bearertok",
+            "tok",
+            "",
+            "Bearer   ",
+        ] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_policy_file_everyone_is_anonymous_and_unrestricted() {
+        let caller = authenticate(&Authenticator::new(None), &[], &peer(&[])).unwrap();
+        assert_eq!(&*caller.name, "anonymous");
+        assert!(caller.policy.is_none());
+    }
+
+    #[test]
+    fn bearer_callers_are_named() {
+        for value in ["Bearer test", "bearer test", "BEARER test"] {
+            let caller = authenticate(&bearer(), &[value], &peer(&[])).unwrap();
+            assert_eq!(&*caller.name, "svc");
+            assert_eq!(caller.policy.as_ref().unwrap().caller_name(), "svc");
+        }
+    }
+
+    #[test]
+    fn bearer_refusals_say_why() {
+        for (headers, expected) in [
+            (&[][..], AuthFailure::MissingToken),
+            (&["Basic dGVzdA=="][..], AuthFailure::MalformedToken),
+            (&["Bearer nope"][..], AuthFailure::UnknownToken),
+            (
+                &["Bearer test", "Bearer test"][..],
+                AuthFailure::AmbiguousToken,
+            ),
+            (
+                &["Bearer nope", "Bearer test"][..],
+                AuthFailure::AmbiguousToken,
+            ),
+        ] {
+            let refused = authenticate(&bearer(), headers, &peer(&[])).unwrap_err();
+            assert_eq!(refused, expected, "{headers:?}");
+        }
+        // Ambiguity is refused without a policy file too.
+        let refused = authenticate(&Authenticator::new(None), &["a", "b"], &peer(&[])).unwrap_err();
+        assert_eq!(refused, AuthFailure::AmbiguousToken);
+    }
+
+    #[test]
+    fn mtls_callers_are_found_by_certificate_name() {
+        let mtls = authenticator("mtls", "identity = \"recorder.prod.svc\"");
+        let caller = authenticate(&mtls, &[], &peer(&["other", "recorder.prod.svc"])).unwrap();
+        assert_eq!(&*caller.name, "svc");
+        assert_eq!(
+            authenticate(&mtls, &[], &peer(&["stranger"])).unwrap_err(),
+            AuthFailure::UnknownCertificate
+        );
+        assert_eq!(
+            authenticate(&mtls, &[], &peer(&[])).unwrap_err(),
+            AuthFailure::MissingCertificate
+        );
+    }
+
+    #[test]
+    fn mode_none_uses_the_anonymous_caller_of_the_file() {
+        let none = authenticator("none", "");
+        let caller = authenticate(&none, &[], &peer(&[])).unwrap();
+        assert_eq!(&*caller.name, "svc");
+        assert!(caller.policy.is_some());
+    }
+}

@@ -1,0 +1,278 @@
+//! The gRPC door: `livekit.Egress` over HTTP/2.
+//!
+//! This is a hand-written service rather than the tonic-generated `EgressServer`, because
+//! the generated server decodes each request into our pinned types. We only frame and
+//! unframe gRPC (tonic's `Grpc` with [`BytesCodec`]), so nothing the pinned schema doesn't
+//! know is lost: the caller's message bytes are what LiveKit receives.
+//!
+//! What this door decides, in order:
+//! 1. only gRPC is served as gRPC ([`refuse_non_grpc`], run by the router before anything
+//!    else): anything but `POST` with `application/grpc` or `application/grpc+proto` is
+//!    answered in plain HTTP, so a browser form post cannot drive the gateway with a
+//!    client certificate;
+//! 2. the RPC, from the path; the call's budget (the caller's `grpc-timeout`, see
+//!    [`Deadlines`]), which covers reading the request body too, so a caller that never
+//!    finishes its body cannot hold a slot;
+//! 3. the head stages ([`Stages::admit`]: authenticate, take slots), before the body is read;
+//! 4. exactly one message, decompressed (`gzip`, `zstd`) and bounded by the message size
+//!    limit after decompression; then [`Stages::run`];
+//! 5. the answer, or [`CallError::to_status`] (the one table), in gRPC's framing. `ListEgress`
+//!    answers are gzip-compressed when the caller accepts it (they grow with the number of
+//!    egresses; every other answer is a few hundred bytes, where compressing costs more
+//!    CPU than it saves).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use egress_core::Rpc;
+use futures_util::future::BoxFuture;
+use tokio::sync::watch;
+use tonic::body::Body;
+use tonic::codec::{CompressionEncoding, Streaming};
+use tonic::{Code, Request, Response, Status};
+
+use super::HoldingSlots;
+use crate::call::{Call, ConnectionSlots, Stages, TraceContext};
+use crate::codec::BytesCodec;
+use crate::deadline::Deadlines;
+use crate::error::CallError;
+use crate::listen::bound_this_stream;
+use crate::request_id::REQUEST_ID;
+use crate::tls::Peer;
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// What the door needs besides the stages.
+#[derive(Debug, Clone)]
+pub struct DoorSettings {
+    /// Largest request and response message (after decompression), in bytes.
+    pub max_message_size: usize,
+    pub deadlines: Deadlines,
+    /// Turns `true` when the drain timeout has passed: calls still running are answered
+    /// UNAVAILABLE instead of being dropped with their connection.
+    pub stopping: watch::Receiver<bool>,
+}
+
+/// The `livekit.Egress` gRPC endpoint.
+#[derive(Debug, Clone)]
+pub struct GrpcDoor {
+    stages: Arc<Stages>,
+    settings: Arc<DoorSettings>,
+}
+
+impl GrpcDoor {
+    /// Serves `livekit.Egress` through `stages`.
+    pub fn new(stages: Arc<Stages>, settings: DoorSettings) -> Self {
+        Self {
+            stages,
+            settings: Arc::new(settings),
+        }
+    }
+}
+
+/// The plain-HTTP answer to a request that is not gRPC, or `None` for a gRPC request.
+///
+/// gRPC's HTTP/2 protocol says a server should answer 415 to a content type that is not
+/// `application/grpc…`. A gRPC content subtype other than protobuf (`application/grpc+json`)
+/// is a gRPC client we cannot serve: it gets UNIMPLEMENTED, in gRPC, so it can say why.
+pub fn refuse_non_grpc<B>(req: &http::Request<B>) -> Option<http::Response<Body>> {
+    if req.method() != http::Method::POST {
+        return Some(plain(
+            http::StatusCode::METHOD_NOT_ALLOWED,
+            "gRPC calls are HTTP/2 POST requests\n",
+        ));
+    }
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match media_type.strip_prefix("application/grpc") {
+        Some("" | "+proto") => None,
+        Some(subtype) if subtype.starts_with('+') => {
+            Some(answer_error(&CallError::UnsupportedCodec {
+                content_type: media_type,
+            }))
+        }
+        _ => Some(plain(
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "this is a gRPC endpoint: send content-type application/grpc\n",
+        )),
+    }
+}
+
+fn plain(status: http::StatusCode, text: &'static str) -> http::Response<Body> {
+    let mut response = http::Response::new(Body::new(http_body_util::Full::new(
+        Bytes::from_static(text.as_bytes()),
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// A gRPC trailers-only answer for `error`.
+fn answer_error(error: &CallError) -> http::Response<Body> {
+    error.to_status().into_http()
+}
+
+impl<B> tower::Service<http::Request<B>> for GrpcDoor
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let (call, slots) = match self.recognise(&req) {
+            Ok(admitted) => admitted,
+            Err(error) => {
+                let response = answer_error(&error);
+                return Box::pin(async move { Ok(response) });
+            }
+        };
+        let stages = Arc::clone(&self.stages);
+        let settings = Arc::clone(&self.settings);
+        Box::pin(async move {
+            let rpc = call.rpc;
+            let (deadline, budget) = (call.deadline(), call.budget);
+            let max = settings.max_message_size;
+            let mut grpc = tonic::server::Grpc::new(BytesCodec)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd);
+            if rpc == Rpc::ListEgress {
+                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+            }
+            let answered = grpc.client_streaming(
+                OneMessage {
+                    stages,
+                    call: Some(call),
+                },
+                req,
+            );
+            let mut stopping = settings.stopping.clone();
+            let response = tokio::select! {
+                answered = tokio::time::timeout_at(deadline, answered) => match answered {
+                    Ok(response) => response,
+                    Err(_elapsed) => answer_error(&CallError::DeadlineExceeded { rpc, budget }),
+                },
+                _ = stopping.wait_for(|stopping| *stopping) => answer_error(&CallError::ShuttingDown),
+            };
+            Ok(response.map(|body| Body::new(HoldingSlots::new(body, slots))))
+        })
+    }
+}
+
+impl GrpcDoor {
+    /// Builds the call from the request head and runs the head stages.
+    fn recognise<B>(
+        &self,
+        req: &http::Request<B>,
+    ) -> Result<(Call, crate::call::Slots), CallError> {
+        let path = req.uri().path();
+        // Anything under the service path that is not one of the pinned RPCs is answered
+        // here: LiveKit would only say `bad_route`, and an unknown method has no contract.
+        let rpc = Rpc::from_path(path).ok_or_else(|| CallError::UnknownMethod {
+            path: path.to_owned(),
+        })?;
+        let headers = req.headers();
+        let budget = self
+            .settings
+            .deadlines
+            .budget(headers)
+            .map_err(|_| CallError::MalformedTimeout)?;
+        let peer = req
+            .extensions()
+            .get::<Peer>()
+            .cloned()
+            .unwrap_or_else(Peer::unknown);
+        // `RequestIdLayer` has made sure there is one.
+        let request_id = headers
+            .get(REQUEST_ID)
+            .cloned()
+            .unwrap_or_else(|| http::HeaderValue::from_static(""));
+        let trace = TraceContext {
+            traceparent: headers.get(TRACEPARENT).cloned(),
+            tracestate: headers.get(TRACESTATE).cloned(),
+        };
+        let mut call = Call::new(rpc, peer, request_id, budget, trace);
+        // The stream itself, answer flushing included, may not outlive the call.
+        bound_this_stream(call.deadline());
+        let slots = self.stages.admit(
+            &mut call,
+            headers.get_all(http::header::AUTHORIZATION).iter(),
+            req.extensions().get::<ConnectionSlots>(),
+        )?;
+        Ok((call, slots))
+    }
+}
+
+/// Reads a unary call's one message from tonic's request stream, then runs the call. tonic's
+/// own `unary` would drop any further messages without a word.
+struct OneMessage {
+    stages: Arc<Stages>,
+    call: Option<Call>,
+}
+
+impl tower::Service<Request<Streaming<Bytes>>> for OneMessage {
+    type Response = Response<Bytes>;
+    type Error = Status;
+    type Future = BoxFuture<'static, Result<Response<Bytes>, Status>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Status>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
+        let stages = Arc::clone(&self.stages);
+        let call = self.call.take();
+        Box::pin(async move {
+            let mut call = call.expect("tonic calls a client-streaming handler once");
+            let result = async {
+                let mut messages = request.into_inner();
+                call.message = messages
+                    .message()
+                    .await
+                    .map_err(request_error)?
+                    .ok_or(CallError::NoMessage { rpc: call.rpc })?;
+                if messages.message().await.map_err(request_error)?.is_some() {
+                    return Err(CallError::ExtraMessage { rpc: call.rpc });
+                }
+                stages.run(&call).await
+            }
+            .await;
+            result
+                .map(|answer| Response::new(answer.message))
+                .map_err(|error| error.to_status())
+        })
+    }
+}
+
+/// tonic refuses an oversized message with OUT_OF_RANGE; the gRPC spec says a server
+/// answers RESOURCE_EXHAUSTED for that, and callers retry on it differently.
+fn request_error(status: Status) -> CallError {
+    if status.code() == Code::OutOfRange {
+        CallError::RequestTooLarge(status)
+    } else {
+        CallError::Framing(status)
+    }
+}
