@@ -6,17 +6,10 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-use tonic::Status;
+use crate::error::CallError;
 
 /// The header gRPC clients put their deadline in.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
-
-/// When a call must be over: reading its request, LiveKit's answer and all. Set by the
-/// gRPC door in the request's extensions; the upstream stage sends what is left of it to
-/// LiveKit as `X-Twirp-Timeout-Ms`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CallDeadline(pub Instant);
 
 /// How a call's deadline is chosen.
 #[derive(Debug, Clone, Copy)]
@@ -45,15 +38,15 @@ impl Deadlines {
     ///
     /// # Errors
     ///
-    /// INVALID_ARGUMENT when `grpc-timeout` is malformed.
-    pub fn budget(&self, headers: &http::HeaderMap) -> Result<Duration, Status> {
+    /// [`CallError::MalformedTimeout`] when `grpc-timeout` is malformed.
+    pub fn budget(&self, headers: &http::HeaderMap) -> Result<Duration, CallError> {
         let budget = match headers.get(GRPC_TIMEOUT) {
             None => self.default,
             Some(raw) => raw
                 .to_str()
                 .ok()
                 .and_then(parse_grpc_timeout)
-                .ok_or_else(|| Status::invalid_argument("malformed grpc-timeout header"))?,
+                .ok_or(CallError::MalformedTimeout)?,
         };
         Ok(self.max.map_or(budget, |max| budget.min(max)))
     }

@@ -9,11 +9,11 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::error::CallError;
 use bytes::Bytes;
 use futures_util::future::{BoxFuture, FutureExt};
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
-use tonic::Status;
 
 /// The `Watch` method of the standard health service.
 const HEALTH_WATCH: &str = "/grpc.health.v1.Health/Watch";
@@ -125,7 +125,7 @@ where
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
                 self.drained = None;
-                let status = Status::unavailable("server is draining; watch another replica");
+                let status = CallError::Draining.to_status();
                 let mut trailers = http::HeaderMap::new();
                 match status.add_header(&mut trailers) {
                     Ok(()) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),

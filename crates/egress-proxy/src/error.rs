@@ -105,6 +105,10 @@ pub enum CallError {
     #[error("{rpc}: deadline of {budget:?} exceeded before the call completed")]
     DeadlineExceeded { rpc: Rpc, budget: Duration },
 
+    /// The gateway is draining: a health `Watch` stream ends with this.
+    #[error("server is draining; watch another replica")]
+    Draining,
+
     /// The drain timeout passed while the call was still running.
     #[error(
         "gateway shutting down: the drain timeout passed before this call finished; retry on \
@@ -172,7 +176,7 @@ impl CallError {
             CallError::RoomLookup(upstream) | CallError::Upstream(upstream) => upstream.grpc_code(),
             CallError::EgressNotFound => Code::NotFound,
             CallError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-            CallError::ShuttingDown => Code::Unavailable,
+            CallError::Draining | CallError::ShuttingDown => Code::Unavailable,
         }
     }
 
@@ -252,6 +256,7 @@ mod tests {
                 Code::DeadlineExceeded,
             ),
             (CallError::ShuttingDown, Code::Unavailable),
+            (CallError::Draining, Code::Unavailable),
         ];
         for (error, code) in cases {
             let status = error.to_status();

@@ -18,7 +18,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::service::Routes;
-use tonic_health::ServingStatus;
+use tonic_health::ServingStatus as Serving;
 use tonic_health::server::HealthReporter;
 use tower::{Layer, ServiceBuilder, ServiceExt};
 
@@ -155,9 +155,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     for name in SERVICE_NAMES {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
+        health.set_service_status(name, Serving::NotServing).await;
     }
     let probe = tokio::spawn(probe_upstream(
         client.clone(),
@@ -250,9 +248,7 @@ pub async fn serve(
     probe.abort();
     settings.admin.set_draining();
     for name in SERVICE_NAMES {
-        health
-            .set_service_status(name, ServingStatus::NotServing)
-            .await;
+        health.set_service_status(name, Serving::NotServing).await;
     }
     drop(listener);
     // After NOT_SERVING went out: health watchers learn it, then their streams end.
@@ -390,9 +386,9 @@ async fn probe_upstream(
                 tracing::info!("LiveKit is reachable; health is SERVING");
             }
             let status = if reachable {
-                ServingStatus::Serving
+                Serving::Serving
             } else {
-                ServingStatus::NotServing
+                Serving::NotServing
             };
             for name in SERVICE_NAMES {
                 health.set_service_status(name, status).await;

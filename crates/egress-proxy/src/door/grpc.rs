@@ -195,11 +195,7 @@ impl GrpcDoor {
             path: path.to_owned(),
         })?;
         let headers = req.headers();
-        let budget = self
-            .settings
-            .deadlines
-            .budget(headers)
-            .map_err(|_| CallError::MalformedTimeout)?;
+        let budget = self.settings.deadlines.budget(headers)?;
         let peer = req
             .extensions()
             .get::<Peer>()
