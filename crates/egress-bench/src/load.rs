@@ -582,7 +582,8 @@ pub async fn run_inflight(
 }
 
 /// Soak mode: `concurrency` workers call the proxy until `duration` has passed; every
-/// `every`, a line with the interval's throughput, latency, errors and the proxy's RSS.
+/// `every`, the interval's throughput, latency, errors and the proxy's RSS go to
+/// `on_sample` (the report prints them as they come) and into the returned list.
 pub async fn run_soak(
     target: &Target,
     concurrency: usize,
@@ -590,6 +591,7 @@ pub async fn run_soak(
     every: Duration,
     proxy_pid: Pid,
     ticks_per_sec: u64,
+    mut on_sample: impl FnMut(&SoakSample),
 ) -> Vec<SoakSample> {
     let stop = Arc::new(AtomicBool::new(false));
     let shared: Vec<Arc<std::sync::Mutex<Recorder>>> = (0..concurrency)
@@ -617,8 +619,6 @@ pub async fn run_soak(
     let mut last_ticks = proxy_pid.cpu_ticks();
     let mut last = began;
     let mut next = began + every;
-    println!("| elapsed | calls/s | p50 | p99 | errors | proxy RSS | proxy CPU/call | proxy fds |");
-    println!("|--:|--:|--:|--:|--:|--:|--:|--:|");
     loop {
         let deadline = next.min(began + duration);
         tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)).await;
@@ -649,20 +649,7 @@ pub async fn run_soak(
             },
             proxy_fds: proxy_pid.open_fds().unwrap_or(0),
         };
-        println!(
-            "| {:.0} s | {:.0} | {} | {} | {} | {} | {:.1} µs | {} |",
-            sample.elapsed_s,
-            sample.stats.rps,
-            crate::report::fmt_us(sample.stats.p50_us),
-            crate::report::fmt_us(sample.stats.p99_us),
-            sample.stats.errors,
-            crate::report::fmt_mib(sample.proxy_rss_kib),
-            sample.proxy_cpu_us_per_call,
-            sample.proxy_fds,
-        );
-        if let Some(err) = &sample.stats.first_error {
-            eprintln!("[bench] first error of the interval: {err}");
-        }
+        on_sample(&sample);
         samples.push(sample);
         last_ticks = ticks;
         last = now;

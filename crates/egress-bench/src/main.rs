@@ -728,6 +728,7 @@ async fn soak_mode(
     );
     println!();
     let target = Target::Proxy(Arc::clone(proxy_target), args.channels.min(concurrency));
+    report::print_soak_header();
     let samples = load::run_soak(
         &target,
         concurrency,
@@ -735,6 +736,7 @@ async fn soak_mode(
         Duration::from_secs(10),
         proxy_pid,
         ticks_per_sec,
+        report::print_soak_row,
     )
     .await;
     memory.rss_peak_load_kib = proxy_pid.status_kib("VmHWM").unwrap_or(0);

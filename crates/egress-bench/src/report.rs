@@ -105,6 +105,30 @@ pub fn verdict(pass: bool) -> &'static str {
     if pass { "PASS" } else { "MISS" }
 }
 
+/// The header of the soak table whose rows [`print_soak_row`] prints.
+pub fn print_soak_header() {
+    println!("| elapsed | calls/s | p50 | p99 | errors | proxy RSS | proxy CPU/call | proxy fds |");
+    println!("|--:|--:|--:|--:|--:|--:|--:|--:|");
+}
+
+/// One row of the soak table, printed as the sample arrives.
+pub fn print_soak_row(sample: &SoakSample) {
+    println!(
+        "| {:.0} s | {:.0} | {} | {} | {} | {} | {:.1} µs | {} |",
+        sample.elapsed_s,
+        sample.stats.rps,
+        fmt_us(sample.stats.p50_us),
+        fmt_us(sample.stats.p99_us),
+        sample.stats.errors,
+        fmt_mib(sample.proxy_rss_kib),
+        sample.proxy_cpu_us_per_call,
+        sample.proxy_fds,
+    );
+    if let Some(err) = &sample.stats.first_error {
+        eprintln!("[bench] first error of the interval: {err}");
+    }
+}
+
 pub fn fmt_us(us: f64) -> String {
     if us.abs() < 1000.0 {
         format!("{us:.1} µs")

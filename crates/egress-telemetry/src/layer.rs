@@ -75,6 +75,14 @@ pub struct MetricsLayer {
     metrics: Metrics,
 }
 
+// Here rather than in `metrics`, so that `metrics` does not import this module back.
+impl Metrics {
+    /// A [`MetricsLayer`] recording into these metrics.
+    pub fn layer(&self) -> MetricsLayer {
+        MetricsLayer::new(self.clone())
+    }
+}
+
 impl MetricsLayer {
     /// A layer recording into `metrics`.
     pub fn new(metrics: Metrics) -> Self {

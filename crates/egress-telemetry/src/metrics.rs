@@ -13,7 +13,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::labels::{CODE_NAMES, RPC_LABELS, index_of};
-use crate::layer::MetricsLayer;
 
 /// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
 /// scrapes natively).
@@ -337,11 +336,6 @@ impl Metrics {
     /// Number of calls currently counted in `egress_proxy_in_flight_calls`.
     pub fn in_flight(&self) -> i64 {
         self.inner.in_flight.get()
-    }
-
-    /// A [`MetricsLayer`] recording into these metrics.
-    pub fn layer(&self) -> MetricsLayer {
-        MetricsLayer::new(self.clone())
     }
 
     /// Every metric in the OpenMetrics text format, ending in `# EOF`; serve it with
