@@ -1,5 +1,7 @@
-//! Harness for the end-to-end tests: builds and starts the real `egress-proxy` binary on a
-//! loopback port, captures its log, and stops it with a signal like an orchestrator would.
+//! Harness for the end-to-end tests: the gateway in-process ([`Gateway`], the same `App`
+//! the binary runs) or the real `egress-proxy` binary ([`Proxy`]: started on a loopback
+//! port, its log captured, stopped with a signal like an orchestrator would), the
+//! simulator, raw upstreams and raw gRPC calls.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -9,6 +11,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod certs;
+pub mod gateway;
+
+pub use gateway::Gateway;
 
 use egress_proto::livekit::egress_client::EgressClient;
 use tonic::transport::Channel;

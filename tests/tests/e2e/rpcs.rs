@@ -1,7 +1,7 @@
 //! Every `livekit.Egress` RPC through the real proxy binary (in `--dev` mode, so the
 //! embedded simulator answers), with tonic's generated client.
 
-use egress_e2e::{Proxy, ProxyOptions};
+use egress_e2e::{Gateway, ProxyOptions};
 use egress_proto::livekit::{
     self, EgressStatus, EncodedFileOutput, ListEgressRequest, StopEgressRequest, StreamOutput,
     StreamProtocol, UpdateLayoutRequest, UpdateStreamRequest,
@@ -25,7 +25,7 @@ fn stream_output(url: &str) -> StreamOutput {
 
 #[tokio::test]
 async fn every_rpc_round_trips_through_the_proxy() {
-    let proxy = Proxy::start_dev(ProxyOptions::default());
+    let proxy = Gateway::start_dev(ProxyOptions::default());
     let mut client = proxy.client().await;
 
     let room_composite = client
@@ -173,7 +173,7 @@ async fn every_rpc_round_trips_through_the_proxy() {
 
 #[tokio::test]
 async fn upstream_errors_keep_their_code_and_message() {
-    let proxy = Proxy::start_dev(ProxyOptions::default());
+    let proxy = Gateway::start_dev(ProxyOptions::default());
     let mut client = proxy.client().await;
 
     let missing = client
@@ -203,7 +203,7 @@ async fn upstream_errors_keep_their_code_and_message() {
 
 #[tokio::test]
 async fn request_id_is_kept_or_made() {
-    let proxy = Proxy::start_dev(ProxyOptions::default());
+    let proxy = Gateway::start_dev(ProxyOptions::default());
     let mut client = proxy.client().await;
 
     let mut request = tonic::Request::new(ListEgressRequest::default());
@@ -226,7 +226,7 @@ async fn request_id_is_kept_or_made() {
 
 #[tokio::test]
 async fn unknown_methods_are_unimplemented() {
-    let proxy = Proxy::start_dev(ProxyOptions::default());
+    let proxy = Gateway::start_dev(ProxyOptions::default());
     let channel = proxy.channel().await;
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
-use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions};
+use egress_e2e::{API_KEY, API_SECRET, Gateway, ProxyOptions};
 use egress_policy::hash_token;
 use egress_proto::livekit::{
     self, RoomCompositeEgressRequest, StartEgressRequest, StreamDestination, StreamOutput,
@@ -29,7 +29,7 @@ fn sim() -> SimHandle {
         .unwrap()
 }
 
-fn proxy(sim: &SimHandle) -> Proxy {
+fn proxy(sim: &SimHandle) -> Gateway {
     let policy = format!(
         r#"
 [auth]
@@ -50,7 +50,7 @@ stream_urls = ["rtmps://*.live.example.com/*"]
     let dir = temp_dir("schema");
     let path = dir.join("policy.toml");
     std::fs::write(&path, policy).unwrap();
-    Proxy::start(
+    Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--policy-file")

@@ -2,12 +2,12 @@
 //! expired client certificates (all made in the test with rcgen).
 
 use egress_e2e::certs::{TestCa, temp_dir};
-use egress_e2e::{Proxy, ProxyOptions};
+use egress_e2e::{Gateway, ProxyOptions};
 use egress_proto::livekit::ListEgressRequest;
 use egress_proto::livekit::egress_client::EgressClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
-fn tls_proxy(dir: &std::path::Path, ca: &TestCa, client_ca: Option<&std::path::Path>) -> Proxy {
+fn tls_proxy(dir: &std::path::Path, ca: &TestCa, client_ca: Option<&std::path::Path>) -> Gateway {
     let server = ca.server(dir, "server");
     let mut options = ProxyOptions::default()
         .arg("--tls-cert")
@@ -19,10 +19,10 @@ fn tls_proxy(dir: &std::path::Path, ca: &TestCa, client_ca: Option<&std::path::P
             .arg("--tls-client-ca")
             .arg(client_ca.to_str().unwrap());
     }
-    Proxy::start_dev(options)
+    Gateway::start_dev(options)
 }
 
-async fn call(proxy: &Proxy, ca_pem: &str, identity: Option<(&str, &str)>) -> Result<(), String> {
+async fn call(proxy: &Gateway, ca_pem: &str, identity: Option<(&str, &str)>) -> Result<(), String> {
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca_pem))
         .domain_name("localhost");
