@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port, raw_grpc_call,
+    API_KEY, API_SECRET, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port,
+    raw_grpc_call,
 };
 use egress_proto::livekit::{
     EgressInfo, EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest, StopEgressRequest,
@@ -36,7 +37,7 @@ fn start_request() -> RoomCompositeEgressRequest {
     }
 }
 
-async fn stop(proxy: &Proxy, egress_id: &str) -> Result<EgressInfo, tonic::Status> {
+async fn stop(proxy: &Gateway, egress_id: &str) -> Result<EgressInfo, tonic::Status> {
     proxy
         .client()
         .await
@@ -48,7 +49,7 @@ async fn stop(proxy: &Proxy, egress_id: &str) -> Result<EgressInfo, tonic::Statu
 }
 
 /// Sends raw bytes as a `livekit.Egress` call and returns the raw answer.
-async fn raw_call(proxy: &Proxy, method: &str, body: Vec<u8>) -> Result<Bytes, tonic::Status> {
+async fn raw_call(proxy: &Gateway, method: &str, body: Vec<u8>) -> Result<Bytes, tonic::Status> {
     let mut grpc = tonic::client::Grpc::new(proxy.channel().await);
     grpc.ready().await.unwrap();
     grpc.unary(
@@ -63,7 +64,7 @@ async fn raw_call(proxy: &Proxy, method: &str, body: Vec<u8>) -> Result<Bytes, t
 #[tokio::test]
 async fn every_twirp_code_maps_to_its_grpc_code() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let table = [
         ("canceled", Code::Cancelled),
         ("unknown", Code::Unknown),
@@ -100,7 +101,7 @@ async fn every_twirp_code_maps_to_its_grpc_code() {
 #[tokio::test]
 async fn twirp_meta_reaches_trailers_and_error_info() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     sim.faults().push(
         Fault::twirp_error("unavailable", "no response from servers")
             .meta("region", "eu-west")
@@ -130,7 +131,7 @@ async fn twirp_meta_reaches_trailers_and_error_info() {
 #[tokio::test]
 async fn livekit_error_details_become_the_status_details_verbatim() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let rich = egress_sim::rpc_status(
         9,
         "egress with status EGRESS_COMPLETE cannot be stopped",
@@ -153,7 +154,7 @@ async fn livekit_error_details_become_the_status_details_verbatim() {
 #[tokio::test]
 async fn intermediary_and_transport_failures() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
 
     sim.faults().push(
         Fault::http(
@@ -212,17 +213,25 @@ async fn intermediary_and_transport_failures() {
 #[tokio::test]
 async fn wrong_secret_is_unauthenticated() {
     let sim = sim();
+    // The binary: its secret comes from the environment.
     let proxy = Proxy::start(
         &sim.url(),
         ProxyOptions::default().env("LIVEKIT_API_SECRET", "not-the-secret"),
     );
-    let status = stop(&proxy, "EG_x").await.expect_err("401");
+    let status = proxy
+        .client()
+        .await
+        .stop_egress(StopEgressRequest {
+            egress_id: "EG_x".into(),
+        })
+        .await
+        .expect_err("401");
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
 }
 
 #[tokio::test]
 async fn refused_upstream_is_unavailable() {
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &format!("http://127.0.0.1:{}", closed_port()),
         ProxyOptions::default(),
     );
@@ -233,7 +242,7 @@ async fn refused_upstream_is_unavailable() {
 #[tokio::test]
 async fn caller_deadline_bounds_the_call_and_goes_upstream() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     sim.faults()
         .push(Fault::latency(Duration::from_secs(3)).method("ListEgress"));
     let started = Instant::now();
@@ -269,7 +278,7 @@ async fn caller_deadline_bounds_the_call_and_goes_upstream() {
 #[tokio::test]
 async fn malformed_deadline_is_invalid_argument() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let answer = raw_grpc_call(
         proxy.addr,
         "/livekit.Egress/ListEgress",
@@ -287,7 +296,7 @@ async fn malformed_deadline_is_invalid_argument() {
 #[tokio::test]
 async fn upstream_timeout_applies_without_a_deadline() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--upstream-timeout")
@@ -304,7 +313,7 @@ async fn upstream_timeout_applies_without_a_deadline() {
 #[tokio::test]
 async fn caller_going_away_aborts_the_upstream_request() {
     let mut upstream = RawUpstream::start(RawBehaviour::Hang).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let mut client = proxy.client().await;
     let call = tokio::spawn(async move {
         client
@@ -320,12 +329,7 @@ async fn caller_going_away_aborts_the_upstream_request() {
     call.abort();
     let closed = tokio::time::timeout(Duration::from_secs(5), upstream.closed_after.recv())
         .await
-        .unwrap_or_else(|_| {
-            panic!(
-                "the proxy closed the upstream request after the caller left; {}",
-                proxy.log()
-            )
-        })
+        .expect("the gateway closed the upstream request after the caller left")
         .unwrap();
     assert!(closed < Duration::from_secs(5), "{closed:?}");
 }
@@ -337,7 +341,7 @@ async fn garbage_success_body_is_internal() {
         body: vec![0xff; 16],
     })
     .await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let status = stop(&proxy, "EG_x").await.expect_err("garbage");
     assert_eq!(status.code(), Code::Internal, "{status:?}");
 }
@@ -354,7 +358,7 @@ fn unknown_field() -> Vec<u8> {
 #[tokio::test]
 async fn unknown_request_fields_reach_livekit_unchanged() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let mut body = start_request().encode_to_vec();
     body.extend_from_slice(&unknown_field());
     let answer = raw_call(&proxy, "StartRoomCompositeEgress", body.clone())
@@ -391,7 +395,7 @@ async fn unknown_response_fields_reach_the_caller_unchanged() {
         body: answer.clone(),
     })
     .await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let got = raw_call(
         &proxy,
         "StopEgress",
@@ -408,7 +412,7 @@ async fn unknown_response_fields_reach_the_caller_unchanged() {
 #[tokio::test]
 async fn oversized_requests_are_refused_before_forwarding() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--max-message-size")
@@ -432,7 +436,7 @@ async fn oversized_requests_are_refused_before_forwarding() {
 #[tokio::test]
 async fn overload_is_resource_exhausted() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default().arg("--max-concurrency").arg("2"),
     );
