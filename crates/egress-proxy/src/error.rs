@@ -209,10 +209,11 @@ mod tests {
     #[test]
     fn echo_is_bounded_on_a_char_boundary() {
         assert_eq!(echo("short"), "short");
-        let long = "é".repeat(150); // 300 bytes
+        // Three-byte characters: byte 200 falls inside one, so the cut steps back to 198.
+        let long = "€".repeat(100);
         let echoed = echo(&long);
         assert!(echoed.ends_with('…'));
-        assert_eq!(echoed.trim_end_matches('…').len(), 200);
+        assert_eq!(echoed.trim_end_matches('…'), "€".repeat(66));
         assert_eq!(echo(&"x".repeat(200)), "x".repeat(200));
         assert_eq!(echo(&"x".repeat(201)), format!("{}…", "x".repeat(200)));
     }
