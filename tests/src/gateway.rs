@@ -115,22 +115,17 @@ impl Gateway {
 
     /// `http://ADDR` of the gRPC listener.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.endpoint_url()
     }
 
     /// A tonic client for `livekit.Egress` through the gateway.
     pub async fn client(&self) -> EgressClient<Channel> {
-        EgressClient::new(self.channel().await)
+        self.egress_client().await
     }
 
     /// A plain channel to the gateway.
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .unwrap()
-            .connect_timeout(Duration::from_secs(5))
-            .connect()
-            .await
-            .expect("connect to the gateway")
+        self.connect().await
     }
 }
 
@@ -143,5 +138,58 @@ impl Drop for Gateway {
         // wait for it here.
         drop(self.thread.take());
         let _ = std::fs::remove_file(&self.secret_file);
+    }
+}
+
+/// What tests need from a running gateway, in-process or a process: helpers that work
+/// with either take `&impl Endpoint`.
+pub trait Endpoint {
+    /// The gRPC listener.
+    fn grpc_addr(&self) -> SocketAddr;
+    /// The admin HTTP listener.
+    fn admin_addr(&self) -> SocketAddr;
+
+    /// `http://ADDR` of the gRPC listener.
+    fn endpoint_url(&self) -> String {
+        format!("http://{}", self.grpc_addr())
+    }
+
+    /// A plain channel to the gRPC listener.
+    fn connect(&self) -> impl Future<Output = Channel> + Send {
+        let url = self.endpoint_url();
+        async move {
+            Channel::from_shared(url)
+                .unwrap()
+                .connect_timeout(Duration::from_secs(5))
+                .connect()
+                .await
+                .expect("connect to the gateway")
+        }
+    }
+
+    /// A tonic client for `livekit.Egress`.
+    fn egress_client(&self) -> impl Future<Output = EgressClient<Channel>> + Send {
+        let channel = self.connect();
+        async move { EgressClient::new(channel.await) }
+    }
+}
+
+impl Endpoint for Gateway {
+    fn grpc_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+}
+
+impl Endpoint for crate::Proxy {
+    fn grpc_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn admin_addr(&self) -> SocketAddr {
+        self.admin
     }
 }

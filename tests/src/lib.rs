@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 pub mod certs;
 pub mod gateway;
 
-pub use gateway::Gateway;
+pub use gateway::{Endpoint, Gateway};
 
 use egress_proto::livekit::egress_client::EgressClient;
 use tonic::transport::Channel;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use egress_auth::Credentials;
 use egress_e2e::certs::{TestCa, temp_dir};
-use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions};
+use egress_e2e::{API_KEY, API_SECRET, Gateway, Proxy, ProxyOptions};
 use egress_policy::hash_token;
 use egress_proto::livekit::egress_client::EgressClient;
 use egress_proto::livekit::{
@@ -169,7 +169,7 @@ async fn policy_matrix_for_every_rpc() {
     let dir = temp_dir("matrix");
     let policy = write(&dir, "policy.toml", &bearer_policy());
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--policy-file")
@@ -397,7 +397,7 @@ rpcs = ["ListEgress"]
     );
     let policy = write(&dir, "policy.toml", &text);
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--policy-file")
@@ -443,7 +443,7 @@ rpcs = ["*"]
 "#,
     );
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--policy-file")

@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
-use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get};
+use egress_e2e::{
+    API_KEY, API_SECRET, Endpoint, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
+    admin_get,
+};
 use egress_policy::hash_token;
 use egress_proto::livekit::{
     self, EgressInfo, EncodedFileOutput, ListEgressRequest, ListEgressResponse,
@@ -169,12 +172,12 @@ fn percent_decode(text: &str) -> String {
 
 /// Sends raw message bytes as a unary `livekit.Egress` call through tonic.
 async fn bytes_call(
-    proxy: &Proxy,
+    proxy: &impl Endpoint,
     method: &str,
     body: Vec<u8>,
     token: &str,
 ) -> Result<Bytes, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(proxy.channel().await);
+    let mut grpc = tonic::client::Grpc::new(proxy.connect().await);
     grpc.ready().await.unwrap();
     let mut request = tonic::Request::new(Bytes::from(body));
     request
@@ -363,7 +366,7 @@ async fn closed_within(tcp: &mut TcpStream, limit: Duration) -> Option<Duration>
 async fn unknown_fields_fail_closed_for_restricted_callers() {
     let mut upstream = RawUpstream::start(protobuf(egress_info("EG_hostile"))).await;
     let policy = policy_file("unknown-fields");
-    let proxy = Proxy::start(&upstream.url(), with_policy(&policy));
+    let proxy = Gateway::start(&upstream.url(), with_policy(&policy));
 
     let base = RoomCompositeEgressRequest {
         room_name: "team-a".into(),
@@ -456,7 +459,7 @@ async fn unknown_fields_fail_closed_for_restricted_callers() {
 async fn duplicate_authorization_headers_are_refused_and_the_scheme_is_case_insensitive() {
     let sim = sim();
     let policy = policy_file("dup-auth");
-    let proxy = Proxy::start(&sim.url(), with_policy(&policy));
+    let proxy = Gateway::start(&sim.url(), with_policy(&policy));
     let mut client = proxy.client().await;
 
     for (first, second) in [
@@ -519,7 +522,7 @@ fn web_request() -> Vec<u8> {
 #[tokio::test]
 async fn only_grpc_content_types_are_served_as_grpc() {
     let mut upstream = RawUpstream::start(protobuf(egress_info("EG_web"))).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let path = "/livekit.Egress/StartWebEgress";
     let body = frame(false, &web_request());
@@ -567,7 +570,7 @@ async fn only_grpc_content_types_are_served_as_grpc() {
 #[tokio::test]
 async fn two_messages_in_a_unary_body_are_invalid_argument() {
     let mut upstream = RawUpstream::start(protobuf(egress_info("EG_web"))).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let mut body = frame(false, &web_request());
     body.extend(frame(false, &web_request()));
@@ -588,7 +591,7 @@ async fn two_messages_in_a_unary_body_are_invalid_argument() {
 #[tokio::test]
 async fn unknown_method_answer_does_not_echo_a_huge_path() {
     let upstream = RawUpstream::start(protobuf(egress_info("EG_web"))).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let path = format!("/livekit.Egress/{}", "x".repeat(10_000));
     let answer = h2_exchange(
@@ -617,12 +620,12 @@ async fn unknown_method_answer_does_not_echo_a_huge_path() {
 /// Opens `n` streams on one connection with valid headers and never sends a body; each
 /// must end with DEADLINE_EXCEEDED within `limit`.
 async fn unfinished_bodies_end_in_deadline_exceeded(
-    proxy: &Proxy,
+    proxy: &impl Endpoint,
     n: usize,
     headers: &[(&str, &str)],
     limit: Duration,
 ) {
-    let (h2, _driver) = h2_connect(proxy.addr).await;
+    let (h2, _driver) = h2_connect(proxy.grpc_addr()).await;
     let mut pending = Vec::new();
     for _ in 0..n {
         let mut h2 = h2.clone().ready().await.expect("h2 ready");
@@ -651,7 +654,7 @@ async fn unfinished_bodies_end_in_deadline_exceeded(
 #[tokio::test]
 async fn unfinished_request_bodies_end_at_the_callers_deadline() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default().arg("--max-concurrency").arg("4"),
     );
@@ -678,7 +681,7 @@ async fn unfinished_request_bodies_end_at_the_callers_deadline() {
 #[tokio::test]
 async fn unfinished_request_bodies_end_at_the_upstream_timeout() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--max-concurrency")
@@ -952,7 +955,7 @@ async fn slow_readers_do_not_hold_slots_or_memory() {
 #[tokio::test]
 async fn silent_connections_are_closed_after_the_header_read_timeout() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--header-read-timeout")
@@ -979,7 +982,7 @@ async fn silent_connections_are_closed_after_the_header_read_timeout() {
 #[tokio::test]
 async fn idle_connections_are_closed_but_watch_streams_are_not() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default().arg("--idle-timeout").arg("1s"),
     );
@@ -1037,7 +1040,7 @@ async fn idle_connections_are_closed_but_watch_streams_are_not() {
 #[tokio::test]
 async fn connection_cap_keeps_the_admin_endpoint_and_frees_slots() {
     let sim = sim();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &sim.url(),
         ProxyOptions::default().arg("--max-connections").arg("2"),
     );
@@ -1152,13 +1155,13 @@ fn twirp_timeout_ms(head: &str) -> u64 {
         .unwrap_or_else(|| panic!("no X-Twirp-Timeout-Ms in:\n{head}"))
 }
 
-async fn list_with_deadline(proxy: &Proxy, timeout: Option<Duration>) {
+async fn list_with_deadline(proxy: &impl Endpoint, timeout: Option<Duration>) {
     let mut request = tonic::Request::new(ListEgressRequest::default());
     if let Some(timeout) = timeout {
         request.set_timeout(timeout);
     }
     proxy
-        .client()
+        .egress_client()
         .await
         .list_egress(request)
         .await
@@ -1168,7 +1171,7 @@ async fn list_with_deadline(proxy: &Proxy, timeout: Option<Duration>) {
 #[tokio::test]
 async fn the_callers_deadline_governs_the_upstream_timeout() {
     let mut upstream = RawUpstream::start(protobuf(Vec::new())).await;
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &upstream.url(),
         ProxyOptions::default().arg("--upstream-timeout").arg("2s"),
     );
@@ -1181,7 +1184,7 @@ async fn the_callers_deadline_governs_the_upstream_timeout() {
     assert!((1500..=2000).contains(&ms), "no caller deadline: {ms} ms");
     drop(proxy);
 
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &upstream.url(),
         ProxyOptions::default()
             .arg("--upstream-timeout")
@@ -1243,7 +1246,7 @@ async fn drain_timeout_ends_hanging_calls_with_unavailable() {
 #[tokio::test]
 async fn compressed_requests_reach_the_upstream_decompressed() {
     let mut upstream = RawUpstream::start(protobuf(egress_info("EG_z"))).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let message = StopEgressRequest {
         egress_id: format!("EG_{}", "z".repeat(300)),
     };
@@ -1270,7 +1273,7 @@ async fn compressed_requests_reach_the_upstream_decompressed() {
 async fn gzip_bomb_is_resource_exhausted() {
     use std::io::Write;
     let mut upstream = RawUpstream::start(protobuf(egress_info("EG_z"))).await;
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &upstream.url(),
         ProxyOptions::default()
             .arg("--max-message-size")
@@ -1316,7 +1319,7 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
         ("/StopEgress", protobuf(egress_info("EG_stop"))),
     ]))
     .await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let (mut h2, _driver) = h2_connect(proxy.addr).await;
     let accept = [("grpc-accept-encoding", "gzip")];
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, ConnectProxy, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get,
-    closed_port,
+    API_KEY, API_SECRET, ConnectProxy, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
+    admin_get, closed_port,
 };
 use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
 use egress_sim::{Fault, Simulator};
@@ -34,7 +34,7 @@ async fn metrics_count_calls_by_rpc_and_code() {
         .build()
         .spawn("127.0.0.1:0".parse().unwrap())
         .unwrap();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let mut client = proxy.client().await;
     for _ in 0..3 {
         client
@@ -93,7 +93,7 @@ async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
         .unwrap();
     sim.faults()
         .push(Fault::latency(Duration::from_secs(5)).method("ListEgress"));
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let mut calls = Vec::new();
     for _ in 0..5 {
         let mut client = proxy.client().await;
@@ -134,7 +134,7 @@ async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
 #[tokio::test]
 async fn healthz_and_readyz_follow_the_upstream() {
     let port = closed_port();
-    let proxy = Proxy::start(
+    let proxy = Gateway::start(
         &format!("http://127.0.0.1:{port}"),
         ProxyOptions::default().arg("--probe-interval").arg("100ms"),
     );

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get, http_request,
-    proxy_bin, raw_grpc_call, read_at_least, read_request_head,
+    API_KEY, API_SECRET, Endpoint, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
+    admin_get, http_request, proxy_bin, raw_grpc_call, read_at_least, read_request_head,
 };
 use egress_proto::livekit::{EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest};
 use egress_sim::{Fault, SimHandle, Simulator};
@@ -51,11 +51,15 @@ fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
 }
 
 /// Waits (bounded) until `egress_proxy_in_flight_calls` is 0.
-async fn assert_in_flight_returns_to_zero(proxy: &Proxy) {
+async fn assert_in_flight_returns_to_zero(proxy: &impl Endpoint) {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let (status, metrics) =
-            bounded(BOUND, "GET /metrics", admin_get(proxy.admin, "/metrics")).await;
+        let (status, metrics) = bounded(
+            BOUND,
+            "GET /metrics",
+            admin_get(proxy.admin_addr(), "/metrics"),
+        )
+        .await;
         assert_eq!(status, 200);
         let value = metric_value(&metrics, "egress_proxy_in_flight_calls");
         if value == Some(0.0) {
@@ -497,7 +501,7 @@ async fn deadlines_hold_under_load_against_a_slow_upstream() {
     let sim = sim();
     sim.faults()
         .push(Fault::latency(Duration::from_secs(2)).method("ListEgress"));
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let slowest = deadline_calls_all_at_once(proxy.addr, CALLS).await;
     eprintln!("slow upstream: slowest DEADLINE_EXCEEDED answer after {slowest:?}");
     let upstream: Vec<u64> = sim
@@ -532,7 +536,7 @@ async fn deadlines_hold_under_load_against_a_slow_upstream() {
 async fn deadlines_hold_under_load_against_a_silent_upstream() {
     const CALLS: usize = 50;
     let mut upstream = RawUpstream::start(RawBehaviour::Hang).await;
-    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&upstream.url(), ProxyOptions::default());
     let slowest = deadline_calls_all_at_once(proxy.addr, CALLS).await;
     // Every request that reached the upstream had its connection closed once the caller's
     // deadline passed (no request left hanging on LiveKit). Normally all 50 arrive; on a
@@ -580,7 +584,7 @@ fn huge_request() -> RoomCompositeEgressRequest {
 #[tokio::test]
 async fn ten_mib_request_over_the_default_limit_is_refused_locally() {
     let sim = sim();
-    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let status = bounded(
         BOUND,
         "10 MiB call",
@@ -600,8 +604,8 @@ async fn ten_mib_request_over_the_default_limit_is_refused_locally() {
 }
 
 /// A proxy with `--max-message-size 16777216`, so a 10 MiB request is forwarded.
-fn proxy_with_16_mib_limit(sim: &SimHandle) -> Proxy {
-    Proxy::start(
+fn proxy_with_16_mib_limit(sim: &SimHandle) -> Gateway {
+    Gateway::start(
         &sim.url(),
         ProxyOptions::default()
             .arg("--max-message-size")
@@ -610,7 +614,7 @@ fn proxy_with_16_mib_limit(sim: &SimHandle) -> Proxy {
 }
 
 /// Sends the 10 MiB request and returns the caller's status and how long it took.
-async fn forward_huge_request(proxy: &Proxy) -> (tonic::Status, Duration) {
+async fn forward_huge_request(proxy: &Gateway) -> (tonic::Status, Duration) {
     let started = Instant::now();
     let status = bounded(
         BOUND,
@@ -725,7 +729,7 @@ async fn connection_reset_by_upstream_is_unavailable_and_not_retried() {
         }
     });
 
-    let proxy = Proxy::start(&format!("http://{upstream}"), ProxyOptions::default());
+    let proxy = Gateway::start(&format!("http://{upstream}"), ProxyOptions::default());
     let mut client = proxy.client().await;
     for attempt in 1..=3 {
         let started = Instant::now();

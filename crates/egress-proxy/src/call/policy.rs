@@ -159,18 +159,31 @@ mod tests {
         }
     }
 
-    /// Runs the policy stage on a StartRoomCompositeEgress call carrying `message`. Room
-    /// lookups would go to a closed port; these requests never need one.
-    async fn check(caller: Option<CallerInfo>, message: Vec<u8>) -> Result<(), CallError> {
-        let base = BaseUrl::parse("http://127.0.0.1:9").unwrap();
+    fn client(url: &str) -> TwirpClient {
+        let base = BaseUrl::parse(url).unwrap();
         let tokens = Arc::new(TokenCache::new(
             Credentials::new("key", "secret"),
             VideoGrants::room_record(),
             TokenCacheConfig::default(),
         ));
-        let client = TwirpClient::new(ClientConfig::new(base), tokens).unwrap();
+        TwirpClient::new(ClientConfig::new(base), tokens).unwrap()
+    }
+
+    /// Runs the policy stage on a StartRoomCompositeEgress call carrying `message`. Room
+    /// lookups would go to a closed port; these requests never need one.
+    async fn check(caller: Option<CallerInfo>, message: Vec<u8>) -> Result<(), CallError> {
+        let stage = PolicyStage::new(client("http://127.0.0.1:9"));
+        check_with(&stage, Rpc::StartRoomCompositeEgress, caller, message).await
+    }
+
+    async fn check_with(
+        stage: &PolicyStage,
+        rpc: Rpc,
+        caller: Option<CallerInfo>,
+        message: Vec<u8>,
+    ) -> Result<(), CallError> {
         let mut call = Call::new(
-            Rpc::StartRoomCompositeEgress,
+            rpc,
             Peer {
                 addr: SocketAddr::from(([127, 0, 0, 1], 4000)),
                 identities: Arc::from([]),
@@ -183,7 +196,7 @@ mod tests {
             call.caller = caller;
         }
         call.message = Bytes::from(message);
-        PolicyStage::new(client).check(&call).await
+        stage.check(&call).await
     }
 
     fn room_composite(room: &str) -> Vec<u8> {
@@ -251,5 +264,78 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.code(), Code::InvalidArgument);
+    }
+
+    /// Calls that name only an egress id are checked against the egress's room, looked up
+    /// once and then cached.
+    #[cfg(feature = "simulator")]
+    #[tokio::test]
+    async fn egress_rooms_are_looked_up_once_and_checked() {
+        use egress_core::proto::{EgressInfo, EncodedFileOutput, StopEgressRequest};
+
+        let sim = egress_sim::Simulator::builder()
+            .credentials(Credentials::new("key", "secret"))
+            .build()
+            .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .unwrap();
+        let upstream = client(&sim.url());
+        let mut started = Vec::new();
+        for room in ["team-a", "board"] {
+            let request = egress_core::proto::RoomCompositeEgressRequest {
+                room_name: room.into(),
+                file_outputs: vec![EncodedFileOutput {
+                    filepath: "out.mp4".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let info: EgressInfo = upstream
+                .call_typed(
+                    "StartRoomCompositeEgress",
+                    &request,
+                    &egress_twirp::CallOptions::new(),
+                )
+                .await
+                .unwrap();
+            started.push(info.egress_id);
+        }
+        let stop = |id: &str| {
+            StopEgressRequest {
+                egress_id: id.into(),
+            }
+            .encode_to_vec()
+        };
+        let lookups = || {
+            sim.requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/ListEgress"))
+                .count()
+        };
+        let stage = PolicyStage::new(upstream);
+        let team = || Some(caller("rooms = [\"team-*\"]"));
+
+        check_with(&stage, Rpc::StopEgress, team(), stop(&started[0]))
+            .await
+            .unwrap();
+        let denied = check_with(&stage, Rpc::StopEgress, team(), stop(&started[1]))
+            .await
+            .unwrap_err();
+        assert_eq!(denied.code(), Code::PermissionDenied);
+        assert!(denied.to_string().contains("board"), "{denied}");
+        assert_eq!(lookups(), 2);
+
+        // Both answers are cached: no further lookups, the same decisions.
+        check_with(&stage, Rpc::StopEgress, team(), stop(&started[0]))
+            .await
+            .unwrap();
+        check_with(&stage, Rpc::StopEgress, team(), stop(&started[1]))
+            .await
+            .unwrap_err();
+        assert_eq!(lookups(), 2);
+
+        let missing = check_with(&stage, Rpc::StopEgress, team(), stop("EG_missing"))
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, CallError::EgressNotFound), "{missing:?}");
     }
 }
