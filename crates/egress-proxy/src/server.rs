@@ -192,8 +192,17 @@ pub async fn serve(
         egress,
         other: drain_watches.layer(
             Routes::new(health_service)
-                .add_service(reflection_v1())
-                .add_service(reflection_v1alpha())
+                // Both versions: grpcurl falls back to v1alpha only on UNIMPLEMENTED.
+                .add_service(
+                    reflection()
+                        .build_v1()
+                        .expect("the embedded descriptor sets are valid"),
+                )
+                .add_service(
+                    reflection()
+                        .build_v1alpha()
+                        .expect("the embedded descriptor sets are valid"),
+                )
                 .prepare(),
         ),
     };
@@ -398,24 +407,11 @@ async fn probe_upstream(
     }
 }
 
-fn reflection_v1() -> tonic_reflection::server::v1::ServerReflectionServer<
-    impl tonic_reflection::server::v1::ServerReflection,
-> {
+/// Reflection over our schema and the health service's, for either protocol version.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(egress_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid")
-}
-
-fn reflection_v1alpha() -> tonic_reflection::server::v1alpha::ServerReflectionServer<
-    impl tonic_reflection::server::v1alpha::ServerReflection,
-> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(egress_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the embedded descriptor sets are valid")
 }
 
 /// Sends `livekit.Egress` calls to `egress` and every other path to `other`.
