@@ -27,6 +27,20 @@ impl ApiSecret {
         Self(secret.into())
     }
 
+    /// The secret in [`ENV_API_SECRET`] (`LIVEKIT_API_SECRET`), if set: trimmed, and `None`
+    /// when unset, empty or not UTF-8 (an exported-but-empty variable means "not set", as it
+    /// does for LiveKit's tools).
+    pub fn from_env() -> Option<Self> {
+        Self::from_env_value(std::env::var(ENV_API_SECRET).ok())
+    }
+
+    fn from_env_value(value: Option<String>) -> Option<Self> {
+        value
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(Self)
+    }
+
     /// Returns the secret itself.
     ///
     /// This is the only way to read the value; call it only where the bytes are needed (signing
@@ -245,6 +259,16 @@ fn unquote(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secret_from_the_environment_is_trimmed_and_empty_means_unset() {
+        assert_eq!(
+            ApiSecret::from_env_value(Some(" s3cr3t\n".into())).map(|s| s.0),
+            Some("s3cr3t".to_owned())
+        );
+        assert!(ApiSecret::from_env_value(Some("  ".into())).is_none());
+        assert!(ApiSecret::from_env_value(None).is_none());
+    }
+
     use super::*;
     use std::path::PathBuf;
 

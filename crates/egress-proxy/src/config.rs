@@ -238,9 +238,8 @@ impl RunArgs {
         if self.max_message_size == 0 {
             return Err(ConfigError::ZeroMessageSize);
         }
-        let env_secret = std::env::var("LIVEKIT_API_SECRET")
-            .ok()
-            .filter(|s| !s.is_empty());
+        // Secrets are read only through egress-auth, which never displays them.
+        let env_secret = ApiSecret::from_env();
         let credentials = match (&self.api_secret_file, env_secret) {
             (Some(path), _) => Credentials::from_secret_file(path, self.api_key.as_deref())
                 .map_err(ConfigError::SecretFile)?,
