@@ -38,6 +38,8 @@ pub enum AppError {
     Client(#[source] egress_twirp::Error),
     #[error("cannot start the simulator: {0}")]
     Simulator(#[source] std::io::Error),
+    #[error("{0}")]
+    SimulatorKeys(#[source] egress_auth::AuthError),
     #[error(
         "--dev needs the embedded simulator; this build left it out (cargo feature `simulator`)"
     )]
@@ -267,4 +269,35 @@ fn load_policy(config: &Config) -> Result<Option<Arc<PolicyStore>>, AppError> {
         );
     }
     Ok(store)
+}
+
+/// `egress-proxy simulate`: only the LiveKit egress simulator, with the keys in
+/// `LIVEKIT_API_KEY`/`LIVEKIT_API_SECRET`, until `shutdown` resolves.
+///
+/// # Errors
+///
+/// Missing keys, a listener that cannot bind, or (without the `simulator` feature) always.
+pub async fn simulate(
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
+    #[cfg(feature = "simulator")]
+    {
+        let credentials = egress_auth::Credentials::from_env().map_err(AppError::SimulatorKeys)?;
+        let sim = egress_sim::Simulator::builder()
+            .credentials(credentials)
+            .build();
+        let listener = server::bind(listen)
+            .await
+            .map_err(|source| AppError::Bind { what: "", source })?;
+        tracing::info!(listen = %listen, "egress simulator ready");
+        sim.serve(listener, shutdown)
+            .await
+            .map_err(AppError::Simulator)
+    }
+    #[cfg(not(feature = "simulator"))]
+    {
+        let _ = (listen, shutdown);
+        Err(AppError::NoSimulator)
+    }
 }

@@ -9,6 +9,7 @@ pub mod door;
 pub mod drain;
 pub mod error;
 pub mod listen;
+pub mod logging;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 pub mod reload;
