@@ -52,6 +52,8 @@ pub mod list;
 pub mod outputs;
 pub mod presets;
 pub mod requests;
+pub mod rpc;
+pub mod storage;
 pub mod unknown;
 pub mod validate;
 pub mod view;
@@ -65,8 +67,9 @@ pub use error::ValidationError;
 pub use list::{ListFilter, ListOptions};
 pub use outputs::{EgressOutput, SplitOutputs, TrackEgressOutput, split_outputs};
 pub use presets::{EncodingOptions, preset_for, preset_options};
+pub use rpc::{Rpc, RpcKind, RpcRequest};
 pub use validate::Validate;
-pub use view::{RequestView, Rpc, decode_view};
+pub use view::{RequestView, decode_view};
 
 // Compiles and runs the README's example as a doctest so it cannot go stale.
 #[cfg(doctest)]

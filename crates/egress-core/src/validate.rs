@@ -1,8 +1,11 @@
 //! Validation of decoded egress requests.
 //!
-//! The gRPC proxy receives raw requests from callers and checks them here
-//! before forwarding; the builders in [`requests`](crate::requests) call the
-//! very same functions, so there is exactly one rule set.
+//! The gateway does **not** run these rules on the requests it proxies: it
+//! forwards the caller's bytes to LiveKit untouched, and LiveKit validates
+//! them. These rules are for the code that *builds* requests — the builders
+//! in [`requests`](crate::requests), the Rust client — so a mistake is caught
+//! before anything is sent, and for the simulator, which answers the way
+//! LiveKit would. They are one rule set shared by all of them.
 //!
 //! The rules only catch requests LiveKit is certain to reject (or that are
 //! certainly mistakes): a missing room, URL, track or identity, a request
@@ -17,6 +20,7 @@
 //! deprecated single `output` oneof, because older clients still send the
 //! latter and LiveKit still honours it.
 
+use crate::outputs::V1Outputs;
 use crate::{ValidationError, proto};
 
 /// A request type that can be validated.
@@ -79,40 +83,25 @@ fn require_outputs(count: usize) -> Result<(), ValidationError> {
 /// assert_eq!(room_composite_output_count(&request), 1);
 /// ```
 pub fn room_composite_output_count(request: &proto::RoomCompositeEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Number of outputs of a web request, including the deprecated single
 /// `output`.
 pub fn web_output_count(request: &proto::WebEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Number of outputs of a participant request (it has no deprecated single
 /// `output`).
 pub fn participant_output_count(request: &proto::ParticipantEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
+    request.output_count()
 }
 
 /// Number of outputs of a track composite request, including the deprecated
 /// single `output`.
 pub fn track_composite_output_count(request: &proto::TrackCompositeEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Validates a `StartRoomCompositeEgress` request.
@@ -410,30 +399,21 @@ pub fn validate_list(_request: &proto::ListEgressRequest) -> Result<(), Validati
     Ok(())
 }
 
+// Each RPC's validator is named in the RPC table.
 macro_rules! impl_validate {
-    ($($ty:ty => $f:ident),* $(,)?) => {
+    ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident, $outputs:tt,
+        $validate:ident])*) => {
         $(
-            impl Validate for $ty {
+            impl Validate for proto::$req {
                 fn validate(&self) -> Result<(), ValidationError> {
-                    $f(self)
+                    $validate(self)
                 }
             }
         )*
     };
 }
 
-impl_validate! {
-    proto::RoomCompositeEgressRequest => validate_room_composite,
-    proto::WebEgressRequest => validate_web,
-    proto::ParticipantEgressRequest => validate_participant,
-    proto::TrackCompositeEgressRequest => validate_track_composite,
-    proto::TrackEgressRequest => validate_track,
-    proto::StartEgressRequest => validate_start_egress,
-    proto::UpdateLayoutRequest => validate_update_layout,
-    proto::UpdateStreamRequest => validate_update_stream,
-    proto::StopEgressRequest => validate_stop,
-    proto::ListEgressRequest => validate_list,
-}
+crate::rpc::for_each_rpc!(impl_validate);
 
 #[cfg(test)]
 mod tests {
