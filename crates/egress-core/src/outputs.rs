@@ -487,14 +487,19 @@ macro_rules! v1_outputs {
 crate::rpc::for_each_rpc!(v1_outputs);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// Outputs tagged with an index in a field every kind has, so order and
     /// identity can be checked after splitting.
     fn tagged(kind: u8, tag: usize) -> EgressOutput {
-        let name = format!("out-{tag}");
+        named(kind, format!("out-{tag}"))
+    }
+
+    /// An output of kind `kind % 4` (file, stream, segments, images) whose
+    /// path, URL or prefix is `name`.
+    pub(crate) fn named(kind: u8, name: String) -> EgressOutput {
         match kind % 4 {
             0 => EgressOutput::File(proto::EncodedFileOutput {
                 filepath: name,

@@ -2,9 +2,8 @@
 //!
 //! Each builder collects the settings of one request and its `build()`
 //! returns the proto request only if it passes the checks in
-//! [`validate`] — the same functions the proxy applies to
-//! requests it receives, so a built request is never rejected by the
-//! gateway itself.
+//! [`validate`], so a mistake (no room, no outputs) is reported before
+//! anything is sent rather than by LiveKit.
 //!
 //! Encoding is either a named [`preset`](RoomCompositeRequest::preset) or
 //! [`advanced`](RoomCompositeRequest::advanced) options. Setting both is a
@@ -117,6 +116,24 @@ impl OutputList for Vec<proto::Output> {
     fn add(&mut self, output: EgressOutput) {
         self.push(proto::Output::from(output));
     }
+}
+
+/// Adds the `audio_only` and `video_only` setters to a builder with those
+/// fields (room composite and web).
+macro_rules! audio_video_only_setters {
+    () => {
+        /// Record audio only. Cannot be combined with `video_only(true)`.
+        pub fn audio_only(mut self, audio_only: bool) -> Self {
+            self.audio_only = audio_only;
+            self
+        }
+
+        /// Record video only. Cannot be combined with `audio_only(true)`.
+        pub fn video_only(mut self, video_only: bool) -> Self {
+            self.video_only = video_only;
+            self
+        }
+    };
 }
 
 /// Adds the `webhook` and `webhooks` setters to a builder with a `webhooks`
@@ -252,17 +269,7 @@ impl RoomCompositeRequest {
         self
     }
 
-    /// Record audio only. Cannot be combined with `video_only(true)`.
-    pub fn audio_only(mut self, audio_only: bool) -> Self {
-        self.audio_only = audio_only;
-        self
-    }
-
-    /// Record video only. Cannot be combined with `audio_only(true)`.
-    pub fn video_only(mut self, video_only: bool) -> Self {
-        self.video_only = video_only;
-        self
-    }
+    audio_video_only_setters!();
 
     /// How audio is spread over channels (LiveKit applies it to audio-only
     /// recordings).
@@ -353,17 +360,7 @@ impl WebRequest {
         }
     }
 
-    /// Record audio only. Cannot be combined with `video_only(true)`.
-    pub fn audio_only(mut self, audio_only: bool) -> Self {
-        self.audio_only = audio_only;
-        self
-    }
-
-    /// Record video only. Cannot be combined with `audio_only(true)`.
-    pub fn video_only(mut self, video_only: bool) -> Self {
-        self.video_only = video_only;
-        self
-    }
+    audio_video_only_setters!();
 
     /// Wait for the page to log `START_RECORDING` before recording.
     pub fn await_start_signal(mut self, await_start_signal: bool) -> Self {
@@ -768,47 +765,42 @@ mod tests {
     #[test]
     fn every_builder_rejects_preset_and_advanced() {
         let preset = Preset::H264720p30;
-        assert_eq!(
+        let errors = [
             RoomCompositeRequest::new("r")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             WebRequest::new("https://x")
                 .output(file("a"))
                 .advanced(H264_720P_60)
                 .preset(preset)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             ParticipantRequest::new("r", "p")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             TrackCompositeRequest::new("r")
                 .audio_track_id("a")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             UnifiedRequest::template("r", Default::default())
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
+                .build()
+                .err(),
+        ];
+        for error in errors {
+            assert_eq!(error, Some(BOTH));
+        }
     }
 
     #[test]
@@ -874,59 +866,60 @@ mod tests {
 
     #[test]
     fn builders_reject_empty_identifiers() {
-        let missing = |field| ValidationError::Missing { field };
-        assert_eq!(
-            RoomCompositeRequest::new("")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            WebRequest::new("").output(file("a")).build().unwrap_err(),
-            missing("url")
-        );
-        assert_eq!(
-            ParticipantRequest::new("", "p")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            ParticipantRequest::new("r", "")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("identity")
-        );
-        assert_eq!(
-            TrackCompositeRequest::new("")
-                .audio_track_id("a")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            TrackRequest::new("r", "", TrackEgressOutput::WebSocket("wss://x".into()))
-                .build()
-                .unwrap_err(),
-            missing("track_id")
-        );
-        assert_eq!(
-            TrackRequest::new("r", "t", TrackEgressOutput::WebSocket(String::new()))
-                .build()
-                .unwrap_err(),
-            missing("websocket_url")
-        );
-        assert_eq!(
-            UnifiedRequest::template("", Default::default())
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
+        let cases = [
+            (
+                RoomCompositeRequest::new("")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (WebRequest::new("").output(file("a")).build().err(), "url"),
+            (
+                ParticipantRequest::new("", "p")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (
+                ParticipantRequest::new("r", "")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "identity",
+            ),
+            (
+                TrackCompositeRequest::new("")
+                    .audio_track_id("a")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (
+                TrackRequest::new("r", "", TrackEgressOutput::WebSocket("wss://x".into()))
+                    .build()
+                    .err(),
+                "track_id",
+            ),
+            (
+                TrackRequest::new("r", "t", TrackEgressOutput::WebSocket(String::new()))
+                    .build()
+                    .err(),
+                "websocket_url",
+            ),
+            (
+                UnifiedRequest::template("", Default::default())
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+        ];
+        for (err, field) in cases {
+            assert_eq!(err, Some(ValidationError::Missing { field }));
+        }
     }
 
     #[test]
@@ -1023,18 +1016,7 @@ mod tests {
     }
 
     fn output_strategy() -> impl Strategy<Value = EgressOutput> {
-        (0u8..4, "[a-z]{1,6}").prop_map(|(kind, name)| match kind {
-            0 => file(&name),
-            1 => stream(&name),
-            2 => EgressOutput::Segments(proto::SegmentedFileOutput {
-                filename_prefix: name,
-                ..Default::default()
-            }),
-            _ => EgressOutput::Image(proto::ImageOutput {
-                filename_prefix: name,
-                ..Default::default()
-            }),
-        })
+        (0u8..4, "[a-z]{1,6}").prop_map(|(kind, name)| crate::outputs::tests::named(kind, name))
     }
 
     proptest! {
