@@ -570,9 +570,37 @@ pub fn decode_view(rpc: Rpc, body: &[u8]) -> Result<RequestView, prost::DecodeEr
 /// Returns the answer's egress id (`None` for `ListEgress`), which audit logs want for the
 /// start calls whose request has none yet.
 pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<Option<String>, prost::DecodeError> {
-    match rpc {
-        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(|_| None),
-        _ => proto::EgressInfo::decode(body).map(|info| Some(info.egress_id)),
+    fn check<M: Message + Default + Answer>(
+        body: &[u8],
+    ) -> Result<Option<String>, prost::DecodeError> {
+        M::decode(body).map(Answer::egress_id)
+    }
+    // The response type of each RPC comes from the RPC table.
+    macro_rules! dispatch {
+        ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident,
+            $outputs:tt, $validate:ident])*) => {
+            match rpc {
+                $(Rpc::$rpc => check::<proto::$resp>(body),)*
+            }
+        };
+    }
+    crate::rpc::for_each_rpc!(dispatch)
+}
+
+/// A response message, and the egress id it reports (none for a list).
+trait Answer {
+    fn egress_id(self) -> Option<String>;
+}
+
+impl Answer for proto::EgressInfo {
+    fn egress_id(self) -> Option<String> {
+        Some(self.egress_id)
+    }
+}
+
+impl Answer for proto::ListEgressResponse {
+    fn egress_id(self) -> Option<String> {
+        None
     }
 }
 
