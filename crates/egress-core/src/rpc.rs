@@ -1,12 +1,13 @@
-//! The one table of `livekit.Egress`'s RPCs, and everything generated from it.
+//! The one table of the egress service's RPCs, and everything generated from it.
 //!
-//! Every per-RPC fact lives in [`for_each_rpc!`]: the method name (which is also the [`Rpc`]
-//! variant), the request and response messages, what the RPC does ([`RpcKind`]: a Start
-//! names a room or page, Update and Stop an egress id, List filters by either), the shape of
-//! its outputs, and its validator. The enum, [`Rpc::ALL`], the names, the
-//! [`RpcRequest`] association and the per-RPC dispatch elsewhere in the crate (views,
-//! validation, v1 output lists) are all expansions of that one table, so adding an RPC is
-//! one row and the compiler points at every `match` that must learn it.
+//! Every per-RPC fact lives in the crate-private `for_each_rpc!` table: the method name
+//! (which is also the [`Rpc`] variant), the request and response messages, what the RPC
+//! does ([`RpcKind`]: a Start names a room or page, Update and Stop an egress id, List
+//! filters by either), the shape of its outputs, and its validator. The enum,
+//! [`Rpc::ALL`], the names, the [`RpcRequest`] association and the per-RPC dispatch
+//! elsewhere in the crate (views, response checks, validation, v1 output lists) are all
+//! expansions of that one table, so adding an RPC is one row and the compiler points at
+//! every `match` that must learn it.
 
 use std::fmt;
 use std::str::FromStr;

@@ -119,7 +119,7 @@ pub struct RequestView {
     pub audio_only: bool,
     /// `video_only` was requested.
     pub video_only: bool,
-    /// Number of outputs (as counted by [`validate`]).
+    /// Number of outputs (as counted by [`validate`](crate::validate)).
     pub output_count: usize,
 }
 
