@@ -186,21 +186,6 @@ impl EgressClientBuilder {
     }
 }
 
-/// Applies an [`Encoding`](crate::Encoding) to an `egress-core` builder with `preset`/`advanced` setters.
-macro_rules! with_encoding {
-    ($builder:expr, $encoding:expr) => {{
-        let mut builder = $builder;
-        let (preset, advanced) = $encoding.resolve();
-        if let Some(preset) = preset {
-            builder = builder.preset(preset);
-        }
-        if let Some(advanced) = advanced {
-            builder = builder.advanced(advanced);
-        }
-        builder
-    }};
-}
-
 impl EgressClient {
     /// A client for `host` that signs tokens with `api_key` and `api_secret`.
     ///
@@ -381,15 +366,16 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: RoomCompositeOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let builder = RoomCompositeRequest::new(room)
+        let request = RoomCompositeRequest::new(room)
             .layout(options.layout)
             .audio_only(options.audio_only)
             .video_only(options.video_only)
             .audio_mixing(options.audio_mixing)
             .custom_base_url(options.custom_base_url)
             .outputs(outputs)
-            .webhooks(options.webhooks);
-        let request = with_encoding!(builder, options.encoding).build()?;
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
         self.send(&request).await
     }
 
@@ -425,13 +411,14 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: WebOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let builder = WebRequest::new(url)
+        let request = WebRequest::new(url)
             .audio_only(options.audio_only)
             .video_only(options.video_only)
             .await_start_signal(options.await_start_signal)
             .outputs(outputs)
-            .webhooks(options.webhooks);
-        let request = with_encoding!(builder, options.encoding).build()?;
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
         self.send(&request).await
     }
 
@@ -470,11 +457,12 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: ParticipantEgressOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let builder = ParticipantRequest::new(room, participant_identity)
+        let request = ParticipantRequest::new(room, participant_identity)
             .screen_share(options.screenshare)
             .outputs(outputs)
-            .webhooks(options.webhooks);
-        let request = with_encoding!(builder, options.encoding).build()?;
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
         self.send(&request).await
     }
 
@@ -510,12 +498,13 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: TrackCompositeOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let builder = TrackCompositeRequest::new(room)
+        let request = TrackCompositeRequest::new(room)
             .audio_track_id(options.audio_track_id)
             .video_track_id(options.video_track_id)
             .outputs(outputs)
-            .webhooks(options.webhooks);
-        let request = with_encoding!(builder, options.encoding).build()?;
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
         self.send(&request).await
     }
 

@@ -158,8 +158,8 @@ macro_rules! webhook_setters {
     };
 }
 
-/// Adds the shared `output`, `outputs`, `preset`, `advanced` and webhook
-/// setters to a builder with `outputs` (an [`OutputList`]), `encoding` and
+/// Adds the shared `output`, `outputs`, `preset`, `advanced`, `encoding`
+/// and webhook setters to a builder with `outputs` (an [`OutputList`]), `encoding` and
 /// `webhooks` fields: every Start builder but the track one, whose single
 /// output is fixed and which takes no encoding.
 macro_rules! common_setters {
@@ -191,6 +191,17 @@ macro_rules! common_setters {
         /// message). Cannot be combined with `preset`.
         pub fn advanced(mut self, options: impl Into<proto::EncodingOptions>) -> Self {
             self.encoding.advanced = Some(options.into());
+            self
+        }
+
+        /// Sets the preset and the explicit options at once, replacing
+        /// both (for callers that carry the choice as a pair). Both `Some`
+        /// is the same build error as calling `preset` and `advanced`.
+        pub fn encoding(
+            mut self,
+            (preset, advanced): (Option<Preset>, Option<proto::EncodingOptions>),
+        ) -> Self {
+            self.encoding = EncodingChoice { preset, advanced };
             self
         }
 
@@ -801,6 +812,26 @@ mod tests {
         for error in errors {
             assert_eq!(error, Some(BOTH));
         }
+    }
+
+    #[test]
+    fn encoding_pair_sets_both_choices() {
+        let preset = Preset::H264720p30;
+        let request = WebRequest::new("https://x")
+            .output(file("a"))
+            .advanced(H264_720P_60)
+            .encoding((Some(preset), None))
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.options,
+            Some(proto::web_egress_request::Options::Preset(preset as i32))
+        );
+        let both = UnifiedRequest::template("r", Default::default())
+            .output(file("a"))
+            .encoding((Some(preset), Some(H264_720P_60.into())))
+            .build();
+        assert_eq!(both, Err(BOTH));
     }
 
     #[test]
