@@ -288,14 +288,16 @@ impl RequestView {
     }
 }
 
-/// Summarises a v1 request's `options` oneof (each request has its own
-/// generated copy with identical variants).
+/// Summarises a Start request's encoding oneof (`options` in the v1
+/// requests, `encoding` in the unified one: each has its own generated copy
+/// with identical variants).
 macro_rules! encoding_of {
     ($options:expr, $oneof:path) => {{
         use $oneof as Oneof;
         $options.as_ref().map(|o| match o {
             Oneof::Preset(p) => EncodingSummary::Preset(*p),
-            // See the note in the unified conversion about `Copy`.
+            // Whether prost derives `Copy` for this message depends on the
+            // code generator's settings, so clone rather than copy.
             #[allow(clippy::clone_on_copy)]
             Oneof::Advanced(a) => EncodingSummary::Advanced(a.clone()),
         })
@@ -382,7 +384,7 @@ impl From<&proto::TrackEgressRequest> for RequestView {
 
 impl From<&proto::StartEgressRequest> for RequestView {
     fn from(r: &proto::StartEgressRequest) -> Self {
-        use proto::start_egress_request::{Encoding, Source};
+        use proto::start_egress_request::Source;
         let mut view = RequestView::new(Rpc::StartEgress);
         view.room_name = non_empty(&r.room_name);
         match &r.source {
@@ -433,13 +435,7 @@ impl From<&proto::StartEgressRequest> for RequestView {
         }
         view.output_count = r.outputs.len();
         view.set_webhooks(&r.webhooks);
-        view.encoding = r.encoding.as_ref().map(|e| match e {
-            Encoding::Preset(p) => EncodingSummary::Preset(*p),
-            // Whether prost derives `Copy` for this message depends on the
-            // code generator's settings, so clone rather than copy.
-            #[allow(clippy::clone_on_copy)]
-            Encoding::Advanced(a) => EncodingSummary::Advanced(a.clone()),
-        });
+        view.encoding = encoding_of!(r.encoding, proto::start_egress_request::Encoding);
         view
     }
 }
