@@ -568,7 +568,8 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
 
     let run_info = RunInfo {
         call: format!(
-            "livekit.Egress/ListEgress {{egress_id: \"{}\"}} (empty answer)",
+            "{}/ListEgress {{egress_id: \"{}\"}} (empty answer)",
+            egress_proto::EGRESS_SERVICE,
             load::BENCH_EGRESS_ID
         ),
         duration_s: args.duration.as_secs_f64(),

@@ -8,7 +8,7 @@ use egress_auth::{AuthError, Credentials, TokenCache, TokenCacheConfig, VideoGra
 use egress_core::requests::{
     ParticipantRequest, RoomCompositeRequest, TrackCompositeRequest, TrackRequest, WebRequest,
 };
-use egress_core::{EgressOutput, ListOptions, TrackEgressOutput, Validate, proto};
+use egress_core::{EgressOutput, ListOptions, RpcRequest, TrackEgressOutput, Validate, proto};
 use egress_twirp::{BaseUrl, CallOptions, ClientConfig, TwirpClient};
 
 use crate::error::{ClientError, PaginationAbort};
@@ -186,21 +186,6 @@ impl EgressClientBuilder {
     }
 }
 
-/// Applies an [`Encoding`](crate::Encoding) to an `egress-core` builder with `preset`/`advanced` setters.
-macro_rules! with_encoding {
-    ($builder:expr, $encoding:expr) => {{
-        let mut builder = $builder;
-        let (preset, advanced) = $encoding.resolve();
-        if let Some(preset) = preset {
-            builder = builder.preset(preset);
-        }
-        if let Some(advanced) = advanced {
-            builder = builder.advanced(advanced);
-        }
-        builder
-    }};
-}
-
 impl EgressClient {
     /// A client for `host` that signs tokens with `api_key` and `api_secret`.
     ///
@@ -329,13 +314,16 @@ impl EgressClient {
         }
     }
 
-    async fn call<Req, Resp>(&self, method: &str, request: &Req) -> Result<Resp, ClientError>
+    /// Validates `request`, then sends it to its RPC (named by the request type, as is the
+    /// response type, in `egress-core`'s RPC table). A request the builders already checked
+    /// is checked again; the rules are cheap and this keeps one path for every call.
+    async fn send<R>(&self, request: &R) -> Result<R::Response, ClientError>
     where
-        Req: prost::Message,
-        Resp: prost::Message + Default,
+        R: RpcRequest + Validate,
     {
+        request.validate()?;
         self.twirp
-            .call_typed(method, request, &self.call_options())
+            .call_typed(R::RPC.as_str(), request, &self.call_options())
             .await
             .map_err(ClientError::from)
     }
@@ -378,18 +366,17 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: RoomCompositeOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let mut builder = RoomCompositeRequest::new(room)
+        let request = RoomCompositeRequest::new(room)
             .layout(options.layout)
             .audio_only(options.audio_only)
             .video_only(options.video_only)
             .audio_mixing(options.audio_mixing)
             .custom_base_url(options.custom_base_url)
-            .outputs(outputs);
-        for webhook in options.webhooks {
-            builder = builder.webhook(webhook);
-        }
-        let request = with_encoding!(builder, options.encoding).build()?;
-        self.call("StartRoomCompositeEgress", &request).await
+            .outputs(outputs)
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
+        self.send(&request).await
     }
 
     /// Records a web page (`StartWebEgress`).
@@ -424,16 +411,15 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: WebOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let mut builder = WebRequest::new(url)
+        let request = WebRequest::new(url)
             .audio_only(options.audio_only)
             .video_only(options.video_only)
             .await_start_signal(options.await_start_signal)
-            .outputs(outputs);
-        for webhook in options.webhooks {
-            builder = builder.webhook(webhook);
-        }
-        let request = with_encoding!(builder, options.encoding).build()?;
-        self.call("StartWebEgress", &request).await
+            .outputs(outputs)
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
+        self.send(&request).await
     }
 
     /// Records one participant's camera (or screen share) and microphone
@@ -471,14 +457,13 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: ParticipantEgressOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let mut builder = ParticipantRequest::new(room, participant_identity)
+        let request = ParticipantRequest::new(room, participant_identity)
             .screen_share(options.screenshare)
-            .outputs(outputs);
-        for webhook in options.webhooks {
-            builder = builder.webhook(webhook);
-        }
-        let request = with_encoding!(builder, options.encoding).build()?;
-        self.call("StartParticipantEgress", &request).await
+            .outputs(outputs)
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
+        self.send(&request).await
     }
 
     /// Records one audio and/or one video track, synchronised (`StartTrackCompositeEgress`).
@@ -513,15 +498,14 @@ impl EgressClient {
         outputs: Vec<EgressOutput>,
         options: TrackCompositeOptions,
     ) -> Result<proto::EgressInfo, ClientError> {
-        let mut builder = TrackCompositeRequest::new(room)
+        let request = TrackCompositeRequest::new(room)
             .audio_track_id(options.audio_track_id)
             .video_track_id(options.video_track_id)
-            .outputs(outputs);
-        for webhook in options.webhooks {
-            builder = builder.webhook(webhook);
-        }
-        let request = with_encoding!(builder, options.encoding).build()?;
-        self.call("StartTrackCompositeEgress", &request).await
+            .outputs(outputs)
+            .webhooks(options.webhooks)
+            .encoding(options.encoding.resolve())
+            .build()?;
+        self.send(&request).await
     }
 
     /// Exports one track without transcoding, to a file or a WebSocket (`StartTrackEgress`).
@@ -553,7 +537,7 @@ impl EgressClient {
         track_id: &str,
     ) -> Result<proto::EgressInfo, ClientError> {
         let request = TrackRequest::new(room, track_id, output).build()?;
-        self.call("StartTrackEgress", &request).await
+        self.send(&request).await
     }
 
     /// Starts an egress with the unified `StartEgress` request, sent as given once it passes
@@ -587,8 +571,7 @@ impl EgressClient {
         &self,
         request: proto::StartEgressRequest,
     ) -> Result<proto::EgressInfo, ClientError> {
-        request.validate()?;
-        self.call("StartEgress", &request).await
+        self.send(&request).await
     }
 
     /// Switches a room composite's layout template (`UpdateLayout`).
@@ -614,8 +597,7 @@ impl EgressClient {
             egress_id: egress_id.to_owned(),
             layout: layout.to_owned(),
         };
-        request.validate()?;
-        self.call("UpdateLayout", &request).await
+        self.send(&request).await
     }
 
     /// Adds and removes stream URLs of a running egress (`UpdateStream`).
@@ -652,8 +634,7 @@ impl EgressClient {
             // rather than defaulted so the next new field breaks the build at this spot.
             add_destinations: Vec::new(),
         };
-        request.validate()?;
-        self.call("UpdateStream", &request).await
+        self.send(&request).await
     }
 
     /// Lists one page of egresses (`ListEgress`), keeping the server's `next_page_token`.
@@ -675,8 +656,7 @@ impl EgressClient {
     /// ```
     pub async fn list_egress(&self, options: ListOptions) -> Result<EgressPage, ClientError> {
         let request = options.into_request();
-        request.validate()?;
-        let response: proto::ListEgressResponse = self.call("ListEgress", &request).await?;
+        let response = self.send(&request).await?;
         Ok(EgressPage {
             items: response.items,
             next_page_token: response.next_page_token.filter(|t| !t.token.is_empty()),
@@ -748,7 +728,6 @@ impl EgressClient {
         let request = proto::StopEgressRequest {
             egress_id: egress_id.to_owned(),
         };
-        request.validate()?;
-        self.call("StopEgress", &request).await
+        self.send(&request).await
     }
 }

@@ -3,10 +3,11 @@
 
 /// Why a request was rejected before it reached LiveKit.
 ///
-/// The [`Display`](std::fmt::Display) text is meant for the caller (it ends up
-/// in the gRPC status message), and [`field`](ValidationError::field) names the
-/// offending proto field so the proxy can attach a `BadRequest` field
-/// violation. Field names are the proto field names; fields inside the
+/// The [`Display`](std::fmt::Display) text is meant for whoever built the
+/// request (a client's error, the simulator's `invalid_argument` message), and
+/// [`field`](ValidationError::field) names the offending proto field. The
+/// gateway itself never produces one: it forwards requests unvalidated and
+/// LiveKit judges them. Field names are the proto field names; fields inside the
 /// unified request's `source` oneof are prefixed with the oneof member
 /// (`web.url`, `template.audio_only`, `media.video_track_id`, ...).
 ///

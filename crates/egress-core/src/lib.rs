@@ -12,8 +12,16 @@
 //!   [`EncodingOptionsPreset`](proto::EncodingOptionsPreset).
 //! * [`requests`] — builders for every Start RPC that validate before
 //!   returning the proto request.
-//! * [`validate`] — the validation rules themselves, applied to already
-//!   decoded proto requests (what the gRPC proxy receives).
+//! * [`validate`] — the validation rules themselves, applied to decoded
+//!   proto requests. The gateway does **not** apply them to the requests it
+//!   proxies: it forwards the caller's bytes and LiveKit validates them.
+//!   They are for code that builds requests (the builders, the Rust client)
+//!   and for the simulator, which answers like LiveKit.
+//! * [`rpc`] — the one table of the ten RPCs, from which [`Rpc`], the
+//!   [`RpcRequest`] association and the per-RPC dispatch of the other
+//!   modules are generated.
+//! * [`storage`] — one trait over the schema's five copies of the upload
+//!   target oneof, and the credential-free [`StorageTarget`](storage::StorageTarget).
 //! * [`view`] — a flattened [`RequestView`] of any egress request, for
 //!   policy checks and audit logs.
 //! * [`unknown`] — fields of a request that the pinned schema does not
@@ -52,6 +60,8 @@ pub mod list;
 pub mod outputs;
 pub mod presets;
 pub mod requests;
+pub mod rpc;
+pub mod storage;
 pub mod unknown;
 pub mod validate;
 pub mod view;
@@ -65,8 +75,9 @@ pub use error::ValidationError;
 pub use list::{ListFilter, ListOptions};
 pub use outputs::{EgressOutput, SplitOutputs, TrackEgressOutput, split_outputs};
 pub use presets::{EncodingOptions, preset_for, preset_options};
+pub use rpc::{Rpc, RpcKind, RpcRequest};
 pub use validate::Validate;
-pub use view::{RequestView, Rpc, decode_view};
+pub use view::{RequestView, decode_view};
 
 // Compiles and runs the README's example as a doctest so it cannot go stale.
 #[cfg(doctest)]

@@ -7,6 +7,7 @@
 //! common currency: [`split_outputs`] produces the v1 shape and
 //! [`to_unified_outputs`] the unified one.
 
+use crate::storage::{UploadOneof, to_storage_config};
 use crate::{ValidationError, proto};
 
 /// One destination for a composite, web or participant egress.
@@ -272,9 +273,7 @@ impl From<EgressOutput> for proto::Output {
         use proto::output::Config;
         match output {
             EgressOutput::File(file) => Self {
-                storage: file
-                    .output
-                    .map(|upload| storage(encoded_file_provider(upload))),
+                storage: file.output.map(to_storage_config),
                 config: Some(Config::File(proto::FileOutput {
                     file_type: file.file_type,
                     filepath: file.filepath,
@@ -286,17 +285,11 @@ impl From<EgressOutput> for proto::Output {
                 config: Some(Config::Stream(stream)),
             },
             EgressOutput::Segments(segments) => Self {
-                storage: segments
-                    .output
-                    .clone()
-                    .map(|upload| storage(segments_provider(upload))),
+                storage: segments.output.clone().map(to_storage_config),
                 config: Some(Config::Segments(segments)),
             },
             EgressOutput::Image(images) => Self {
-                storage: images
-                    .output
-                    .clone()
-                    .map(|upload| storage(images_provider(upload))),
+                storage: images.output.clone().map(to_storage_config),
                 config: Some(Config::Images(images)),
             },
         }
@@ -333,18 +326,18 @@ impl TryFrom<proto::Output> for EgressOutput {
                 file_type: file.file_type,
                 filepath: file.filepath,
                 disable_manifest: file.disable_manifest,
-                output: provider.map(provider_to_encoded_file),
+                output: provider.map(UploadOneof::from_provider),
             })),
             Some(Config::Stream(stream)) => Ok(Self::Stream(stream)),
             Some(Config::Segments(mut segments)) => {
                 if segments.output.is_none() {
-                    segments.output = provider.map(provider_to_segments);
+                    segments.output = provider.map(UploadOneof::from_provider);
                 }
                 Ok(Self::Segments(segments))
             }
             Some(Config::Images(mut images)) => {
                 if images.output.is_none() {
-                    images.output = provider.map(provider_to_images);
+                    images.output = provider.map(UploadOneof::from_provider);
                 }
                 Ok(Self::Image(images))
             }
@@ -398,98 +391,115 @@ impl From<proto::DirectFileOutput> for TrackEgressOutput {
     }
 }
 
-// Every output message has its own copy of the same four-provider oneof.
-// These helpers translate between them and the unified `StorageConfig`.
+/// The four output lists and the deprecated single `output` of a v1 Start request
+/// (room composite, web, participant, track composite).
+///
+/// Implemented from the RPC table's `outputs` column, so the output count, the view and
+/// anything else that walks a v1 request's outputs is written once.
+///
+/// ```
+/// use egress_core::outputs::V1Outputs;
+/// use egress_core::proto;
+///
+/// let request = proto::ParticipantEgressRequest {
+///     file_outputs: vec![proto::EncodedFileOutput::default()],
+///     image_outputs: vec![proto::ImageOutput::default()],
+///     ..Default::default()
+/// };
+/// assert_eq!(request.output_count(), 2);
+/// assert!(request.legacy_output().is_none());
+/// ```
+pub trait V1Outputs {
+    /// `file_outputs`.
+    fn file_outputs(&self) -> &[proto::EncodedFileOutput];
+    /// `stream_outputs`.
+    fn stream_outputs(&self) -> &[proto::StreamOutput];
+    /// `segment_outputs`.
+    fn segment_outputs(&self) -> &[proto::SegmentedFileOutput];
+    /// `image_outputs`.
+    fn image_outputs(&self) -> &[proto::ImageOutput];
+    /// The deprecated single `output`: old clients still send it and LiveKit still honours
+    /// it, so it counts like any other output.
+    fn legacy_output(&self) -> Option<LegacyOutput<'_>>;
 
-fn storage(provider: proto::storage_config::Provider) -> proto::StorageConfig {
-    proto::StorageConfig {
-        provider: Some(provider),
+    /// Number of outputs across the four lists and the deprecated single `output`.
+    fn output_count(&self) -> usize {
+        self.file_outputs().len()
+            + self.stream_outputs().len()
+            + self.segment_outputs().len()
+            + self.image_outputs().len()
+            + usize::from(self.legacy_output().is_some())
     }
 }
 
-fn encoded_file_provider(
-    upload: proto::encoded_file_output::Output,
-) -> proto::storage_config::Provider {
-    use proto::encoded_file_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match upload {
-        O::S3(u) => P::S3(u),
-        O::Gcp(u) => P::Gcp(u),
-        O::Azure(u) => P::Azure(u),
-        O::AliOss(u) => P::AliOss(u),
-    }
+/// The deprecated single `output` of a v1 request, borrowed (each request has its own
+/// generated oneof with these three variants).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LegacyOutput<'a> {
+    /// `output.file`.
+    File(&'a proto::EncodedFileOutput),
+    /// `output.stream`.
+    Stream(&'a proto::StreamOutput),
+    /// `output.segments`.
+    Segments(&'a proto::SegmentedFileOutput),
 }
 
-fn segments_provider(
-    upload: proto::segmented_file_output::Output,
-) -> proto::storage_config::Provider {
-    use proto::segmented_file_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match upload {
-        O::S3(u) => P::S3(u),
-        O::Gcp(u) => P::Gcp(u),
-        O::Azure(u) => P::Azure(u),
-        O::AliOss(u) => P::AliOss(u),
-    }
+macro_rules! v1_outputs {
+    ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident, $outputs:tt,
+        $validate:ident])*) => {
+        $(v1_outputs!(@one $req, $outputs);)*
+    };
+    (@one $req:ident, (v1 $($legacy:ident)?)) => {
+        impl V1Outputs for proto::$req {
+            fn file_outputs(&self) -> &[proto::EncodedFileOutput] {
+                &self.file_outputs
+            }
+            fn stream_outputs(&self) -> &[proto::StreamOutput] {
+                &self.stream_outputs
+            }
+            fn segment_outputs(&self) -> &[proto::SegmentedFileOutput] {
+                &self.segment_outputs
+            }
+            fn image_outputs(&self) -> &[proto::ImageOutput] {
+                &self.image_outputs
+            }
+            // Reading the deprecated field is the point: old clients send it.
+            #[allow(deprecated)]
+            fn legacy_output(&self) -> Option<LegacyOutput<'_>> {
+                v1_outputs!(@legacy self $($legacy)?)
+            }
+        }
+    };
+    (@legacy $self:ident $legacy:ident) => {{
+        use proto::$legacy::Output;
+        Some(match $self.output.as_ref()? {
+            Output::File(f) => LegacyOutput::File(f),
+            Output::Stream(s) => LegacyOutput::Stream(s),
+            Output::Segments(s) => LegacyOutput::Segments(s),
+        })
+    }};
+    (@legacy $self:ident) => {
+        None
+    };
+    (@one $req:ident, $other:tt) => {};
 }
 
-fn images_provider(upload: proto::image_output::Output) -> proto::storage_config::Provider {
-    use proto::image_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match upload {
-        O::S3(u) => P::S3(u),
-        O::Gcp(u) => P::Gcp(u),
-        O::Azure(u) => P::Azure(u),
-        O::AliOss(u) => P::AliOss(u),
-    }
-}
-
-fn provider_to_encoded_file(
-    provider: proto::storage_config::Provider,
-) -> proto::encoded_file_output::Output {
-    use proto::encoded_file_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match provider {
-        P::S3(u) => O::S3(u),
-        P::Gcp(u) => O::Gcp(u),
-        P::Azure(u) => O::Azure(u),
-        P::AliOss(u) => O::AliOss(u),
-    }
-}
-
-fn provider_to_segments(
-    provider: proto::storage_config::Provider,
-) -> proto::segmented_file_output::Output {
-    use proto::segmented_file_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match provider {
-        P::S3(u) => O::S3(u),
-        P::Gcp(u) => O::Gcp(u),
-        P::Azure(u) => O::Azure(u),
-        P::AliOss(u) => O::AliOss(u),
-    }
-}
-
-fn provider_to_images(provider: proto::storage_config::Provider) -> proto::image_output::Output {
-    use proto::image_output::Output as O;
-    use proto::storage_config::Provider as P;
-    match provider {
-        P::S3(u) => O::S3(u),
-        P::Gcp(u) => O::Gcp(u),
-        P::Azure(u) => O::Azure(u),
-        P::AliOss(u) => O::AliOss(u),
-    }
-}
+crate::rpc::for_each_rpc!(v1_outputs);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
     /// Outputs tagged with an index in a field every kind has, so order and
     /// identity can be checked after splitting.
     fn tagged(kind: u8, tag: usize) -> EgressOutput {
-        let name = format!("out-{tag}");
+        named(kind, format!("out-{tag}"))
+    }
+
+    /// An output of kind `kind % 4` (file, stream, segments, images) whose
+    /// path, URL or prefix is `name`.
+    pub(crate) fn named(kind: u8, name: String) -> EgressOutput {
         match kind % 4 {
             0 => EgressOutput::File(proto::EncodedFileOutput {
                 filepath: name,
@@ -626,7 +636,9 @@ mod tests {
     #[test]
     fn unified_storage_fills_missing_embedded_target() {
         let wire = proto::Output {
-            storage: Some(storage(proto::storage_config::Provider::S3(s3("b")))),
+            storage: Some(to_storage_config(proto::storage_config::Provider::S3(s3(
+                "b",
+            )))),
             config: Some(proto::output::Config::Segments(
                 proto::SegmentedFileOutput::default(),
             )),

@@ -2,9 +2,8 @@
 //!
 //! Each builder collects the settings of one request and its `build()`
 //! returns the proto request only if it passes the checks in
-//! [`validate`] — the same functions the proxy applies to
-//! requests it receives, so a built request is never rejected by the
-//! gateway itself.
+//! [`validate`], so a mistake (no room, no outputs) is reported before
+//! anything is sent rather than by LiveKit.
 //!
 //! Encoding is either a named [`preset`](RoomCompositeRequest::preset) or
 //! [`advanced`](RoomCompositeRequest::advanced) options. Setting both is a
@@ -34,7 +33,7 @@
 //! ```
 
 use crate::outputs::{EgressOutput, SplitOutputs, TrackEgressOutput};
-use crate::{AudioMixing, ValidationError, proto, validate};
+use crate::{AudioMixing, Validate, ValidationError, proto, validate};
 
 use proto::EncodingOptionsPreset as Preset;
 
@@ -77,21 +76,106 @@ macro_rules! encoding_oneof {
     }};
 }
 
-/// Adds the shared `output`, `outputs`, `preset`, `advanced` and `webhook`
-/// setters to a builder with `outputs: SplitOutputs`, `encoding` and
-/// `webhooks` fields.
+/// Assembles a v1 Start request from a builder: the fields the caller names,
+/// plus the outputs, webhooks and encoding every v1 builder has, then
+/// validates it. Every field is named (no `..Default::default()`), so a new
+/// schema field breaks the build here rather than being silently left unset.
+macro_rules! build_v1 {
+    ($self:ident, $req:ident, $oneof:ident { $($field:ident: $value:expr),* $(,)? }) => {{
+        let options = encoding_oneof!($self.encoding, proto::$oneof::Options);
+        let request = proto::$req {
+            $($field: $value,)*
+            file_outputs: $self.outputs.file_outputs,
+            stream_outputs: $self.outputs.stream_outputs,
+            segment_outputs: $self.outputs.segment_outputs,
+            image_outputs: $self.outputs.image_outputs,
+            webhooks: $self.webhooks,
+            options,
+        };
+        request.validate()?;
+        Ok(request)
+    }};
+}
+
+/// Where a builder keeps its outputs: per-kind lists for the v1 requests,
+/// one ordered list of `Output` messages for the unified one. Lets every
+/// Start builder share the same `output`/`outputs` setters.
+trait OutputList {
+    fn add(&mut self, output: EgressOutput);
+}
+
+impl OutputList for SplitOutputs {
+    fn add(&mut self, output: EgressOutput) {
+        self.push(output);
+    }
+}
+
+/// The unified request converts with `proto::Output::from`, which moves a
+/// file's upload target into the output's `storage`.
+impl OutputList for Vec<proto::Output> {
+    fn add(&mut self, output: EgressOutput) {
+        self.push(proto::Output::from(output));
+    }
+}
+
+/// Adds the `audio_only` and `video_only` setters to a builder with those
+/// fields (room composite and web).
+macro_rules! audio_video_only_setters {
+    () => {
+        /// Record audio only. Cannot be combined with `video_only(true)`.
+        pub fn audio_only(mut self, audio_only: bool) -> Self {
+            self.audio_only = audio_only;
+            self
+        }
+
+        /// Record video only. Cannot be combined with `audio_only(true)`.
+        pub fn video_only(mut self, video_only: bool) -> Self {
+            self.video_only = video_only;
+            self
+        }
+    };
+}
+
+/// Adds the `webhook` and `webhooks` setters to a builder with a `webhooks`
+/// field.
+macro_rules! webhook_setters {
+    () => {
+        /// Adds a webhook that receives this egress's events in addition to
+        /// the project's configured webhooks.
+        pub fn webhook(mut self, webhook: proto::WebhookConfig) -> Self {
+            self.webhooks.push(webhook);
+            self
+        }
+
+        /// Adds several webhooks, in order.
+        pub fn webhooks(
+            mut self,
+            webhooks: impl IntoIterator<Item = proto::WebhookConfig>,
+        ) -> Self {
+            self.webhooks.extend(webhooks);
+            self
+        }
+    };
+}
+
+/// Adds the shared `output`, `outputs`, `preset`, `advanced`, `encoding`
+/// and webhook setters to a builder with `outputs` (an [`OutputList`]), `encoding` and
+/// `webhooks` fields: every Start builder but the track one, whose single
+/// output is fixed and which takes no encoding.
 macro_rules! common_setters {
     () => {
         /// Adds one output; outputs of the same kind keep the order in
         /// which they are added.
         pub fn output(mut self, output: impl Into<EgressOutput>) -> Self {
-            self.outputs.push(output.into());
+            self.outputs.add(output.into());
             self
         }
 
         /// Adds several outputs, in order.
         pub fn outputs(mut self, outputs: impl IntoIterator<Item = EgressOutput>) -> Self {
-            self.outputs.extend(outputs);
+            for output in outputs {
+                self.outputs.add(output);
+            }
             self
         }
 
@@ -110,12 +194,18 @@ macro_rules! common_setters {
             self
         }
 
-        /// Adds a webhook that receives this egress's events in addition to
-        /// the project's configured webhooks.
-        pub fn webhook(mut self, webhook: proto::WebhookConfig) -> Self {
-            self.webhooks.push(webhook);
+        /// Sets the preset and the explicit options at once, replacing
+        /// both (for callers that carry the choice as a pair). Both `Some`
+        /// is the same build error as calling `preset` and `advanced`.
+        pub fn encoding(
+            mut self,
+            (preset, advanced): (Option<Preset>, Option<proto::EncodingOptions>),
+        ) -> Self {
+            self.encoding = EncodingChoice { preset, advanced };
             self
         }
+
+        webhook_setters!();
     };
 }
 
@@ -190,17 +280,7 @@ impl RoomCompositeRequest {
         self
     }
 
-    /// Record audio only. Cannot be combined with `video_only(true)`.
-    pub fn audio_only(mut self, audio_only: bool) -> Self {
-        self.audio_only = audio_only;
-        self
-    }
-
-    /// Record video only. Cannot be combined with `audio_only(true)`.
-    pub fn video_only(mut self, video_only: bool) -> Self {
-        self.video_only = video_only;
-        self
-    }
+    audio_video_only_setters!();
 
     /// How audio is spread over channels (LiveKit applies it to audio-only
     /// recordings).
@@ -225,25 +305,20 @@ impl RoomCompositeRequest {
     /// [`validate_room_composite`](validate::validate_room_composite)
     /// rejects.
     pub fn build(self) -> Result<proto::RoomCompositeEgressRequest, ValidationError> {
-        let options = encoding_oneof!(self.encoding, proto::room_composite_egress_request::Options);
-        let request = proto::RoomCompositeEgressRequest {
-            room_name: self.room_name,
-            layout: self.layout,
-            audio_only: self.audio_only,
-            audio_mixing: self.audio_mixing.as_i32(),
-            video_only: self.video_only,
-            custom_base_url: self.custom_base_url,
-            file_outputs: self.outputs.file_outputs,
-            stream_outputs: self.outputs.stream_outputs,
-            segment_outputs: self.outputs.segment_outputs,
-            image_outputs: self.outputs.image_outputs,
-            webhooks: self.webhooks,
-            // The deprecated single output is only for old clients.
-            output: None,
-            options,
-        };
-        validate::validate_room_composite(&request)?;
-        Ok(request)
+        build_v1!(
+            self,
+            RoomCompositeEgressRequest,
+            room_composite_egress_request {
+                room_name: self.room_name,
+                layout: self.layout,
+                audio_only: self.audio_only,
+                audio_mixing: self.audio_mixing.as_i32(),
+                video_only: self.video_only,
+                custom_base_url: self.custom_base_url,
+                // The deprecated single output is only for old clients.
+                output: None,
+            }
+        )
     }
 }
 
@@ -296,17 +371,7 @@ impl WebRequest {
         }
     }
 
-    /// Record audio only. Cannot be combined with `video_only(true)`.
-    pub fn audio_only(mut self, audio_only: bool) -> Self {
-        self.audio_only = audio_only;
-        self
-    }
-
-    /// Record video only. Cannot be combined with `audio_only(true)`.
-    pub fn video_only(mut self, video_only: bool) -> Self {
-        self.video_only = video_only;
-        self
-    }
+    audio_video_only_setters!();
 
     /// Wait for the page to log `START_RECORDING` before recording.
     pub fn await_start_signal(mut self, await_start_signal: bool) -> Self {
@@ -323,22 +388,17 @@ impl WebRequest {
     /// `preset` together with `advanced`, then anything
     /// [`validate_web`](validate::validate_web) rejects.
     pub fn build(self) -> Result<proto::WebEgressRequest, ValidationError> {
-        let options = encoding_oneof!(self.encoding, proto::web_egress_request::Options);
-        let request = proto::WebEgressRequest {
-            url: self.url,
-            audio_only: self.audio_only,
-            video_only: self.video_only,
-            await_start_signal: self.await_start_signal,
-            file_outputs: self.outputs.file_outputs,
-            stream_outputs: self.outputs.stream_outputs,
-            segment_outputs: self.outputs.segment_outputs,
-            image_outputs: self.outputs.image_outputs,
-            webhooks: self.webhooks,
-            output: None,
-            options,
-        };
-        validate::validate_web(&request)?;
-        Ok(request)
+        build_v1!(
+            self,
+            WebEgressRequest,
+            web_egress_request {
+                url: self.url,
+                audio_only: self.audio_only,
+                video_only: self.video_only,
+                await_start_signal: self.await_start_signal,
+                output: None,
+            }
+        )
     }
 }
 
@@ -404,20 +464,15 @@ impl ParticipantRequest {
     /// `preset` together with `advanced`, then anything
     /// [`validate_participant`](validate::validate_participant) rejects.
     pub fn build(self) -> Result<proto::ParticipantEgressRequest, ValidationError> {
-        let options = encoding_oneof!(self.encoding, proto::participant_egress_request::Options);
-        let request = proto::ParticipantEgressRequest {
-            room_name: self.room_name,
-            identity: self.identity,
-            screen_share: self.screen_share,
-            file_outputs: self.outputs.file_outputs,
-            stream_outputs: self.outputs.stream_outputs,
-            segment_outputs: self.outputs.segment_outputs,
-            image_outputs: self.outputs.image_outputs,
-            webhooks: self.webhooks,
-            options,
-        };
-        validate::validate_participant(&request)?;
-        Ok(request)
+        build_v1!(
+            self,
+            ParticipantEgressRequest,
+            participant_egress_request {
+                room_name: self.room_name,
+                identity: self.identity,
+                screen_share: self.screen_share,
+            }
+        )
     }
 }
 
@@ -490,24 +545,16 @@ impl TrackCompositeRequest {
     /// [`validate_track_composite`](validate::validate_track_composite)
     /// rejects.
     pub fn build(self) -> Result<proto::TrackCompositeEgressRequest, ValidationError> {
-        let options = encoding_oneof!(
-            self.encoding,
-            proto::track_composite_egress_request::Options
-        );
-        let request = proto::TrackCompositeEgressRequest {
-            room_name: self.room_name,
-            audio_track_id: self.audio_track_id,
-            video_track_id: self.video_track_id,
-            file_outputs: self.outputs.file_outputs,
-            stream_outputs: self.outputs.stream_outputs,
-            segment_outputs: self.outputs.segment_outputs,
-            image_outputs: self.outputs.image_outputs,
-            webhooks: self.webhooks,
-            output: None,
-            options,
-        };
-        validate::validate_track_composite(&request)?;
-        Ok(request)
+        build_v1!(
+            self,
+            TrackCompositeEgressRequest,
+            track_composite_egress_request {
+                room_name: self.room_name,
+                audio_track_id: self.audio_track_id,
+                video_track_id: self.video_track_id,
+                output: None,
+            }
+        )
     }
 }
 
@@ -555,12 +602,7 @@ impl TrackRequest {
         }
     }
 
-    /// Adds a webhook that receives this egress's events in addition to the
-    /// project's configured webhooks.
-    pub fn webhook(mut self, webhook: proto::WebhookConfig) -> Self {
-        self.webhooks.push(webhook);
-        self
-    }
+    webhook_setters!();
 
     /// Validates and returns the proto request.
     ///
@@ -666,20 +708,9 @@ impl UnifiedRequest {
         self
     }
 
-    /// Adds one output (converted with `proto::Output::from`, which moves a
-    /// file's upload target into the output's `storage`); outputs keep the
-    /// order in which they are added.
-    pub fn output(mut self, output: impl Into<EgressOutput>) -> Self {
-        self.outputs.push(proto::Output::from(output.into()));
-        self
-    }
-
-    /// Adds several outputs, in order.
-    pub fn outputs(mut self, outputs: impl IntoIterator<Item = EgressOutput>) -> Self {
-        self.outputs
-            .extend(outputs.into_iter().map(proto::Output::from));
-        self
-    }
+    // `output`/`outputs` convert with `proto::Output::from` (a file's upload
+    // target moves into the output's `storage`) and keep the order given.
+    common_setters!();
 
     /// Adds an output message as is, e.g. with a per-output `storage`.
     pub fn raw_output(mut self, output: proto::Output) -> Self {
@@ -691,25 +722,6 @@ impl UnifiedRequest {
     /// name their own.
     pub fn storage(mut self, storage: proto::StorageConfig) -> Self {
         self.storage = Some(storage);
-        self
-    }
-
-    /// Encodes with a named preset. Cannot be combined with `advanced`.
-    pub fn preset(mut self, preset: Preset) -> Self {
-        self.encoding.preset = Some(preset);
-        self
-    }
-
-    /// Encodes with explicit options. Cannot be combined with `preset`.
-    pub fn advanced(mut self, options: impl Into<proto::EncodingOptions>) -> Self {
-        self.encoding.advanced = Some(options.into());
-        self
-    }
-
-    /// Adds a webhook that receives this egress's events in addition to the
-    /// project's configured webhooks.
-    pub fn webhook(mut self, webhook: proto::WebhookConfig) -> Self {
-        self.webhooks.push(webhook);
         self
     }
 
@@ -764,47 +776,62 @@ mod tests {
     #[test]
     fn every_builder_rejects_preset_and_advanced() {
         let preset = Preset::H264720p30;
-        assert_eq!(
+        let errors = [
             RoomCompositeRequest::new("r")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             WebRequest::new("https://x")
                 .output(file("a"))
                 .advanced(H264_720P_60)
                 .preset(preset)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             ParticipantRequest::new("r", "p")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             TrackCompositeRequest::new("r")
                 .audio_track_id("a")
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
-        );
-        assert_eq!(
+                .build()
+                .err(),
             UnifiedRequest::template("r", Default::default())
                 .output(file("a"))
                 .preset(preset)
                 .advanced(H264_720P_60)
-                .build(),
-            Err(BOTH)
+                .build()
+                .err(),
+        ];
+        for error in errors {
+            assert_eq!(error, Some(BOTH));
+        }
+    }
+
+    #[test]
+    fn encoding_pair_sets_both_choices() {
+        let preset = Preset::H264720p30;
+        let request = WebRequest::new("https://x")
+            .output(file("a"))
+            .advanced(H264_720P_60)
+            .encoding((Some(preset), None))
+            .build()
+            .unwrap();
+        assert_eq!(
+            request.options,
+            Some(proto::web_egress_request::Options::Preset(preset as i32))
         );
+        let both = UnifiedRequest::template("r", Default::default())
+            .output(file("a"))
+            .encoding((Some(preset), Some(H264_720P_60.into())))
+            .build();
+        assert_eq!(both, Err(BOTH));
     }
 
     #[test]
@@ -870,59 +897,60 @@ mod tests {
 
     #[test]
     fn builders_reject_empty_identifiers() {
-        let missing = |field| ValidationError::Missing { field };
-        assert_eq!(
-            RoomCompositeRequest::new("")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            WebRequest::new("").output(file("a")).build().unwrap_err(),
-            missing("url")
-        );
-        assert_eq!(
-            ParticipantRequest::new("", "p")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            ParticipantRequest::new("r", "")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("identity")
-        );
-        assert_eq!(
-            TrackCompositeRequest::new("")
-                .audio_track_id("a")
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
-        assert_eq!(
-            TrackRequest::new("r", "", TrackEgressOutput::WebSocket("wss://x".into()))
-                .build()
-                .unwrap_err(),
-            missing("track_id")
-        );
-        assert_eq!(
-            TrackRequest::new("r", "t", TrackEgressOutput::WebSocket(String::new()))
-                .build()
-                .unwrap_err(),
-            missing("websocket_url")
-        );
-        assert_eq!(
-            UnifiedRequest::template("", Default::default())
-                .output(file("a"))
-                .build()
-                .unwrap_err(),
-            missing("room_name")
-        );
+        let cases = [
+            (
+                RoomCompositeRequest::new("")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (WebRequest::new("").output(file("a")).build().err(), "url"),
+            (
+                ParticipantRequest::new("", "p")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (
+                ParticipantRequest::new("r", "")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "identity",
+            ),
+            (
+                TrackCompositeRequest::new("")
+                    .audio_track_id("a")
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+            (
+                TrackRequest::new("r", "", TrackEgressOutput::WebSocket("wss://x".into()))
+                    .build()
+                    .err(),
+                "track_id",
+            ),
+            (
+                TrackRequest::new("r", "t", TrackEgressOutput::WebSocket(String::new()))
+                    .build()
+                    .err(),
+                "websocket_url",
+            ),
+            (
+                UnifiedRequest::template("", Default::default())
+                    .output(file("a"))
+                    .build()
+                    .err(),
+                "room_name",
+            ),
+        ];
+        for (err, field) in cases {
+            assert_eq!(err, Some(ValidationError::Missing { field }));
+        }
     }
 
     #[test]
@@ -1019,18 +1047,7 @@ mod tests {
     }
 
     fn output_strategy() -> impl Strategy<Value = EgressOutput> {
-        (0u8..4, "[a-z]{1,6}").prop_map(|(kind, name)| match kind {
-            0 => file(&name),
-            1 => stream(&name),
-            2 => EgressOutput::Segments(proto::SegmentedFileOutput {
-                filename_prefix: name,
-                ..Default::default()
-            }),
-            _ => EgressOutput::Image(proto::ImageOutput {
-                filename_prefix: name,
-                ..Default::default()
-            }),
-        })
+        (0u8..4, "[a-z]{1,6}").prop_map(|(kind, name)| crate::outputs::tests::named(kind, name))
     }
 
     proptest! {

@@ -58,14 +58,14 @@ static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
         .expect("the embedded descriptor set is valid");
     let service = pool
         .get_service_by_name(Rpc::SERVICE)
-        .expect("the descriptor set declares livekit.Egress");
+        .expect("the descriptor set declares the egress service");
     let inputs = Rpc::ALL
         .iter()
         .map(|&rpc| {
             let method = service
                 .methods()
                 .find(|m| m.name() == rpc.as_str())
-                .expect("every Rpc is a method of livekit.Egress");
+                .expect("every Rpc is a method of the egress service");
             (rpc, method.input())
         })
         .collect();

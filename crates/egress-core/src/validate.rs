@@ -1,8 +1,11 @@
 //! Validation of decoded egress requests.
 //!
-//! The gRPC proxy receives raw requests from callers and checks them here
-//! before forwarding; the builders in [`requests`](crate::requests) call the
-//! very same functions, so there is exactly one rule set.
+//! The gateway does **not** run these rules on the requests it proxies: it
+//! forwards the caller's bytes to LiveKit untouched, and LiveKit validates
+//! them. These rules are for the code that *builds* requests — the builders
+//! in [`requests`](crate::requests), the Rust client — so a mistake is caught
+//! before anything is sent, and for the simulator, which answers the way
+//! LiveKit would. They are one rule set shared by all of them.
 //!
 //! The rules only catch requests LiveKit is certain to reject (or that are
 //! certainly mistakes): a missing room, URL, track or identity, a request
@@ -17,6 +20,7 @@
 //! deprecated single `output` oneof, because older clients still send the
 //! latter and LiveKit still honours it.
 
+use crate::outputs::V1Outputs;
 use crate::{ValidationError, proto};
 
 /// A request type that can be validated.
@@ -79,40 +83,25 @@ fn require_outputs(count: usize) -> Result<(), ValidationError> {
 /// assert_eq!(room_composite_output_count(&request), 1);
 /// ```
 pub fn room_composite_output_count(request: &proto::RoomCompositeEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Number of outputs of a web request, including the deprecated single
 /// `output`.
 pub fn web_output_count(request: &proto::WebEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Number of outputs of a participant request (it has no deprecated single
 /// `output`).
 pub fn participant_output_count(request: &proto::ParticipantEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
+    request.output_count()
 }
 
 /// Number of outputs of a track composite request, including the deprecated
 /// single `output`.
 pub fn track_composite_output_count(request: &proto::TrackCompositeEgressRequest) -> usize {
-    request.file_outputs.len()
-        + request.stream_outputs.len()
-        + request.segment_outputs.len()
-        + request.image_outputs.len()
-        + usize::from(request.output.is_some())
+    request.output_count()
 }
 
 /// Validates a `StartRoomCompositeEgress` request.
@@ -410,30 +399,21 @@ pub fn validate_list(_request: &proto::ListEgressRequest) -> Result<(), Validati
     Ok(())
 }
 
+// Each RPC's validator is named in the RPC table.
 macro_rules! impl_validate {
-    ($($ty:ty => $f:ident),* $(,)?) => {
+    ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident, $outputs:tt,
+        $validate:ident])*) => {
         $(
-            impl Validate for $ty {
+            impl Validate for proto::$req {
                 fn validate(&self) -> Result<(), ValidationError> {
-                    $f(self)
+                    $validate(self)
                 }
             }
         )*
     };
 }
 
-impl_validate! {
-    proto::RoomCompositeEgressRequest => validate_room_composite,
-    proto::WebEgressRequest => validate_web,
-    proto::ParticipantEgressRequest => validate_participant,
-    proto::TrackCompositeEgressRequest => validate_track_composite,
-    proto::TrackEgressRequest => validate_track,
-    proto::StartEgressRequest => validate_start_egress,
-    proto::UpdateLayoutRequest => validate_update_layout,
-    proto::UpdateStreamRequest => validate_update_stream,
-    proto::StopEgressRequest => validate_stop,
-    proto::ListEgressRequest => validate_list,
-}
+crate::rpc::for_each_rpc!(impl_validate);
 
 #[cfg(test)]
 mod tests {
@@ -474,6 +454,19 @@ mod tests {
         shape().prop_filter("needs an output", |s| s.total() > 0)
     }
 
+    /// Fills a v1 request's four output lists to the shape's counts (the
+    /// deprecated single output is set by each helper: its oneof differs).
+    macro_rules! with_outputs {
+        ($request:expr, $s:expr $(,)?) => {{
+            let mut request = $request;
+            request.file_outputs = vec![Default::default(); $s.files];
+            request.stream_outputs = vec![Default::default(); $s.streams];
+            request.segment_outputs = vec![Default::default(); $s.segments];
+            request.image_outputs = vec![Default::default(); $s.images];
+            request
+        }};
+    }
+
     // Deprecated oneof variants are exactly what old clients send, so the
     // tests must construct them.
     #[allow(deprecated)]
@@ -483,19 +476,18 @@ mod tests {
         video_only: bool,
         s: &OutputShape,
     ) -> proto::RoomCompositeEgressRequest {
-        proto::RoomCompositeEgressRequest {
-            room_name: room,
-            audio_only,
-            video_only,
-            file_outputs: vec![Default::default(); s.files],
-            stream_outputs: vec![Default::default(); s.streams],
-            segment_outputs: vec![Default::default(); s.segments],
-            image_outputs: vec![Default::default(); s.images],
-            output: s
-                .legacy
-                .then(|| proto::room_composite_egress_request::Output::Stream(Default::default())),
-            ..Default::default()
-        }
+        with_outputs!(
+            proto::RoomCompositeEgressRequest {
+                room_name: room,
+                audio_only,
+                video_only,
+                output: s.legacy.then(|| {
+                    proto::room_composite_egress_request::Output::Stream(Default::default())
+                }),
+                ..Default::default()
+            },
+            s,
+        )
     }
 
     #[allow(deprecated)]
@@ -505,47 +497,44 @@ mod tests {
         video_only: bool,
         s: &OutputShape,
     ) -> proto::WebEgressRequest {
-        proto::WebEgressRequest {
-            url,
-            audio_only,
-            video_only,
-            file_outputs: vec![Default::default(); s.files],
-            stream_outputs: vec![Default::default(); s.streams],
-            segment_outputs: vec![Default::default(); s.segments],
-            image_outputs: vec![Default::default(); s.images],
-            output: s
-                .legacy
-                .then(|| proto::web_egress_request::Output::File(Default::default())),
-            ..Default::default()
-        }
+        with_outputs!(
+            proto::WebEgressRequest {
+                url,
+                audio_only,
+                video_only,
+                output: s
+                    .legacy
+                    .then(|| proto::web_egress_request::Output::File(Default::default())),
+                ..Default::default()
+            },
+            s,
+        )
     }
 
     #[allow(deprecated)]
     fn track_composite(room: String, s: &OutputShape) -> proto::TrackCompositeEgressRequest {
-        proto::TrackCompositeEgressRequest {
-            room_name: room,
-            audio_track_id: "TR_audio".into(),
-            file_outputs: vec![Default::default(); s.files],
-            stream_outputs: vec![Default::default(); s.streams],
-            segment_outputs: vec![Default::default(); s.segments],
-            image_outputs: vec![Default::default(); s.images],
-            output: s.legacy.then(|| {
-                proto::track_composite_egress_request::Output::Segments(Default::default())
-            }),
-            ..Default::default()
-        }
+        with_outputs!(
+            proto::TrackCompositeEgressRequest {
+                room_name: room,
+                audio_track_id: "TR_audio".into(),
+                output: s.legacy.then(|| {
+                    proto::track_composite_egress_request::Output::Segments(Default::default())
+                }),
+                ..Default::default()
+            },
+            s,
+        )
     }
 
     fn participant(room: String, s: &OutputShape) -> proto::ParticipantEgressRequest {
-        proto::ParticipantEgressRequest {
-            room_name: room,
-            identity: "alice".into(),
-            file_outputs: vec![Default::default(); s.files],
-            stream_outputs: vec![Default::default(); s.streams],
-            segment_outputs: vec![Default::default(); s.segments],
-            image_outputs: vec![Default::default(); s.images],
-            ..Default::default()
-        }
+        with_outputs!(
+            proto::ParticipantEgressRequest {
+                room_name: room,
+                identity: "alice".into(),
+                ..Default::default()
+            },
+            s,
+        )
     }
 
     fn unified(
@@ -575,6 +564,26 @@ mod tests {
         field: "audio_only",
         other: "video_only",
     };
+
+    /// What a room composite or web request must get, in the rules' order:
+    /// the required field, then the flags, then the outputs.
+    fn expected_outcome(
+        required: &str,
+        field: &'static str,
+        audio_only: bool,
+        video_only: bool,
+        outputs: usize,
+    ) -> Result<(), ValidationError> {
+        if required.is_empty() {
+            Err(ValidationError::Missing { field })
+        } else if audio_only && video_only {
+            Err(AV_CONFLICT)
+        } else if outputs == 0 {
+            Err(ValidationError::NoOutputs)
+        } else {
+            Ok(())
+        }
+    }
 
     proptest! {
         #[test]
@@ -617,15 +626,7 @@ mod tests {
         #[test]
         fn room_composite_outcome_is_fully_determined(room in ".{0,8}", s in shape(), a: bool, v: bool) {
             let request = room_composite(room.clone(), a, v, &s);
-            let expected = if room.is_empty() {
-                Err(ValidationError::Missing { field: "room_name" })
-            } else if a && v {
-                Err(AV_CONFLICT)
-            } else if s.total() == 0 {
-                Err(ValidationError::NoOutputs)
-            } else {
-                Ok(())
-            };
+            let expected = expected_outcome(&room, "room_name", a, v, s.total());
             prop_assert_eq!(validate_room_composite(&request), expected);
             prop_assert_eq!(room_composite_output_count(&request), s.total());
         }
@@ -633,15 +634,7 @@ mod tests {
         #[test]
         fn web_outcome_is_fully_determined(url in ".{0,8}", s in shape(), a: bool, v: bool) {
             let request = web(url.clone(), a, v, &s);
-            let expected = if url.is_empty() {
-                Err(ValidationError::Missing { field: "url" })
-            } else if a && v {
-                Err(AV_CONFLICT)
-            } else if s.total() == 0 {
-                Err(ValidationError::NoOutputs)
-            } else {
-                Ok(())
-            };
+            let expected = expected_outcome(&url, "url", a, v, s.total());
             prop_assert_eq!(validate_web(&request), expected);
         }
 

@@ -10,145 +10,15 @@
 //! bucket, region and endpoint, and webhooks to their URL. It is therefore
 //! safe to log as a whole.
 
-use std::fmt;
-use std::str::FromStr;
-
 use prost::Message;
 
+use crate::outputs::{LegacyOutput, V1Outputs};
 use crate::proto;
-use crate::validate;
+use crate::storage::{UploadOneof, config_target, non_empty};
 
-/// The ten RPCs of the `livekit.Egress` service.
-///
-/// # Example
-///
-/// ```
-/// use egress_core::Rpc;
-///
-/// let rpc = Rpc::from_method("StartRoomCompositeEgress").unwrap();
-/// assert_eq!(rpc, Rpc::StartRoomCompositeEgress);
-/// assert_eq!(rpc.as_str(), "StartRoomCompositeEgress");
-/// assert!(rpc.is_start());
-/// assert!(!Rpc::StopEgress.is_start());
-/// assert_eq!(Rpc::from_path("/livekit.Egress/ListEgress"), Some(Rpc::ListEgress));
-/// assert_eq!(Rpc::from_method("startegress"), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Rpc {
-    /// The unified `StartEgress`.
-    StartEgress,
-    /// `UpdateLayout`.
-    UpdateLayout,
-    /// `UpdateStream`.
-    UpdateStream,
-    /// `ListEgress`.
-    ListEgress,
-    /// `StopEgress`.
-    StopEgress,
-    /// `StartRoomCompositeEgress`.
-    StartRoomCompositeEgress,
-    /// `StartWebEgress`.
-    StartWebEgress,
-    /// `StartParticipantEgress`.
-    StartParticipantEgress,
-    /// `StartTrackCompositeEgress`.
-    StartTrackCompositeEgress,
-    /// `StartTrackEgress`.
-    StartTrackEgress,
-}
-
-impl Rpc {
-    /// Fully qualified name of the service these RPCs belong to.
-    pub const SERVICE: &'static str = "livekit.Egress";
-
-    /// Every RPC, in the order the service declares them.
-    pub const ALL: [Rpc; 10] = [
-        Rpc::StartEgress,
-        Rpc::UpdateLayout,
-        Rpc::UpdateStream,
-        Rpc::ListEgress,
-        Rpc::StopEgress,
-        Rpc::StartRoomCompositeEgress,
-        Rpc::StartWebEgress,
-        Rpc::StartParticipantEgress,
-        Rpc::StartTrackCompositeEgress,
-        Rpc::StartTrackEgress,
-    ];
-
-    /// The method name as used in gRPC and Twirp paths.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Rpc::StartEgress => "StartEgress",
-            Rpc::UpdateLayout => "UpdateLayout",
-            Rpc::UpdateStream => "UpdateStream",
-            Rpc::ListEgress => "ListEgress",
-            Rpc::StopEgress => "StopEgress",
-            Rpc::StartRoomCompositeEgress => "StartRoomCompositeEgress",
-            Rpc::StartWebEgress => "StartWebEgress",
-            Rpc::StartParticipantEgress => "StartParticipantEgress",
-            Rpc::StartTrackCompositeEgress => "StartTrackCompositeEgress",
-            Rpc::StartTrackEgress => "StartTrackEgress",
-        }
-    }
-
-    /// The RPC with this exact (case-sensitive) method name.
-    pub fn from_method(method: &str) -> Option<Rpc> {
-        Rpc::ALL.into_iter().find(|rpc| rpc.as_str() == method)
-    }
-
-    /// The RPC named by a gRPC path (`/livekit.Egress/StopEgress`) or a
-    /// Twirp path (`/twirp/livekit.Egress/StopEgress`). Any other service
-    /// yields `None`.
-    ///
-    /// ```
-    /// use egress_core::Rpc;
-    ///
-    /// assert_eq!(Rpc::from_path("/twirp/livekit.Egress/StopEgress"), Some(Rpc::StopEgress));
-    /// assert_eq!(Rpc::from_path("/livekit.Room/StopEgress"), None);
-    /// ```
-    pub fn from_path(path: &str) -> Option<Rpc> {
-        let path = path.strip_prefix("/twirp").unwrap_or(path);
-        let method = path
-            .strip_prefix('/')?
-            .strip_prefix(Self::SERVICE)?
-            .strip_prefix('/')?;
-        Self::from_method(method)
-    }
-
-    /// Whether the RPC starts a new egress (and so may create recordings or
-    /// streams).
-    pub const fn is_start(self) -> bool {
-        matches!(
-            self,
-            Rpc::StartEgress
-                | Rpc::StartRoomCompositeEgress
-                | Rpc::StartWebEgress
-                | Rpc::StartParticipantEgress
-                | Rpc::StartTrackCompositeEgress
-                | Rpc::StartTrackEgress
-        )
-    }
-}
-
-impl fmt::Display for Rpc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A method name that is not one of the egress RPCs.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown egress rpc {0:?}")]
-pub struct UnknownRpc(pub String);
-
-impl FromStr for Rpc {
-    type Err = UnknownRpc;
-
-    /// Parses a method name, like [`Rpc::from_method`].
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_method(s).ok_or_else(|| UnknownRpc(s.to_owned()))
-    }
-}
+// The RPC enum and the storage target types used to live here; these paths keep working.
+pub use crate::rpc::{Rpc, UnknownRpc};
+pub use crate::storage::{StorageProvider, StorageTarget};
 
 /// What kind of stored output a [`Destination`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -159,35 +29,6 @@ pub enum DestinationKind {
     Segments,
     /// Periodic images.
     Images,
-}
-
-/// The cloud storage service an upload goes to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StorageProvider {
-    /// Amazon S3 or an S3-compatible service.
-    S3,
-    /// Google Cloud Storage.
-    Gcp,
-    /// Azure Blob Storage.
-    Azure,
-    /// Alibaba Cloud OSS.
-    AliOss,
-}
-
-/// Where an upload goes, without any credentials.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct StorageTarget {
-    /// The storage service.
-    pub provider: StorageProvider,
-    /// Azure only: the storage account. A container name alone does not say whose
-    /// storage it is (every account can have a `recordings` container); the account does.
-    pub account: Option<String>,
-    /// Bucket (S3, GCP, OSS) or container (Azure).
-    pub bucket: Option<String>,
-    /// Region (S3, OSS).
-    pub region: Option<String>,
-    /// Custom endpoint (S3-compatible services, OSS).
-    pub endpoint: Option<String>,
 }
 
 /// One stored output: its kind, path and upload target.
@@ -278,7 +119,7 @@ pub struct RequestView {
     pub audio_only: bool,
     /// `video_only` was requested.
     pub video_only: bool,
-    /// Number of outputs (as counted by [`validate`]).
+    /// Number of outputs (as counted by [`validate`](crate::validate)).
     pub output_count: usize,
 }
 
@@ -374,7 +215,7 @@ impl RequestView {
             filepath: non_empty(&file.filepath),
             playlist_name: None,
             live_playlist_name: None,
-            storage: file.output.as_ref().map(encoded_file_target),
+            storage: file.output.as_ref().map(UploadOneof::target),
         });
     }
 
@@ -420,192 +261,75 @@ impl RequestView {
             .extend(destinations.iter().filter_map(|d| non_empty(&d.url)));
     }
 
-    fn add_v1_outputs(
-        &mut self,
-        files: &[proto::EncodedFileOutput],
-        streams: &[proto::StreamOutput],
-        segments: &[proto::SegmentedFileOutput],
-        images: &[proto::ImageOutput],
-    ) {
-        files.iter().for_each(|f| self.add_file(f));
-        streams.iter().for_each(|s| self.add_streams(s));
-        for s in segments {
-            self.add_segments(s, s.output.as_ref().map(segments_target));
+    /// The four output lists and the deprecated single `output` of a v1
+    /// request, and their count. The segments' and images' own embedded
+    /// target is their storage (v1 requests have no other).
+    fn add_v1_outputs(&mut self, request: &impl V1Outputs) {
+        request.file_outputs().iter().for_each(|f| self.add_file(f));
+        request
+            .stream_outputs()
+            .iter()
+            .for_each(|s| self.add_streams(s));
+        for s in request.segment_outputs() {
+            self.add_segments(s, s.output.as_ref().map(UploadOneof::target));
         }
-        for i in images {
-            self.add_images(i, i.output.as_ref().map(images_target));
+        for i in request.image_outputs() {
+            self.add_images(i, i.output.as_ref().map(UploadOneof::target));
         }
+        match request.legacy_output() {
+            Some(LegacyOutput::File(f)) => self.add_file(f),
+            Some(LegacyOutput::Stream(s)) => self.add_streams(s),
+            Some(LegacyOutput::Segments(s)) => {
+                self.add_segments(s, s.output.as_ref().map(UploadOneof::target))
+            }
+            None => {}
+        }
+        self.output_count = request.output_count();
     }
 }
 
-fn non_empty(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
-}
-
-fn s3_target(u: &proto::S3Upload) -> StorageTarget {
-    StorageTarget {
-        provider: StorageProvider::S3,
-        account: None,
-        bucket: non_empty(&u.bucket),
-        region: non_empty(&u.region),
-        endpoint: non_empty(&u.endpoint),
-    }
-}
-
-fn gcp_target(u: &proto::GcpUpload) -> StorageTarget {
-    StorageTarget {
-        provider: StorageProvider::Gcp,
-        account: None,
-        bucket: non_empty(&u.bucket),
-        region: None,
-        endpoint: None,
-    }
-}
-
-fn azure_target(u: &proto::AzureBlobUpload) -> StorageTarget {
-    StorageTarget {
-        provider: StorageProvider::Azure,
-        account: non_empty(&u.account_name),
-        bucket: non_empty(&u.container_name),
-        region: None,
-        endpoint: None,
-    }
-}
-
-fn ali_target(u: &proto::AliOssUpload) -> StorageTarget {
-    StorageTarget {
-        provider: StorageProvider::AliOss,
-        account: None,
-        bucket: non_empty(&u.bucket),
-        region: non_empty(&u.region),
-        endpoint: non_empty(&u.endpoint),
-    }
-}
-
-// One per copy of the provider oneof in the generated code.
-
-fn storage_target(config: &proto::StorageConfig) -> Option<StorageTarget> {
-    use proto::storage_config::Provider as P;
-    Some(match config.provider.as_ref()? {
-        P::S3(u) => s3_target(u),
-        P::Gcp(u) => gcp_target(u),
-        P::Azure(u) => azure_target(u),
-        P::AliOss(u) => ali_target(u),
-    })
-}
-
-fn encoded_file_target(o: &proto::encoded_file_output::Output) -> StorageTarget {
-    use proto::encoded_file_output::Output as O;
-    match o {
-        O::S3(u) => s3_target(u),
-        O::Gcp(u) => gcp_target(u),
-        O::Azure(u) => azure_target(u),
-        O::AliOss(u) => ali_target(u),
-    }
-}
-
-fn direct_file_target(o: &proto::direct_file_output::Output) -> StorageTarget {
-    use proto::direct_file_output::Output as O;
-    match o {
-        O::S3(u) => s3_target(u),
-        O::Gcp(u) => gcp_target(u),
-        O::Azure(u) => azure_target(u),
-        O::AliOss(u) => ali_target(u),
-    }
-}
-
-fn segments_target(o: &proto::segmented_file_output::Output) -> StorageTarget {
-    use proto::segmented_file_output::Output as O;
-    match o {
-        O::S3(u) => s3_target(u),
-        O::Gcp(u) => gcp_target(u),
-        O::Azure(u) => azure_target(u),
-        O::AliOss(u) => ali_target(u),
-    }
-}
-
-fn images_target(o: &proto::image_output::Output) -> StorageTarget {
-    use proto::image_output::Output as O;
-    match o {
-        O::S3(u) => s3_target(u),
-        O::Gcp(u) => gcp_target(u),
-        O::Azure(u) => azure_target(u),
-        O::AliOss(u) => ali_target(u),
-    }
-}
-
-/// Summarises a v1 request's `options` oneof (each request has its own
-/// generated copy with identical variants).
+/// Summarises a Start request's encoding oneof (`options` in the v1
+/// requests, `encoding` in the unified one: each has its own generated copy
+/// with identical variants).
 macro_rules! encoding_of {
     ($options:expr, $oneof:path) => {{
         use $oneof as Oneof;
         $options.as_ref().map(|o| match o {
             Oneof::Preset(p) => EncodingSummary::Preset(*p),
-            // See the note in the unified conversion about `Copy`.
+            // Whether prost derives `Copy` for this message depends on the
+            // code generator's settings, so clone rather than copy.
             #[allow(clippy::clone_on_copy)]
             Oneof::Advanced(a) => EncodingSummary::Advanced(a.clone()),
         })
     }};
 }
 
-// Old clients still send the deprecated single `output`; it must show up
-// in the view like any other output.
-#[allow(deprecated)]
+// Old clients still send the deprecated single `output`; `add_v1_outputs`
+// puts it in the view like any other output.
 impl From<&proto::RoomCompositeEgressRequest> for RequestView {
     fn from(r: &proto::RoomCompositeEgressRequest) -> Self {
-        use proto::room_composite_egress_request::Output as Legacy;
         let mut view = RequestView::new(Rpc::StartRoomCompositeEgress);
         view.room_name = non_empty(&r.room_name);
         view.layout = non_empty(&r.layout);
         view.custom_base_url = non_empty(&r.custom_base_url);
         view.audio_only = r.audio_only;
         view.video_only = r.video_only;
-        view.add_v1_outputs(
-            &r.file_outputs,
-            &r.stream_outputs,
-            &r.segment_outputs,
-            &r.image_outputs,
-        );
-        match &r.output {
-            Some(Legacy::File(f)) => view.add_file(f),
-            Some(Legacy::Stream(s)) => view.add_streams(s),
-            Some(Legacy::Segments(s)) => {
-                view.add_segments(s, s.output.as_ref().map(segments_target))
-            }
-            None => {}
-        }
+        view.add_v1_outputs(r);
         view.set_webhooks(&r.webhooks);
         view.encoding = encoding_of!(r.options, proto::room_composite_egress_request::Options);
-        view.output_count = validate::room_composite_output_count(r);
         view
     }
 }
 
-#[allow(deprecated)]
 impl From<&proto::WebEgressRequest> for RequestView {
     fn from(r: &proto::WebEgressRequest) -> Self {
-        use proto::web_egress_request::Output as Legacy;
         let mut view = RequestView::new(Rpc::StartWebEgress);
         view.web_url = non_empty(&r.url);
         view.audio_only = r.audio_only;
         view.video_only = r.video_only;
-        view.add_v1_outputs(
-            &r.file_outputs,
-            &r.stream_outputs,
-            &r.segment_outputs,
-            &r.image_outputs,
-        );
-        match &r.output {
-            Some(Legacy::File(f)) => view.add_file(f),
-            Some(Legacy::Stream(s)) => view.add_streams(s),
-            Some(Legacy::Segments(s)) => {
-                view.add_segments(s, s.output.as_ref().map(segments_target))
-            }
-            None => {}
-        }
+        view.add_v1_outputs(r);
         view.set_webhooks(&r.webhooks);
         view.encoding = encoding_of!(r.options, proto::web_egress_request::Options);
-        view.output_count = validate::web_output_count(r);
         view
     }
 }
@@ -615,44 +339,22 @@ impl From<&proto::ParticipantEgressRequest> for RequestView {
         let mut view = RequestView::new(Rpc::StartParticipantEgress);
         view.room_name = non_empty(&r.room_name);
         view.participant_identity = non_empty(&r.identity);
-        view.add_v1_outputs(
-            &r.file_outputs,
-            &r.stream_outputs,
-            &r.segment_outputs,
-            &r.image_outputs,
-        );
+        view.add_v1_outputs(r);
         view.set_webhooks(&r.webhooks);
         view.encoding = encoding_of!(r.options, proto::participant_egress_request::Options);
-        view.output_count = validate::participant_output_count(r);
         view
     }
 }
 
-#[allow(deprecated)]
 impl From<&proto::TrackCompositeEgressRequest> for RequestView {
     fn from(r: &proto::TrackCompositeEgressRequest) -> Self {
-        use proto::track_composite_egress_request::Output as Legacy;
         let mut view = RequestView::new(Rpc::StartTrackCompositeEgress);
         view.room_name = non_empty(&r.room_name);
         view.add_track(&r.audio_track_id);
         view.add_track(&r.video_track_id);
-        view.add_v1_outputs(
-            &r.file_outputs,
-            &r.stream_outputs,
-            &r.segment_outputs,
-            &r.image_outputs,
-        );
-        match &r.output {
-            Some(Legacy::File(f)) => view.add_file(f),
-            Some(Legacy::Stream(s)) => view.add_streams(s),
-            Some(Legacy::Segments(s)) => {
-                view.add_segments(s, s.output.as_ref().map(segments_target))
-            }
-            None => {}
-        }
+        view.add_v1_outputs(r);
         view.set_webhooks(&r.webhooks);
         view.encoding = encoding_of!(r.options, proto::track_composite_egress_request::Options);
-        view.output_count = validate::track_composite_output_count(r);
         view
     }
 }
@@ -669,7 +371,7 @@ impl From<&proto::TrackEgressRequest> for RequestView {
                 filepath: non_empty(&f.filepath),
                 playlist_name: None,
                 live_playlist_name: None,
-                storage: f.output.as_ref().map(direct_file_target),
+                storage: f.output.as_ref().map(UploadOneof::target),
             }),
             Some(Output::WebsocketUrl(url)) => view.stream_urls.extend(non_empty(url)),
             None => {}
@@ -682,7 +384,7 @@ impl From<&proto::TrackEgressRequest> for RequestView {
 
 impl From<&proto::StartEgressRequest> for RequestView {
     fn from(r: &proto::StartEgressRequest) -> Self {
-        use proto::start_egress_request::{Encoding, Source};
+        use proto::start_egress_request::Source;
         let mut view = RequestView::new(Rpc::StartEgress);
         view.room_name = non_empty(&r.room_name);
         match &r.source {
@@ -701,12 +403,12 @@ impl From<&proto::StartEgressRequest> for RequestView {
             None => {}
         }
 
-        let request_storage = r.storage.as_ref().and_then(storage_target);
+        let request_storage = r.storage.as_ref().and_then(config_target);
         for output in &r.outputs {
             use proto::output::Config;
             // Precedence: the output's own override, then (segments/images)
             // the legacy embedded target, then the request-level default.
-            let override_target = output.storage.as_ref().and_then(storage_target);
+            let override_target = output.storage.as_ref().and_then(config_target);
             match &output.config {
                 Some(Config::File(f)) => view.destinations.push(Destination {
                     kind: DestinationKind::File,
@@ -718,13 +420,13 @@ impl From<&proto::StartEgressRequest> for RequestView {
                 Some(Config::Stream(s)) => view.add_streams(s),
                 Some(Config::Segments(s)) => {
                     let storage = override_target
-                        .or_else(|| s.output.as_ref().map(segments_target))
+                        .or_else(|| s.output.as_ref().map(UploadOneof::target))
                         .or_else(|| request_storage.clone());
                     view.add_segments(s, storage);
                 }
                 Some(Config::Images(i)) => {
                     let storage = override_target
-                        .or_else(|| i.output.as_ref().map(images_target))
+                        .or_else(|| i.output.as_ref().map(UploadOneof::target))
                         .or_else(|| request_storage.clone());
                     view.add_images(i, storage);
                 }
@@ -733,13 +435,7 @@ impl From<&proto::StartEgressRequest> for RequestView {
         }
         view.output_count = r.outputs.len();
         view.set_webhooks(&r.webhooks);
-        view.encoding = r.encoding.as_ref().map(|e| match e {
-            Encoding::Preset(p) => EncodingSummary::Preset(*p),
-            // Whether prost derives `Copy` for this message depends on the
-            // code generator's settings, so clone rather than copy.
-            #[allow(clippy::clone_on_copy)]
-            Encoding::Advanced(a) => EncodingSummary::Advanced(a.clone()),
-        });
+        view.encoding = encoding_of!(r.encoding, proto::start_egress_request::Encoding);
         view
     }
 }
@@ -839,18 +535,15 @@ pub fn decode_view(rpc: Rpc, body: &[u8]) -> Result<RequestView, prost::DecodeEr
     {
         Ok((&M::decode(body)?).into())
     }
-    match rpc {
-        Rpc::StartEgress => view::<proto::StartEgressRequest>(body),
-        Rpc::UpdateLayout => view::<proto::UpdateLayoutRequest>(body),
-        Rpc::UpdateStream => view::<proto::UpdateStreamRequest>(body),
-        Rpc::ListEgress => view::<proto::ListEgressRequest>(body),
-        Rpc::StopEgress => view::<proto::StopEgressRequest>(body),
-        Rpc::StartRoomCompositeEgress => view::<proto::RoomCompositeEgressRequest>(body),
-        Rpc::StartWebEgress => view::<proto::WebEgressRequest>(body),
-        Rpc::StartParticipantEgress => view::<proto::ParticipantEgressRequest>(body),
-        Rpc::StartTrackCompositeEgress => view::<proto::TrackCompositeEgressRequest>(body),
-        Rpc::StartTrackEgress => view::<proto::TrackEgressRequest>(body),
+    macro_rules! dispatch {
+        ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident,
+            $outputs:tt, $validate:ident])*) => {
+            match rpc {
+                $(Rpc::$rpc => view::<proto::$req>(body),)*
+            }
+        };
     }
+    crate::rpc::for_each_rpc!(dispatch)
 }
 
 /// Checks that `body` is a well-formed answer to `rpc` (an `EgressInfo`, or a
@@ -873,9 +566,37 @@ pub fn decode_view(rpc: Rpc, body: &[u8]) -> Result<RequestView, prost::DecodeEr
 /// Returns the answer's egress id (`None` for `ListEgress`), which audit logs want for the
 /// start calls whose request has none yet.
 pub fn check_response(rpc: Rpc, body: &[u8]) -> Result<Option<String>, prost::DecodeError> {
-    match rpc {
-        Rpc::ListEgress => proto::ListEgressResponse::decode(body).map(|_| None),
-        _ => proto::EgressInfo::decode(body).map(|info| Some(info.egress_id)),
+    fn check<M: Message + Default + Answer>(
+        body: &[u8],
+    ) -> Result<Option<String>, prost::DecodeError> {
+        M::decode(body).map(Answer::egress_id)
+    }
+    // The response type of each RPC comes from the RPC table.
+    macro_rules! dispatch {
+        ($([$(#[$doc:meta])* $rpc:ident, $req:ident, $resp:ident, $kind:ident,
+            $outputs:tt, $validate:ident])*) => {
+            match rpc {
+                $(Rpc::$rpc => check::<proto::$resp>(body),)*
+            }
+        };
+    }
+    crate::rpc::for_each_rpc!(dispatch)
+}
+
+/// A response message, and the egress id it reports (none for a list).
+trait Answer {
+    fn egress_id(self) -> Option<String>;
+}
+
+impl Answer for proto::EgressInfo {
+    fn egress_id(self) -> Option<String> {
+        Some(self.egress_id)
+    }
+}
+
+impl Answer for proto::ListEgressResponse {
+    fn egress_id(self) -> Option<String> {
+        None
     }
 }
 
@@ -902,27 +623,6 @@ mod tests {
             region: Some("us-east-1".into()),
             endpoint: Some("https://s3.example.com".into()),
         }
-    }
-
-    #[test]
-    fn rpc_names_round_trip() {
-        for rpc in Rpc::ALL {
-            assert_eq!(Rpc::from_method(rpc.as_str()), Some(rpc));
-            assert_eq!(rpc.as_str().parse::<Rpc>(), Ok(rpc));
-            assert_eq!(rpc.to_string(), rpc.as_str());
-            let grpc = format!("/livekit.Egress/{rpc}");
-            assert_eq!(Rpc::from_path(&grpc), Some(rpc));
-            let twirp = format!("/twirp/livekit.Egress/{rpc}");
-            assert_eq!(Rpc::from_path(&twirp), Some(rpc));
-        }
-        assert_eq!(
-            Rpc::ALL.iter().filter(|r| r.is_start()).count(),
-            6,
-            "StartEgress plus the five v1 Start RPCs"
-        );
-        assert!("Nope".parse::<Rpc>().is_err());
-        assert_eq!(Rpc::from_path("/livekit.Egress/"), None);
-        assert_eq!(Rpc::from_path("livekit.Egress/StopEgress"), None);
     }
 
     #[test]

@@ -76,9 +76,9 @@ impl RecordedRequest {
         let rpc = self
             .rpc
             .as_deref()
-            .and_then(Rpc::from_name)
+            .and_then(Rpc::from_method)
             .ok_or_else(|| DecodeBodyError(format!("no RPC in path {}", self.path)))?;
-        codec::decode(encoding, rpc.input_type(), &self.body).map_err(DecodeBodyError)
+        codec::decode(encoding, rpc.request_type(), &self.body).map_err(DecodeBodyError)
     }
 
     /// The claims parsed as LiveKit claims (grants in [`egress_auth::Claims::video`]).

@@ -32,7 +32,7 @@ use crate::state::{ListFilter, Store, now_ns};
 use crate::twirp::TwirpError;
 
 /// The Twirp service name in request paths.
-const SERVICE: &str = "livekit.Egress";
+const SERVICE: &str = Rpc::SERVICE;
 
 /// State shared by every connection of one simulator.
 #[derive(Debug)]
@@ -318,7 +318,7 @@ async fn handle(
 fn rpc_from_path(path: &str) -> Option<String> {
     let mut segments = path.rsplit('/');
     let method = segments.next()?;
-    (segments.next()? == SERVICE && Rpc::from_name(method).is_some()).then(|| method.to_owned())
+    (segments.next()? == SERVICE && Rpc::from_method(method).is_some()).then(|| method.to_owned())
 }
 
 /// `X-Twirp-Timeout-Ms`, when it is a positive integer.
@@ -467,7 +467,7 @@ fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer
             path,
         ));
     }
-    let Some(rpc) = Rpc::from_name(rpc_name) else {
+    let Some(rpc) = Rpc::from_method(rpc_name) else {
         return Answer::twirp(&TwirpError::bad_route(
             format!("no handler for path {path:?}"),
             method,

@@ -3,12 +3,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use egress_auth::Claims;
-use egress_core::Validate;
+use egress_core::{RpcRequest, Validate};
 use egress_proto::livekit::{
     self as lk, EgressInfo, EgressSourceType, ListEgressResponse, TokenPagination, egress_info,
     start_egress_request,
 };
-use prost::Message;
 
 use crate::codec::{self, Encoding};
 use crate::rpc::Rpc;
@@ -36,18 +35,16 @@ pub(crate) fn call(
     body: &[u8],
     claims: Option<&Claims>,
 ) -> Result<Vec<u8>, TwirpError> {
-    fn run<Req, Resp>(
-        rpc: Rpc,
+    // The request's type names the RPC, and the table its response type, so a handler
+    // cannot answer with the wrong message.
+    fn run<Req: RpcRequest>(
         encoding: Encoding,
         body: &[u8],
         claims: Option<&Claims>,
-        f: impl FnOnce(Req) -> Result<Resp, TwirpError>,
-    ) -> Result<Vec<u8>, TwirpError>
-    where
-        Req: Message + Default,
-        Resp: Message,
-    {
-        let request: Req = codec::decode(encoding, rpc.input_type(), body).map_err(|e| {
+        f: impl FnOnce(Req) -> Result<Req::Response, TwirpError>,
+    ) -> Result<Vec<u8>, TwirpError> {
+        let rpc = Req::RPC;
+        let request: Req = codec::decode(encoding, rpc.request_type(), body).map_err(|e| {
             tracing::debug!(%rpc, error = %e, "malformed request");
             TwirpError::malformed(encoding)
         })?;
@@ -55,7 +52,7 @@ pub(crate) fn call(
             return Err(TwirpError::permission_denied());
         }
         let response = f(request)?;
-        Ok(codec::encode(encoding, rpc.output_type(), &response))
+        Ok(codec::encode(encoding, rpc.response_type(), &response))
     }
 
     let start = |new: NewEgress| -> Result<EgressInfo, TwirpError> {
@@ -64,7 +61,6 @@ pub(crate) fn call(
 
     match rpc {
         Rpc::StartRoomCompositeEgress => run(
-            rpc,
             encoding,
             body,
             claims,
@@ -77,7 +73,7 @@ pub(crate) fn call(
                 })
             },
         ),
-        Rpc::StartWebEgress => run(rpc, encoding, body, claims, |r: lk::WebEgressRequest| {
+        Rpc::StartWebEgress => run(encoding, body, claims, |r: lk::WebEgressRequest| {
             check(&r)?;
             start(NewEgress {
                 room_name: String::new(),
@@ -85,22 +81,17 @@ pub(crate) fn call(
                 request: egress_info::Request::Web(r),
             })
         }),
-        Rpc::StartParticipantEgress => run(
-            rpc,
-            encoding,
-            body,
-            claims,
-            |r: lk::ParticipantEgressRequest| {
+        Rpc::StartParticipantEgress => {
+            run(encoding, body, claims, |r: lk::ParticipantEgressRequest| {
                 check(&r)?;
                 start(NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Sdk,
                     request: egress_info::Request::Participant(r),
                 })
-            },
-        ),
+            })
+        }
         Rpc::StartTrackCompositeEgress => run(
-            rpc,
             encoding,
             body,
             claims,
@@ -113,7 +104,7 @@ pub(crate) fn call(
                 })
             },
         ),
-        Rpc::StartTrackEgress => run(rpc, encoding, body, claims, |r: lk::TrackEgressRequest| {
+        Rpc::StartTrackEgress => run(encoding, body, claims, |r: lk::TrackEgressRequest| {
             check(&r)?;
             start(NewEgress {
                 room_name: r.room_name.clone(),
@@ -121,7 +112,7 @@ pub(crate) fn call(
                 request: egress_info::Request::Track(r),
             })
         }),
-        Rpc::StartEgress => run(rpc, encoding, body, claims, |r: lk::StartEgressRequest| {
+        Rpc::StartEgress => run(encoding, body, claims, |r: lk::StartEgressRequest| {
             check(&r)?;
             let source_type = match r.source {
                 Some(start_egress_request::Source::Media(_)) => EgressSourceType::Sdk,
@@ -135,18 +126,18 @@ pub(crate) fn call(
         }),
         // LiveKit looks the egress up before anything else, so an empty id is `not_found`
         // rather than `invalid_argument`.
-        Rpc::UpdateLayout => run(rpc, encoding, body, claims, |r: lk::UpdateLayoutRequest| {
+        Rpc::UpdateLayout => run(encoding, body, claims, |r: lk::UpdateLayoutRequest| {
             shared
                 .store()
                 .update_layout(&r.egress_id, &r.layout, now_ns())
         }),
-        Rpc::UpdateStream => run(rpc, encoding, body, claims, |r: lk::UpdateStreamRequest| {
+        Rpc::UpdateStream => run(encoding, body, claims, |r: lk::UpdateStreamRequest| {
             shared.store().update_stream(&r, now_ns())
         }),
-        Rpc::StopEgress => run(rpc, encoding, body, claims, |r: lk::StopEgressRequest| {
+        Rpc::StopEgress => run(encoding, body, claims, |r: lk::StopEgressRequest| {
             shared.store().stop(&r.egress_id, now_ns())
         }),
-        Rpc::ListEgress => run(rpc, encoding, body, claims, |r: lk::ListEgressRequest| {
+        Rpc::ListEgress => run(encoding, body, claims, |r: lk::ListEgressRequest| {
             check(&r)?;
             let items = shared.store().list(
                 &ListFilter {
