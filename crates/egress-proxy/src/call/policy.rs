@@ -323,6 +323,18 @@ mod tests {
         assert_eq!(denied.code(), Code::PermissionDenied);
         assert!(denied.to_string().contains("board"), "{denied}");
         assert_eq!(lookups(), 2);
+        // Each lookup asks for its one egress: an unfiltered list could be paginated past it.
+        let asked: Vec<String> = sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/ListEgress"))
+            .map(|r| {
+                r.decode::<egress_core::proto::ListEgressRequest>()
+                    .unwrap()
+                    .egress_id
+            })
+            .collect();
+        assert_eq!(asked, started);
 
         // Both answers are cached: no further lookups, the same decisions.
         check_with(&stage, Rpc::StopEgress, team(), stop(&started[0]))
