@@ -80,7 +80,7 @@ pub use record::{DecodeBodyError, REQUEST_LOG_CAPACITY, RecordedRequest};
 pub use rpc::Rpc;
 pub use twirp::twirp_status;
 
-use server::Shared;
+use state::Shared;
 use state::{ListFilter, Store, Timing, now_ns};
 
 /// LiveKit's default request body limit: 10 MiB.

@@ -4,12 +4,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use egress_auth::Credentials;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
@@ -24,36 +23,15 @@ use tokio::time::Sleep;
 
 use crate::auth;
 use crate::codec::{self, Encoding};
-use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction, Faults};
-use crate::record::{RecordedRequest, RequestLog};
+use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction};
+use crate::record::RecordedRequest;
 use crate::rpc::Rpc;
 use crate::service;
-use crate::state::{ListFilter, Store, now_ns};
+use crate::state::{ListFilter, Shared, now_ns};
 use crate::twirp::TwirpError;
 
 /// The Twirp service name in request paths.
 const SERVICE: &str = Rpc::SERVICE;
-
-/// State shared by every connection of one simulator.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) credentials: Vec<Credentials>,
-    /// `""` or a path like `/lk` (leading slash, no trailing slash).
-    pub(crate) prefix: String,
-    pub(crate) page_size: Option<usize>,
-    pub(crate) max_body: usize,
-    pub(crate) store: Mutex<Store>,
-    pub(crate) faults: Faults,
-    pub(crate) requests: RequestLog,
-}
-
-impl Shared {
-    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
-        // A panic while holding the lock cannot leave the store half-updated in a way that
-        // matters to a simulator, so a poisoned lock is simply taken over.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
 
 /// Returned by the service to make hyper close the connection without an answer.
 #[derive(Debug)]

@@ -11,8 +11,7 @@ use egress_proto::livekit::{
 
 use crate::codec::{self, Encoding};
 use crate::rpc::Rpc;
-use crate::server::Shared;
-use crate::state::{ListFilter, NewEgress, now_ns};
+use crate::state::{ListFilter, NewEgress, Shared, now_ns};
 use crate::twirp::TwirpError;
 
 /// Rejects requests LiveKit's egress would reject, naming the field as LiveKit does:

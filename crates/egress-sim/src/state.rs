@@ -14,7 +14,34 @@ use egress_proto::livekit::{
 use rand::Rng as _;
 use rand::distr::Alphanumeric;
 
+use std::sync::{Mutex, MutexGuard};
+
+use egress_auth::Credentials;
+
+use crate::fault::Faults;
+use crate::record::RequestLog;
 use crate::twirp::TwirpError;
+
+/// State shared by every connection of one simulator.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) credentials: Vec<Credentials>,
+    /// `""` or a path like `/lk` (leading slash, no trailing slash).
+    pub(crate) prefix: String,
+    pub(crate) page_size: Option<usize>,
+    pub(crate) max_body: usize,
+    pub(crate) store: Mutex<Store>,
+    pub(crate) faults: Faults,
+    pub(crate) requests: RequestLog,
+}
+
+impl Shared {
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        // A panic while holding the lock cannot leave the store half-updated in a way that
+        // matters to a simulator, so a poisoned lock is simply taken over.
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// Nanoseconds since the Unix epoch.
 pub(crate) fn now_ns() -> i64 {
