@@ -8,10 +8,10 @@ use egress_core::view::StorageProvider;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::caller::{AuthMode, Caller};
 use crate::check::{Rules, toml_key};
 use crate::error::{PolicyError, did_you_mean, line_column};
 use crate::pattern::{GlobList, UrlPattern, quote};
-use crate::policy::{AuthMode, Caller};
 use crate::token::EMPTY_TOKEN_SHA256;
 
 #[derive(Deserialize)]

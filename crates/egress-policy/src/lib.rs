@@ -62,6 +62,7 @@
 //! # Ok::<(), egress_policy::PolicyError>(())
 //! ```
 
+mod caller;
 mod check;
 mod error;
 mod file;
@@ -71,9 +72,10 @@ mod restricts;
 mod store;
 mod token;
 
+pub use caller::{AuthMode, Caller};
 pub use check::{CallerPolicy, DEFAULT_STORAGE_BUCKET, Denial, Rule};
 pub use error::PolicyError;
-pub use policy::{AuthMode, Caller, Policy};
+pub use policy::Policy;
 pub use store::{PolicyStore, ReloadOutcome};
 pub use token::hash_token;
 
