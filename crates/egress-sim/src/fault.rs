@@ -405,7 +405,10 @@ mod tests {
         // the documented one is what is written back.
         for kind in ["html_200", "html200"] {
             let json = format!(r#"{{"kind":"{kind}"}}"#);
-            assert_eq!(parse_faults(json.as_bytes()).unwrap(), vec![Fault::html_200()]);
+            assert_eq!(
+                parse_faults(json.as_bytes()).unwrap(),
+                vec![Fault::html_200()]
+            );
         }
         let json = serde_json::to_value(Fault::html_200()).unwrap();
         assert_eq!(json["kind"], "html_200");

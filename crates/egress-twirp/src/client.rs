@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::Authorizer;
-use crate::error::{Error, classify_response};
+use crate::error::{Error, classify_response, classify_response_prefix};
 use crate::transport::{self, HttpClient};
 use crate::url::BaseUrl;
 
@@ -73,7 +73,13 @@ pub struct ClientConfig {
     /// Time budget of calls that have no deadline, and upper bound of those that do (default
     /// 30 s: LiveKit's start calls can take 20 s and more). Expiry is [`Error::Timeout`].
     pub default_timeout: Duration,
-    /// How long an idle pooled connection is kept (default 90 s; `None` keeps it forever).
+    /// How long an idle pooled connection is kept (default 30 s; `None` keeps it forever).
+    ///
+    /// After a burst, every connection it opened sits idle in the pool (up to
+    /// [`pool_max_idle_per_host`](Self::pool_max_idle_per_host), which the proxy sets to its
+    /// concurrency limit): this bound is what closes them. hyper checks the pool once per
+    /// timeout, so an idle connection is closed between one and two timeouts after its last
+    /// use.
     pub pool_idle_timeout: Option<Duration>,
     /// Most idle connections kept per host (default 32).
     pub pool_max_idle_per_host: usize,
@@ -81,7 +87,7 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<Duration>,
     /// The `User-Agent` header (default [`USER_AGENT`]).
     pub user_agent: String,
-    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::Body`].
+    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`].
     pub max_response_bytes: usize,
     /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
     pub proxy_from_env: bool,
@@ -98,7 +104,7 @@ impl ClientConfig {
             service: DEFAULT_SERVICE.to_owned(),
             connect_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(30),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
             pool_max_idle_per_host: 32,
             tcp_keepalive: Some(Duration::from_secs(30)),
             user_agent: USER_AGENT.to_owned(),
@@ -506,10 +512,15 @@ impl TwirpClient {
             .then(|| response.headers().get(header::LOCATION))
             .flatten()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        // The error body is read up to a bound; a read failure keeps what arrived, since the
-        // status line already says what happened.
-        let body = read_error_body(response.into_body()).await;
-        let mut err = classify_response(status, content_type.as_deref(), &body);
+        // The error body is read up to a bound. One that breaks off is `Error::Body`, like any
+        // truncated answer: its status alone (say a 404) would be misread as an intermediary's
+        // `bad_route`. One cut at the bound is classified from what was read.
+        let (body, complete) = read_error_body(response.into_body()).await?;
+        let mut err = if complete {
+            classify_response(status, content_type.as_deref(), &body)
+        } else {
+            classify_response_prefix(status, content_type.as_deref(), &body)
+        };
         if let Error::Intermediary { location: slot, .. } = &mut err {
             *slot = location;
         }
@@ -523,9 +534,12 @@ fn timeout_ms(budget: Duration) -> u64 {
 }
 
 async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
-    let too_large = || Error::Body(format!("response body exceeds {limit} bytes"));
     // hyper knows a `Content-Length` body's exact size before any of it is read.
     let content_length = body.size_hint().exact();
+    let too_large = || Error::TooLarge {
+        limit,
+        size: content_length,
+    };
     if content_length.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
@@ -570,19 +584,24 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
     })
 }
 
-async fn read_error_body(mut body: Incoming) -> Vec<u8> {
+/// Reads an error answer's body up to [`MAX_ERROR_BODY_BYTES`]: the bytes, and whether they
+/// are the whole body (`false` when the bound cut it). A body that breaks off is
+/// [`Error::Body`].
+async fn read_error_body(mut body: Incoming) -> Result<(Vec<u8>, bool), Error> {
     let mut kept = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify_transport_error(&e, Phase::Body))?;
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
         let room = MAX_ERROR_BODY_BYTES - kept.len();
-        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if kept.len() >= MAX_ERROR_BODY_BYTES {
-            break;
+        if chunk.len() > room {
+            kept.extend_from_slice(&chunk[..room]);
+            return Ok((kept, false));
         }
+        kept.extend_from_slice(&chunk);
     }
-    kept
+    Ok((kept, true))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

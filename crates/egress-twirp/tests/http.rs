@@ -534,11 +534,20 @@ async fn response_size_limit() {
             .call("Big", Bytes::new(), &CallOptions::new())
             .await
             .unwrap_err();
+        // Not `Body`/UNAVAILABLE: the same call gets the same answer again, and clients retry
+        // UNAVAILABLE forever.
         assert!(
-            matches!(&err, Error::Body(m) if m.contains("1000")),
+            matches!(
+                &err,
+                Error::TooLarge {
+                    limit: 1000,
+                    size: Some(4096)
+                }
+            ),
             "{err:?}"
         );
-        assert_eq!(err.grpc_code(), Code::Unavailable);
+        assert_eq!(err.kind(), "too_large");
+        assert_eq!(err.grpc_code(), Code::ResourceExhausted);
     })
     .await;
 }
@@ -850,4 +859,145 @@ async fn status_codes_of_every_intermediary_class_over_http() {
         }
     })
     .await;
+}
+
+/// A raw server that reads one request per connection and answers `answer` verbatim, then
+/// closes (or, with `linger`, keeps the connection until the client closes it).
+async fn verbatim_server(answer: Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                read_request(&mut stream).await;
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn truncated_twirp_error_body_is_body_error() {
+    // A 404 whose Twirp JSON breaks off: the status alone would read as an intermediary's
+    // bad_route (UNIMPLEMENTED); a truncated answer is UNAVAILABLE like any other.
+    bounded(async {
+        let body = br#"{"code":"not_found","msg":"egress does not exist"}"#;
+        let answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len() + 100,
+            String::from_utf8_lossy(body)
+        );
+        let addr = verbatim_server(answer.into_bytes()).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Body(_)), "{err:?}");
+        assert_eq!(err.grpc_code(), Code::Unavailable);
+        assert_no_secret(&err);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twirp_error_over_the_read_bound_keeps_its_code() {
+    bounded(async {
+        for chunked in [false, true] {
+            let body = format!(
+                r#"{{"code":"not_found","msg":"egress does not exist","meta":{{"big":"{}"}}}}"#,
+                "x".repeat(200_000)
+            );
+            let answer = if chunked {
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                     transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let addr = verbatim_server(answer.into_bytes()).await;
+            let err = client(addr)
+                .call("Echo", Bytes::new(), &CallOptions::new())
+                .await
+                .unwrap_err();
+            let Error::Twirp(e) = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(e.code, TwirpCode::NotFound);
+            assert_eq!(e.msg, "egress does not exist");
+            assert_eq!(err.grpc_code(), Code::NotFound);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_the_idle_timeout() {
+    // After a burst the pool holds every connection it opened; the idle timeout is what
+    // closes them (hyper checks once per timeout, so within two of them).
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    read_request(&mut stream).await;
+                    stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\n\
+                              content-length: 2\r\n\r\nok",
+                        )
+                        .await
+                        .unwrap();
+                    let answered = Instant::now();
+                    let mut buf = [0u8; 64];
+                    // The client sends nothing more: the next read ends when it closes.
+                    let _ = stream.read(&mut buf).await;
+                    let _ = closed_tx.send(answered.elapsed());
+                });
+            }
+        });
+        let idle = Duration::from_millis(300);
+        let client = client_for(&format!("http://{addr}"), |c| {
+            c.pool_idle_timeout = Some(idle)
+        });
+        let opts = CallOptions::new();
+        let calls = (0..3).map(|_| client.call("Echo", Bytes::new(), &opts));
+        for result in futures_util::future::join_all(calls).await {
+            result.unwrap();
+        }
+        for _ in 0..3 {
+            let after = closed_rx.recv().await.unwrap();
+            assert!(after >= idle - Duration::from_millis(50), "{after:?}");
+            assert!(after < 3 * idle, "{after:?}");
+        }
+        // The client itself is still alive and reconnects.
+        client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[test]
+fn default_pool_idle_timeout_is_bounded() {
+    let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+    let idle = config.pool_idle_timeout.unwrap();
+    assert!(
+        idle >= Duration::from_secs(10) && idle <= Duration::from_secs(90),
+        "{idle:?}"
+    );
 }
