@@ -5,6 +5,7 @@
 //! dominated a clean CI build.
 
 mod access;
+mod hostile_upstream;
 mod lifecycle;
 mod operations;
 mod reliability;
