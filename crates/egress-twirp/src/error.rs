@@ -841,7 +841,7 @@ fn decode_error_details(value: &str) -> Option<Bytes> {
 /// Whether tonic percent-encodes this byte of a `grpc-message` (controls, non-ASCII and
 /// ` "#%<>`?{}`): such a byte takes three bytes on the wire.
 fn percent_encoded(b: u8) -> bool {
-    b < 0x20 || b >= 0x7f || b" \"#%<>`?{}".contains(&b)
+    !(0x20..0x7f).contains(&b) || b" \"#%<>`?{}".contains(&b)
 }
 
 /// The size of `s` as a percent-encoded `grpc-message`.
@@ -1808,7 +1808,7 @@ mod bound_tests {
     #[test]
     fn percent_encoded_bytes_are_tonics() {
         for b in 0u8..=255 {
-            let expected = b < 0x20 || b >= 0x7f || b" \"#%<>`?{}".contains(&b);
+            let expected = b.is_ascii_control() || !b.is_ascii() || b" \"#%<>`?{}".contains(&b);
             assert_eq!(percent_encoded(b), expected, "{b:#x}");
         }
         assert_eq!(encoded_message_len("a b"), 5);

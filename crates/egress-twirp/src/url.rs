@@ -221,6 +221,8 @@ mod tests {
             "https://x?q=1",
             "https://x/#frag",
             "https://user:secret@x",
+            "https://user@x",
+            "https://:secret@x",
         ] {
             let err = BaseUrl::parse(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidUrl(_)), "{bad:?}: {err:?}");
@@ -283,7 +285,10 @@ mod tests {
             ("user:secret@host", "\"***@host\" has no scheme"),
             ("user:secret@host://x", "unsupported scheme \"***@host\""),
             ("https://user:secret@[::1", "\"https://***@[::1\": "),
-            ("https://x?token=1", "\"https://x?token=1\" must not have a query or fragment"),
+            (
+                "https://x?token=1",
+                "\"https://x?token=1\" must not have a query or fragment",
+            ),
         ];
         for (input, expected) in cases {
             let err = BaseUrl::parse(input).unwrap_err().to_string();
@@ -292,9 +297,15 @@ mod tests {
         }
         let base = BaseUrl::parse("http://x").unwrap();
         let err = base.method_url("a:b@c", "M").unwrap_err().to_string();
-        assert_eq!(err, "invalid upstream URL: invalid Twirp service name \"***@c\"");
+        assert_eq!(
+            err,
+            "invalid upstream URL: invalid Twirp service name \"***@c\""
+        );
         let err = base.method_url("svc", "u:p@m").unwrap_err().to_string();
-        assert_eq!(err, "invalid upstream URL: invalid Twirp method name \"***@m\"");
+        assert_eq!(
+            err,
+            "invalid upstream URL: invalid Twirp method name \"***@m\""
+        );
     }
 
     #[test]
