@@ -1685,6 +1685,93 @@ mod tests {
     }
 
     #[test]
+    fn excerpt_scans_a_bounded_prefix() {
+        // The scan bound is 4 * 256 + 64 = 1088 bytes: text that ends exactly there is whole.
+        let scan = BODY_EXCERPT_MAX * 4 + 64;
+        let at_bound = format!("{}abc", " ".repeat(scan - 3));
+        assert_eq!(body_excerpt(at_bound.as_bytes()), "abc");
+        // One byte further, the body is cut inside the scan: what was seen, marked as cut.
+        let past = format!("{}abc", " ".repeat(scan - 2));
+        assert_eq!(body_excerpt(past.as_bytes()), "ab...");
+        // A cut body that held nothing printable is empty, not a bare marker.
+        assert_eq!(body_excerpt(" ".repeat(2 * scan).as_bytes()), "");
+        // A character split by the scan bound is dropped, not turned into U+FFFD.
+        let split = format!("{}€€€", " ".repeat(scan - 8));
+        assert_eq!(body_excerpt(split.as_bytes()), "€€...");
+        // Invalid bytes inside the scan are U+FFFD.
+        let invalid = format!("{}\u{FFFD}", " ".repeat(scan - 8));
+        let mut bytes = invalid.into_bytes();
+        bytes.truncate(scan - 8);
+        bytes.extend_from_slice(b"x\xffy");
+        assert_eq!(body_excerpt(&bytes), "x\u{FFFD}y");
+    }
+
+    #[test]
+    fn excerpt_whitespace_and_cut_points_are_exact() {
+        assert_eq!(
+            body_excerpt(b"  lead \t and\r\n  trail  "),
+            "lead and trail"
+        );
+        assert_eq!(body_excerpt(b"\x00\x1bx"), "x");
+        // Exactly full, then one character over (a space and a letter).
+        let full = "x".repeat(BODY_EXCERPT_MAX);
+        assert_eq!(body_excerpt(full.as_bytes()), full);
+        let over = format!("{} y", "x".repeat(BODY_EXCERPT_MAX - 1));
+        assert_eq!(
+            body_excerpt(over.as_bytes()),
+            format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 3))
+        );
+        let long = "x".repeat(BODY_EXCERPT_MAX + 1);
+        let cut = body_excerpt(long.as_bytes());
+        assert_eq!(cut.len(), BODY_EXCERPT_MAX);
+        assert_eq!(cut, format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 3)));
+        // The marker never follows a space.
+        let spaced = format!("{} {}", "x".repeat(BODY_EXCERPT_MAX - 4), "y".repeat(10));
+        assert_eq!(
+            body_excerpt(spaced.as_bytes()),
+            format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 4))
+        );
+        // Other bounds go through the same cut (content type: 100 bytes, location: 200).
+        assert_eq!(sanitize(b"abcdef", 5), "ab...");
+        assert_eq!(sanitize(b"abcde", 5), "abcde");
+        assert_eq!(sanitize("é".repeat(3).as_bytes(), 5), "é...");
+        assert_eq!(sanitize("é".repeat(3).as_bytes(), 4), "...");
+    }
+
+    #[test]
+    fn intermediary_message_bounds_content_type_and_location() {
+        let err = Error::Intermediary {
+            status: 302,
+            content_type: Some("t".repeat(500)),
+            body_excerpt: String::new(),
+            location: Some("l".repeat(500)),
+        };
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "upstream returned HTTP 302 Found ({}...) redirecting to {}...",
+                "t".repeat(97),
+                "l".repeat(197)
+            )
+        );
+        // An unknown status has no reason phrase.
+        let err = classify_response(StatusCode::from_u16(599).unwrap(), None, b"");
+        assert_eq!(err.to_string(), "upstream returned HTTP 599");
+    }
+
+    #[test]
+    fn bin_keys_never_end_in_dash_bin() {
+        assert_eq!(meta_metadata_key("bin"), "twirp-meta-_bin");
+        assert_eq!(meta_metadata_key("BIN"), "twirp-meta-_bin");
+        assert_eq!(meta_metadata_key("a-bin"), "twirp-meta-a_bin");
+        assert_eq!(meta_metadata_key("a bin"), "twirp-meta-a_bin");
+        assert_eq!(meta_metadata_key("cabin"), "twirp-meta-cabin");
+        assert_eq!(meta_metadata_key("binx"), "twirp-meta-binx");
+        assert_eq!(meta_metadata_key(""), "twirp-meta-");
+    }
+
+    #[test]
     fn metadata_keys_are_sanitized() {
         assert_eq!(meta_metadata_key("a.b-c_d"), "twirp-meta-a.b-c_d");
         assert_eq!(meta_metadata_key("ÜBER"), "twirp-meta--ber");
@@ -2007,6 +2094,38 @@ mod bound_tests {
         )
         .to_status();
         assert_eq!(status.details(), raw.as_slice());
+    }
+
+    #[test]
+    fn error_info_takes_an_entry_that_fills_the_budget_exactly() {
+        let base = tonic::Status::with_error_details(
+            Code::Internal,
+            "m",
+            ErrorDetails::with_error_info("INTERNAL", TWIRP_ERROR_DOMAIN, HashMap::new()),
+        )
+        .details()
+        .len();
+        // What bounded_info_meta may spend on entries: the budget less the empty status and
+        // the slack for the enclosing length prefixes.
+        let room = MAX_DETAILS_LEN - base - 4;
+        let fits = (0..MAX_DETAILS_LEN)
+            .rev()
+            .find(|&len| map_entry_len("k", &"v".repeat(len)) <= room)
+            .unwrap();
+        assert_eq!(
+            map_entry_len("k", &"v".repeat(fits)),
+            room,
+            "an exact fit exists"
+        );
+        for (len, kept) in [(fits, true), (fits + 1, false)] {
+            let status = Error::Twirp(
+                TwirpError::new(TwirpCode::Internal, "m").with_meta("k", "v".repeat(len)),
+            )
+            .to_status();
+            assert!(status.details().len() <= MAX_DETAILS_LEN, "{len}");
+            let info = status.get_error_details().error_info().cloned().unwrap();
+            assert_eq!(info.metadata.contains_key("k"), kept, "{len}");
+        }
     }
 
     #[test]
