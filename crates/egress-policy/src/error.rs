@@ -160,6 +160,11 @@ mod tests {
         assert_eq!(edit_distance("abc", ""), 3);
         assert_eq!(edit_distance("", "abc"), 3);
         assert_eq!(edit_distance("same", "same"), 0);
+        // Insertions, deletions and substitutions each cost one.
+        assert_eq!(edit_distance("abc", "c"), 2);
+        assert_eq!(edit_distance("xab", "ab"), 1);
+        assert_eq!(edit_distance("ab", "xab"), 1);
+        assert_eq!(edit_distance("abc", "axc"), 1);
     }
 
     #[test]

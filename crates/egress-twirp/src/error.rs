@@ -1698,12 +1698,12 @@ mod tests {
         // A character split by the scan bound is dropped, not turned into U+FFFD.
         let split = format!("{}€€€", " ".repeat(scan - 8));
         assert_eq!(body_excerpt(split.as_bytes()), "€€...");
-        // Invalid bytes inside the scan are U+FFFD.
-        let invalid = format!("{}\u{FFFD}", " ".repeat(scan - 8));
-        let mut bytes = invalid.into_bytes();
-        bytes.truncate(scan - 8);
+        // Invalid bytes inside the scan are U+FFFD, in a body that is whole or cut.
+        let mut bytes = " ".repeat(scan - 8).into_bytes();
         bytes.extend_from_slice(b"x\xffy");
         assert_eq!(body_excerpt(&bytes), "x\u{FFFD}y");
+        bytes.extend_from_slice(&[b'z'; 20]);
+        assert_eq!(body_excerpt(&bytes), "x\u{FFFD}yzzzzz...");
     }
 
     #[test]
