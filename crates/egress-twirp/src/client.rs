@@ -727,6 +727,18 @@ mod tests {
     }
 
     #[test]
+    fn method_uri_cache_is_bounded() {
+        let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+        let client =
+            TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
+        for i in 0..MAX_CACHED_URLS + 10 {
+            let uri = client.method_uri(&format!("M{i}")).unwrap();
+            assert_eq!(uri, format!("http://h/twirp/livekit.Egress/M{i}").as_str());
+        }
+        assert_eq!(client.inner.uris.read().unwrap().len(), MAX_CACHED_URLS);
+    }
+
+    #[test]
     fn encodings() {
         assert_eq!(
             Encoding::from_content_type("application/protobuf"),

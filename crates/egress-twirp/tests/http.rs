@@ -1001,3 +1001,54 @@ fn default_pool_idle_timeout_is_bounded() {
         "{idle:?}"
     );
 }
+
+#[tokio::test]
+async fn response_size_limit_is_inclusive_and_covers_chunked_bodies() {
+    bounded(async {
+        // Exactly at the limit: accepted.
+        let (addr, _) = start_server().await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 4096);
+        let answer = client
+            .call("Big", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.body.len(), 4096);
+
+        // Chunked: no size up front, so the limit applies while reading.
+        let chunked = |len: usize| {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n",
+                len
+            )
+            .into_bytes();
+            answer.extend(std::iter::repeat_n(b'x', len));
+            answer.extend_from_slice(b"\r\n0\r\n\r\n");
+            answer
+        };
+        let addr = verbatim_server(chunked(1000)).await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 1000);
+        let answer = client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.body.len(), 1000);
+        let addr = verbatim_server(chunked(1001)).await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 1000);
+        let err = client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    limit: 1000,
+                    size: None
+                }
+            ),
+            "{err:?}"
+        );
+    })
+    .await;
+}
