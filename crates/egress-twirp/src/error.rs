@@ -644,7 +644,7 @@ impl Error {
     }
 
     /// The gRPC status message (see the [module docs](self)), cut to
-    /// [`MAX_GRPC_MESSAGE_LEN`] (see [`bound_grpc_message`]).
+    /// [`MAX_GRPC_MESSAGE_LEN`] as sent (see the [module docs](self#bounds)).
     pub fn grpc_message(&self) -> String {
         let full = match self {
             Error::Twirp(e) if e.msg.is_empty() => return e.code.as_str().to_owned(),
