@@ -462,12 +462,43 @@ mod tests {
             "rtmp://ho st/*",
             "rtmp://host/[",
             "rtmp://[zz]/x",
+            // Whitespace that is not a control character, a control character that is not
+            // whitespace.
+            "rtmp://host/a b",
+            "rtmp://host/a\u{7}b",
+            // An empty scheme, and a scheme with a character no scheme has.
+            "://host/*",
+            "rt_mp://host/*",
         ] {
             assert!(
                 UrlPattern::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn explicit_default_port_in_a_pattern_is_the_default_port() {
+        for (pattern, url) in [
+            ("rtmps://h.example.com:443/*", "rtmps://h.example.com/app"),
+            ("rtmp://h.example.com:1935/*", "rtmp://h.example.com/app"),
+            ("https://h.example.com:443/*", "https://h.example.com:443/x"),
+        ] {
+            assert!(allowed(pattern, url), "{pattern} {url}");
+        }
+        assert!(!allowed(
+            "rtmps://h.example.com:443/*",
+            "rtmps://h.example.com:8443/app"
+        ));
+        // Not a default port for the scheme: only that port.
+        assert!(allowed(
+            "rtmp://h.example.com:443/*",
+            "rtmp://h.example.com:443/app"
+        ));
+        assert!(!allowed(
+            "rtmp://h.example.com:443/*",
+            "rtmp://h.example.com/app"
+        ));
     }
 
     #[test]
