@@ -390,6 +390,13 @@ mod tests {
             "rtmp://exämple.com/app",
             "1rtmp://host/app",
             "rtmp://host/app\n",
+            // Whitespace alone (not a control character), a control character alone.
+            "rtmp://host/a b",
+            "rtmp://host/a\u{7}b",
+            // Empty or non-hex IPv6 literals.
+            "rtmp://[]/app",
+            "rtmp://[zz]/app",
+            "rtmp://[::g]/app",
         ] {
             assert!(parse_url(bad).is_none(), "{bad:?} should not parse");
         }
@@ -475,6 +482,34 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn pattern_ports_are_digits_only_and_ipv6_hosts_may_omit_them() {
+        // u16's own parser takes a leading '+': the pattern must not.
+        for bad in [
+            "rtmp://host:+1935/*",
+            "rtmp://host:/*",
+            "rtmp://[::1]:+80/*",
+            "rtmp://[::1]x/*",
+        ] {
+            assert!(
+                UrlPattern::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert!(allowed("rtmp://[::1]/*", "rtmp://[::1]/app"));
+        assert!(!allowed("rtmp://[::1]/*", "rtmp://[::1]:1936/app"));
+        assert!(allowed("rtmp://[::1]:1936/*", "rtmp://[::1]:1936/app"));
+        assert!(allowed(
+            "http://h.example.com:80/*",
+            "http://h.example.com/x"
+        ));
+        assert!(allowed("ws://h.example.com/*", "ws://h.example.com:80/x"));
+        assert!(!allowed(
+            "http://h.example.com/*",
+            "http://h.example.com:8080/x"
+        ));
     }
 
     #[test]
