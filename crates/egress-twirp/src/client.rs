@@ -702,7 +702,12 @@ mod tests {
         // A second client reuses the installed provider.
         let config = ClientConfig::new(BaseUrl::parse("https://example.invalid/lk/").unwrap());
         TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
-        assert!(!format!("{client:?}").contains("Bearer"));
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("Bearer"));
+        assert_eq!(
+            debug,
+            r#"TwirpClient { base_url: BaseUrl("https://example.invalid"), service: "livekit.Egress", .. }"#
+        );
     }
 
     #[test]

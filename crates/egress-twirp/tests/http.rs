@@ -935,8 +935,61 @@ async fn twirp_error_over_the_read_bound_keeps_its_code() {
             };
             assert_eq!(e.code, TwirpCode::NotFound);
             assert_eq!(e.msg, "egress does not exist");
+            // Only the bounded prefix was read: the meta after it is not there.
+            assert!(e.meta.is_empty(), "{chunked}");
             assert_eq!(err.grpc_code(), Code::NotFound);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twirp_error_under_the_read_bound_is_read_whole() {
+    bounded(async {
+        let value = "v".repeat(60 * 1024);
+        let body = format!(r#"{{"code":"not_found","msg":"m","meta":{{"big":"{value}"}}}}"#);
+        assert!(body.len() < 64 * 1024);
+        let answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let addr = verbatim_server(answer.into_bytes()).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        let Error::Twirp(e) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(e.meta["big"], value);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn probe_reports_gateway_errors_and_unreachable_servers() {
+    bounded(async {
+        // LiveKit's `GET /` (here a Twirp 404): reachable.
+        let (addr, _) = start_server().await;
+        client(addr).probe().await.unwrap();
+        // A load balancer's 502: LiveKit is down behind it.
+        let addr = verbatim_server(
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        let err = client(addr).probe().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Intermediary { status: 502, .. }),
+            "{err:?}"
+        );
+        // Nothing listening.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let err = client(closed).probe().await.unwrap_err();
+        assert!(matches!(err, Error::Connect(_)), "{err:?}");
     })
     .await;
 }
