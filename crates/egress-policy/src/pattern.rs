@@ -375,6 +375,10 @@ mod tests {
         assert_eq!(parse_url("rtmp://h:1935").unwrap().port, None);
         assert_eq!(parse_url("rtmp://h").unwrap().rest, "/");
         assert_eq!(parse_url("http://[::1]:8080/x").unwrap().host, "[::1]");
+        assert_eq!(
+            parse_url("rtmp://[::ffff:10.0.0.1]/app").unwrap().host,
+            "[::ffff:10.0.0.1]"
+        );
 
         for bad in [
             "live.example.com/app",

@@ -1105,3 +1105,49 @@ async fn response_size_limit_is_inclusive_and_covers_chunked_bodies() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn error_body_of_exactly_the_read_bound_is_whole() {
+    // 64 KiB that end where the bound does were read whole: a broken Twirp object of exactly
+    // that size is not a Twirp error (only a body cut by the bound is read leniently).
+    bounded(async {
+        let mut body = br#"{"code":"not_found","msg":"x""#.to_vec();
+        body.resize(64 * 1024, b' ');
+        let mut answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        let addr = verbatim_server(answer).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Intermediary { status: 404, .. }),
+            "{err:?}"
+        );
+        // One byte more and the same start is read as the Twirp error it begins.
+        let mut body = br#"{"code":"not_found","msg":"x""#.to_vec();
+        body.resize(64 * 1024 + 1, b' ');
+        let mut answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        let addr = verbatim_server(answer).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Twirp(e) if e.code == TwirpCode::NotFound),
+            "{err:?}"
+        );
+    })
+    .await;
+}
