@@ -401,6 +401,8 @@ mod tests {
             "rtmp://[]/app",
             "rtmp://[zz]/app",
             "rtmp://[::g]/app",
+            // u16's parser takes a leading '+'; a URL port must not.
+            "rtmp://host:+1935/app",
         ] {
             assert!(parse_url(bad).is_none(), "{bad:?} should not parse");
         }

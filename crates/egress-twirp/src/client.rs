@@ -731,6 +731,78 @@ mod tests {
         assert_eq!(client.inner.uris.read().unwrap().len(), 1);
     }
 
+    /// A test error: a message and an optional source.
+    #[derive(Debug)]
+    struct Msg(String, Option<Box<dyn std::error::Error + Send + Sync>>);
+
+    impl fmt::Display for Msg {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Msg {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    /// `Msg("link 0") -> … -> Msg("link {len - 1}")`, or, with `io_at`, a chain whose link at
+    /// that position is an `io::Error` wrapping `Msg("marker")` (and ends there).
+    fn chain(len: usize, io_at: Option<usize>) -> Msg {
+        let end = io_at.unwrap_or(len);
+        let mut tail: Option<Box<dyn std::error::Error + Send + Sync>> =
+            io_at.map(|_| Box::new(std::io::Error::other(Msg("marker".into(), None))) as Box<_>);
+        for i in (1..end).rev() {
+            tail = Some(Box::new(Msg(format!("link {i}"), tail)));
+        }
+        Msg("link 0".into(), tail)
+    }
+
+    #[test]
+    fn source_chains_are_walked_to_a_bound() {
+        let mut seen = 0;
+        any_in_chain(&chain(100, None), &mut |_| {
+            seen += 1;
+            false
+        });
+        assert_eq!(seen, 33, "the error and 32 sources");
+        let mut seen = 0;
+        any_in_chain(&chain(5, None), &mut |_| {
+            seen += 1;
+            false
+        });
+        assert_eq!(seen, 5);
+        // Errors inside io::Errors (which `source()` skips) are looked at, up to position 15.
+        // (By type: the io::Error itself displays as the error it wraps.)
+        let is_marker = &mut |e: &(dyn std::error::Error + 'static)| {
+            e.downcast_ref::<Msg>().is_some_and(|m| m.0 == "marker")
+        };
+        assert!(any_in_chain(&chain(0, Some(1)), is_marker));
+        assert!(any_in_chain(&chain(0, Some(15)), is_marker));
+        assert!(!any_in_chain(&chain(0, Some(16)), is_marker));
+    }
+
+    #[test]
+    fn describe_joins_distinct_messages() {
+        assert_eq!(describe(&chain(3, None)), "link 0: link 1: link 2");
+        // A source already quoted by its parent, or with no text, adds nothing.
+        let err = Msg(
+            "error trying to connect: connection refused".into(),
+            Some(Box::new(Msg(
+                String::new(),
+                Some(Box::new(Msg("connection refused".into(), None))),
+            ))),
+        );
+        assert_eq!(
+            describe(&err),
+            "error trying to connect: connection refused"
+        );
+        assert_eq!(describe(&chain(0, Some(1))), "link 0: marker");
+    }
+
     #[test]
     fn method_uri_cache_is_bounded() {
         let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
