@@ -167,3 +167,24 @@ def test_deadline_exceeded_is_reported(channel):
     with pytest.raises(grpc.RpcError) as err:
         rpc(egress.ListEgressRequest(), timeout=0.000001)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_huge_twirp_error_still_reaches_grpcio_as_not_found(sim):
+    # grpc-core clients refuse response metadata over 8 KiB and then report RESOURCE_EXHAUSTED
+    # instead of the real code. LiveKit's msg and meta are unbounded: a 4 KiB msg and 300 meta
+    # keys must still arrive as NOT_FOUND, because the proxy bounds what goes into trailers.
+    meta = {f"key_{i:03}": f"value-{i}" for i in range(300)}
+    sim.add_faults({"kind": "twirp_error", "code": "not_found", "msg": "m" * 4096, "meta": meta, "method": "StopEgress"})
+    proxy = start_proxy(env={"LIVEKIT_URL": sim.url, "LIVEKIT_API_KEY": sim.api_key, "LIVEKIT_API_SECRET": sim.api_secret})
+    try:
+        with grpc.insecure_channel(proxy.address) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                call(ch, "StopEgress", egress.StopEgressRequest(egress_id="EG_x"), egress.EgressInfo)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND, err.value
+        details = err.value.details()
+        assert details.startswith("mmmm") and details.endswith("[truncated]"), details[-40:]
+        trailing = dict(err.value.trailing_metadata() or ())
+        assert trailing["twirp-code"] == "not_found"
+        assert "twirp-meta-key_000" in trailing
+    finally:
+        assert proxy.stop() == 0

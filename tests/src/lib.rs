@@ -286,6 +286,10 @@ pub enum RawBehaviour {
     /// Never answers; reports (on the channel) how long the client kept the connection
     /// open after the request arrived.
     Hang,
+    /// Writes these bytes as the whole answer (status line, headers and body, exactly as
+    /// given), then closes the connection: for answers no well-behaved server sends, such as a
+    /// body shorter than its `Content-Length`.
+    Verbatim(Vec<u8>),
     /// The behaviour of the first entry whose text occurs in the request's path (e.g.
     /// `"/ListEgress"`); `404` when none does.
     Routes(Vec<(&'static str, RawBehaviour)>),
@@ -305,7 +309,8 @@ impl RawBehaviour {
 }
 
 /// A deliberately dumb HTTP/1.1 upstream for what the simulator cannot do: answer arbitrary
-/// bytes, or hang and observe when the gateway gives up on the connection.
+/// bytes (even a malformed answer), or hang and observe when the gateway gives up on the
+/// connection.
 #[derive(Debug)]
 pub struct RawUpstream {
     pub addr: SocketAddr,
@@ -382,6 +387,11 @@ impl RawUpstream {
                                 {
                                     return;
                                 }
+                            }
+                            Some(RawBehaviour::Verbatim(answer)) => {
+                                let _ = stream.write_all(answer).await;
+                                let _ = stream.shutdown().await;
+                                return;
                             }
                             Some(RawBehaviour::Hang) => {
                                 let arrived = Instant::now();

@@ -418,6 +418,59 @@ mod tests {
         assert!(tokens.iter().all(|t| *t == tokens[0]));
     }
 
+    /// Calls `authorization()` on another thread while this one holds a read lock on the
+    /// cache's state, so the caller cannot get the write lock: what it returns within `wait`
+    /// (`None` if it is still blocked), then what it returns once the lock is released.
+    fn authorization_while_contended(
+        cache: &Arc<TokenCache>,
+        wait: Duration,
+    ) -> (Option<HeaderValue>, HeaderValue) {
+        let reader = cache.state.read().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let caller = Arc::clone(cache);
+        let handle = std::thread::spawn(move || {
+            let _ = tx.send(caller.authorization().unwrap());
+        });
+        let early = rx.recv_timeout(wait).ok();
+        drop(reader);
+        let late = match &early {
+            Some(header) => header.clone(),
+            None => rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        };
+        handle.join().unwrap();
+        (early, late)
+    }
+
+    #[test]
+    fn contended_refresh_window_uses_the_current_token_without_waiting() {
+        let clock = ManualClock::new();
+        let cache = Arc::new(cache_with(&clock, TokenCacheConfig::default()));
+        let old = cache.authorization().unwrap();
+        // exp is at 10 min, the refresh point at 8 min: 9 min is inside the window.
+        clock.advance(Duration::from_secs(9 * 60));
+        let (early, _) = authorization_while_contended(&cache, Duration::from_secs(5));
+        assert_eq!(early, Some(old.clone()), "must not queue behind the signer");
+        assert_eq!(cache.refreshes(), 1);
+        // The last second before expiry is still inside the window.
+        clock.advance(Duration::from_secs(60 - 1));
+        let (early, _) = authorization_while_contended(&cache, Duration::from_secs(5));
+        assert_eq!(early, Some(old));
+    }
+
+    #[test]
+    fn contended_callers_never_get_an_expired_token() {
+        for past_expiry in [0, 1, 3600] {
+            let clock = ManualClock::new();
+            let cache = Arc::new(cache_with(&clock, TokenCacheConfig::default()));
+            let old = cache.authorization().unwrap();
+            clock.advance(Duration::from_secs(10 * 60 + past_expiry));
+            let (early, late) = authorization_while_contended(&cache, Duration::from_millis(200));
+            assert_eq!(early, None, "{past_expiry}: waited for the new token");
+            assert_ne!(late, old, "{past_expiry}");
+            assert_eq!(cache.refreshes(), 2);
+        }
+    }
+
     #[test]
     fn concurrent_callers_in_refresh_window_mint_once() {
         let clock = ManualClock::new();

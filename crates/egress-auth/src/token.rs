@@ -412,6 +412,13 @@ mod tests {
                 "{bad:?}: {err:?}"
             );
         }
+        // A foreign algorithm says so, rather than echoing jsonwebtoken's own wording.
+        assert_eq!(
+            verify_at(&hs512, lookup, at(T0)).unwrap_err(),
+            VerifyError::Malformed {
+                reason: "unsupported algorithm (only HS256)".into()
+            }
+        );
     }
 
     #[test]

@@ -157,5 +157,41 @@ mod tests {
         assert_eq!(did_you_mean("stopegress", rpcs), Some("StopEgress"));
         assert_eq!(did_you_mean("Frobnicate", rpcs), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("abc", ""), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
+        // Insertions, deletions and substitutions each cost one.
+        assert_eq!(edit_distance("abc", "c"), 2);
+        assert_eq!(edit_distance("xab", "ab"), 1);
+        assert_eq!(edit_distance("ab", "xab"), 1);
+        assert_eq!(edit_distance("abc", "axc"), 1);
+    }
+
+    #[test]
+    fn suggestion_distance_grows_with_the_candidate() {
+        // A six-letter name tolerates two edits (a third of its length), not three.
+        let names = ["abcdef"];
+        assert_eq!(did_you_mean("abcdxx", names), Some("abcdef"));
+        assert_eq!(did_you_mean("abcxxx", names), None);
+        // Short names still tolerate one edit; long ones never more than three.
+        assert_eq!(did_you_mean("ax", ["ab"]), Some("ab"));
+        assert_eq!(did_you_mean("xy", ["ab"]), None);
+        let long = "abcdefghijklmnop";
+        assert_eq!(did_you_mean("abcdefghijklmxyz", [long]), Some(long));
+        assert_eq!(did_you_mean("abcdefghijklwxyz", [long]), None);
+    }
+
+    #[test]
+    fn message_is_the_text_without_the_location() {
+        let err = PolicyError::at("a\nbc", "policy.toml", 4, "no such rpc".into());
+        assert_eq!(err.message(), "no such rpc");
+        assert_eq!((err.line(), err.column()), (Some(2), Some(3)));
+        assert_eq!(err.to_string(), "policy.toml:2:3: no such rpc");
+        let err = PolicyError::Read {
+            source_name: "missing.toml".into(),
+            error: io::Error::new(io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(err.message(), "cannot read policy file: gone");
+        assert_eq!((err.line(), err.column()), (None, None));
     }
 }

@@ -375,6 +375,10 @@ mod tests {
         assert_eq!(parse_url("rtmp://h:1935").unwrap().port, None);
         assert_eq!(parse_url("rtmp://h").unwrap().rest, "/");
         assert_eq!(parse_url("http://[::1]:8080/x").unwrap().host, "[::1]");
+        assert_eq!(
+            parse_url("rtmp://[::ffff:10.0.0.1]/app").unwrap().host,
+            "[::ffff:10.0.0.1]"
+        );
 
         for bad in [
             "live.example.com/app",
@@ -390,6 +394,15 @@ mod tests {
             "rtmp://exämple.com/app",
             "1rtmp://host/app",
             "rtmp://host/app\n",
+            // Whitespace alone (not a control character), a control character alone.
+            "rtmp://host/a b",
+            "rtmp://host/a\u{7}b",
+            // Empty or non-hex IPv6 literals.
+            "rtmp://[]/app",
+            "rtmp://[zz]/app",
+            "rtmp://[::g]/app",
+            // u16's parser takes a leading '+'; a URL port must not.
+            "rtmp://host:+1935/app",
         ] {
             assert!(parse_url(bad).is_none(), "{bad:?} should not parse");
         }
@@ -462,12 +475,71 @@ mod tests {
             "rtmp://ho st/*",
             "rtmp://host/[",
             "rtmp://[zz]/x",
+            // Whitespace that is not a control character, a control character that is not
+            // whitespace.
+            "rtmp://host/a b",
+            "rtmp://host/a\u{7}b",
+            // An empty scheme, and a scheme with a character no scheme has.
+            "://host/*",
+            "rt_mp://host/*",
         ] {
             assert!(
                 UrlPattern::parse(bad).is_err(),
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn pattern_ports_are_digits_only_and_ipv6_hosts_may_omit_them() {
+        // u16's own parser takes a leading '+': the pattern must not.
+        for bad in [
+            "rtmp://host:+1935/*",
+            "rtmp://host:/*",
+            "rtmp://[::1]:+80/*",
+            "rtmp://[::1]x/*",
+        ] {
+            assert!(
+                UrlPattern::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert!(allowed("rtmp://[::1]/*", "rtmp://[::1]/app"));
+        assert!(!allowed("rtmp://[::1]/*", "rtmp://[::1]:1936/app"));
+        assert!(allowed("rtmp://[::1]:1936/*", "rtmp://[::1]:1936/app"));
+        assert!(allowed(
+            "http://h.example.com:80/*",
+            "http://h.example.com/x"
+        ));
+        assert!(allowed("ws://h.example.com/*", "ws://h.example.com:80/x"));
+        assert!(!allowed(
+            "http://h.example.com/*",
+            "http://h.example.com:8080/x"
+        ));
+    }
+
+    #[test]
+    fn explicit_default_port_in_a_pattern_is_the_default_port() {
+        for (pattern, url) in [
+            ("rtmps://h.example.com:443/*", "rtmps://h.example.com/app"),
+            ("rtmp://h.example.com:1935/*", "rtmp://h.example.com/app"),
+            ("https://h.example.com:443/*", "https://h.example.com:443/x"),
+        ] {
+            assert!(allowed(pattern, url), "{pattern} {url}");
+        }
+        assert!(!allowed(
+            "rtmps://h.example.com:443/*",
+            "rtmps://h.example.com:8443/app"
+        ));
+        // Not a default port for the scheme: only that port.
+        assert!(allowed(
+            "rtmp://h.example.com:443/*",
+            "rtmp://h.example.com:443/app"
+        ));
+        assert!(!allowed(
+            "rtmp://h.example.com:443/*",
+            "rtmp://h.example.com/app"
+        ));
     }
 
     #[test]

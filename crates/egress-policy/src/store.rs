@@ -148,3 +148,40 @@ impl fmt::Debug for PolicyStore {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_show_fingerprints_cut_to_twelve_digits() {
+        let unchanged = ReloadOutcome::Unchanged {
+            fingerprint: "0123456789abcdef0123".into(),
+        };
+        assert_eq!(unchanged.to_string(), "policy unchanged (0123456789ab)");
+        let replaced = ReloadOutcome::Replaced {
+            previous_fingerprint: "0123456789abcdef".into(),
+            fingerprint: "fedcba9876543210".into(),
+            callers: 3,
+        };
+        assert_eq!(
+            replaced.to_string(),
+            "policy replaced (0123456789ab -> fedcba987654, 3 callers)"
+        );
+        // Shorter than twelve: shown whole.
+        assert_eq!(short("abc"), "abc");
+    }
+
+    #[test]
+    fn debug_names_the_source_and_fingerprint_only() {
+        let policy = Policy::from_toml_str("[auth]\nmode = \"bearer\"\n", "inline.toml").unwrap();
+        let fingerprint = policy.fingerprint().to_owned();
+        let store = PolicyStore::new(policy);
+        assert_eq!(
+            format!("{store:?}"),
+            format!(
+                r#"PolicyStore {{ source_name: "inline.toml", fingerprint: "{fingerprint}" }}"#
+            )
+        );
+    }
+}

@@ -119,7 +119,10 @@ pub enum FaultAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         keep_bytes: Option<usize>,
     },
-    /// Answer `200 OK` with an HTML page.
+    /// Answer `200 OK` with an HTML page. The documented tag is `html_200` (what
+    /// [`FaultAction::kind`] and the README say); `html200`, what `rename_all` derived from the
+    /// variant name before, is still accepted so existing fault files keep working.
+    #[serde(rename = "html_200", alias = "html200")]
     Html200 {
         /// The page; a captive-portal-like page by default.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -398,6 +401,17 @@ mod tests {
         assert_eq!(many[0].delay_ms, 5);
         assert_eq!(many[1].method.as_deref(), Some("ListEgress"));
         assert!(parse_faults(br#"{"kind":"nope"}"#).is_err());
+        // The documented spelling and the one the derive used to produce both parse, and
+        // the documented one is what is written back.
+        for kind in ["html_200", "html200"] {
+            let json = format!(r#"{{"kind":"{kind}"}}"#);
+            assert_eq!(
+                parse_faults(json.as_bytes()).unwrap(),
+                vec![Fault::html_200()]
+            );
+        }
+        let json = serde_json::to_value(Fault::html_200()).unwrap();
+        assert_eq!(json["kind"], "html_200");
         assert!(parse_faults(br#"{"kind":"http"}"#).is_err());
     }
 

@@ -302,8 +302,8 @@ impl Metrics {
     }
 
     /// Counts one failed call to LiveKit. `kind` is a short, fixed word such as
-    /// `connect`, `timeout`, `twirp`, `intermediary`, `reset`, `body`, `tls` or `decode`
-    /// (`egress_twirp::Error::kind()` gives exactly these).
+    /// `connect`, `timeout`, `twirp`, `intermediary`, `reset`, `body`, `too_large`, `tls` or
+    /// `decode` (`egress_twirp::Error::kind()` gives these and a few more).
     pub fn upstream_error(&self, kind: &'static str) {
         self.inner
             .upstream_errors

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::auth::Authorizer;
-use crate::error::{Error, classify_response};
+use crate::error::{Error, classify_response, classify_response_prefix};
 use crate::transport::{self, HttpClient};
 use crate::url::BaseUrl;
 
@@ -73,7 +73,13 @@ pub struct ClientConfig {
     /// Time budget of calls that have no deadline of their own (default 30 s: LiveKit's start
     /// calls can take 20 s and more). Expiry is [`Error::Timeout`].
     pub default_timeout: Duration,
-    /// How long an idle pooled connection is kept (default 90 s; `None` keeps it forever).
+    /// How long an idle pooled connection is kept (default 30 s; `None` keeps it forever).
+    ///
+    /// After a burst, every connection it opened sits idle in the pool (up to
+    /// [`pool_max_idle_per_host`](Self::pool_max_idle_per_host), which the proxy sets to its
+    /// concurrency limit): this bound is what closes them. hyper checks the pool once per
+    /// timeout, so an idle connection is closed between one and two timeouts after its last
+    /// use.
     pub pool_idle_timeout: Option<Duration>,
     /// Most idle connections kept per host (default 32).
     pub pool_max_idle_per_host: usize,
@@ -81,7 +87,7 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<Duration>,
     /// The `User-Agent` header (default [`USER_AGENT`]).
     pub user_agent: String,
-    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::Body`].
+    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`].
     pub max_response_bytes: usize,
     /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
     pub proxy_from_env: bool,
@@ -98,7 +104,7 @@ impl ClientConfig {
             service: DEFAULT_SERVICE.to_owned(),
             connect_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(30),
-            pool_idle_timeout: Some(Duration::from_secs(90)),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
             pool_max_idle_per_host: 32,
             tcp_keepalive: Some(Duration::from_secs(30)),
             user_agent: USER_AGENT.to_owned(),
@@ -505,10 +511,15 @@ impl TwirpClient {
             .then(|| response.headers().get(header::LOCATION))
             .flatten()
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-        // The error body is read up to a bound; a read failure keeps what arrived, since the
-        // status line already says what happened.
-        let body = read_error_body(response.into_body()).await;
-        let mut err = classify_response(status, content_type.as_deref(), &body);
+        // The error body is read up to a bound. One that breaks off is `Error::Body`, like any
+        // truncated answer: its status alone (say a 404) would be misread as an intermediary's
+        // `bad_route`. One cut at the bound is classified from what was read.
+        let (body, complete) = read_error_body(response.into_body()).await?;
+        let mut err = if complete {
+            classify_response(status, content_type.as_deref(), &body)
+        } else {
+            classify_response_prefix(status, content_type.as_deref(), &body)
+        };
         if let Error::Intermediary { location: slot, .. } = &mut err {
             *slot = location;
         }
@@ -522,9 +533,12 @@ fn timeout_ms(budget: Duration) -> u64 {
 }
 
 async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
-    let too_large = || Error::Body(format!("response body exceeds {limit} bytes"));
     // hyper knows a `Content-Length` body's exact size before any of it is read.
     let content_length = body.size_hint().exact();
+    let too_large = || Error::TooLarge {
+        limit,
+        size: content_length,
+    };
     if content_length.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
@@ -569,19 +583,24 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
     })
 }
 
-async fn read_error_body(mut body: Incoming) -> Vec<u8> {
+/// Reads an error answer's body up to [`MAX_ERROR_BODY_BYTES`]: the bytes, and whether they
+/// are the whole body (`false` when the bound cut it). A body that breaks off is
+/// [`Error::Body`].
+async fn read_error_body(mut body: Incoming) -> Result<(Vec<u8>, bool), Error> {
     let mut kept = Vec::new();
-    while let Some(Ok(frame)) = body.frame().await {
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| classify_transport_error(&e, Phase::Body))?;
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
         let room = MAX_ERROR_BODY_BYTES - kept.len();
-        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if kept.len() >= MAX_ERROR_BODY_BYTES {
-            break;
+        if chunk.len() > room {
+            kept.extend_from_slice(&chunk[..room]);
+            return Ok((kept, false));
         }
+        kept.extend_from_slice(&chunk);
     }
-    kept
+    Ok((kept, true))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -682,7 +701,12 @@ mod tests {
         // A second client reuses the installed provider.
         let config = ClientConfig::new(BaseUrl::parse("https://example.invalid/lk/").unwrap());
         TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
-        assert!(!format!("{client:?}").contains("Bearer"));
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("Bearer"));
+        assert_eq!(
+            debug,
+            r#"TwirpClient { base_url: BaseUrl("https://example.invalid"), service: "livekit.Egress", .. }"#
+        );
     }
 
     #[test]
@@ -704,6 +728,90 @@ mod tests {
             Err(Error::InvalidUrl(_))
         ));
         assert_eq!(client.inner.uris.read().unwrap().len(), 1);
+    }
+
+    /// A test error: a message and an optional source.
+    #[derive(Debug)]
+    struct Msg(String, Option<Box<dyn std::error::Error + Send + Sync>>);
+
+    impl fmt::Display for Msg {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::error::Error for Msg {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    /// `Msg("link 0") -> … -> Msg("link {len - 1}")`, or, with `io_at`, a chain whose link at
+    /// that position is an `io::Error` wrapping `Msg("marker")` (and ends there).
+    fn chain(len: usize, io_at: Option<usize>) -> Msg {
+        let end = io_at.unwrap_or(len);
+        let mut tail: Option<Box<dyn std::error::Error + Send + Sync>> =
+            io_at.map(|_| Box::new(std::io::Error::other(Msg("marker".into(), None))) as Box<_>);
+        for i in (1..end).rev() {
+            tail = Some(Box::new(Msg(format!("link {i}"), tail)));
+        }
+        Msg("link 0".into(), tail)
+    }
+
+    #[test]
+    fn source_chains_are_walked_to_a_bound() {
+        let mut seen = 0;
+        any_in_chain(&chain(100, None), &mut |_| {
+            seen += 1;
+            false
+        });
+        assert_eq!(seen, 33, "the error and 32 sources");
+        let mut seen = 0;
+        any_in_chain(&chain(5, None), &mut |_| {
+            seen += 1;
+            false
+        });
+        assert_eq!(seen, 5);
+        // Errors inside io::Errors (which `source()` skips) are looked at, up to position 15.
+        // (By type: the io::Error itself displays as the error it wraps.)
+        let is_marker = &mut |e: &(dyn std::error::Error + 'static)| {
+            e.downcast_ref::<Msg>().is_some_and(|m| m.0 == "marker")
+        };
+        assert!(any_in_chain(&chain(0, Some(1)), is_marker));
+        assert!(any_in_chain(&chain(0, Some(15)), is_marker));
+        assert!(!any_in_chain(&chain(0, Some(16)), is_marker));
+    }
+
+    #[test]
+    fn describe_joins_distinct_messages() {
+        assert_eq!(describe(&chain(3, None)), "link 0: link 1: link 2");
+        // A source already quoted by its parent, or with no text, adds nothing.
+        let err = Msg(
+            "error trying to connect: connection refused".into(),
+            Some(Box::new(Msg(
+                String::new(),
+                Some(Box::new(Msg("connection refused".into(), None))),
+            ))),
+        );
+        assert_eq!(
+            describe(&err),
+            "error trying to connect: connection refused"
+        );
+        assert_eq!(describe(&chain(0, Some(1))), "link 0: marker");
+    }
+
+    #[test]
+    fn method_uri_cache_is_bounded() {
+        let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+        let client =
+            TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
+        for i in 0..MAX_CACHED_URLS + 10 {
+            let uri = client.method_uri(&format!("M{i}")).unwrap();
+            assert_eq!(uri, format!("http://h/twirp/livekit.Egress/M{i}").as_str());
+        }
+        assert_eq!(client.inner.uris.read().unwrap().len(), MAX_CACHED_URLS);
     }
 
     #[test]

@@ -58,7 +58,8 @@
 //! | `Reset` (connection reset or closed before the answer) | — | `UNAVAILABLE` |
 //! | `Timeout` (the call's deadline passed) | — | `DEADLINE_EXCEEDED` |
 //! | `Tls` (handshake or certificate failure) | — | `UNAVAILABLE` |
-//! | `Body` (answer truncated, unreadable or too large) | — | `UNAVAILABLE` |
+//! | `Body` (answer truncated or unreadable, error answers included) | — | `UNAVAILABLE` |
+//! | `TooLarge` (a successful answer over [`ClientConfig::max_response_bytes`](crate::ClientConfig::max_response_bytes)) | — | `RESOURCE_EXHAUSTED` |
 //! | `Decode` (a typed answer was not valid protobuf) | — | `INTERNAL` |
 //! | `Auth` (the token could not be minted) | — | `INTERNAL` |
 //! | `InvalidUrl` | — | `INTERNAL` |
@@ -66,30 +67,61 @@
 //!
 //! `Body` is `UNAVAILABLE` because a response that breaks off or cannot be read is a transport
 //! failure, like a reset: the server may well have done the work, but nothing about the answer is
-//! known, and gRPC clients treat `UNAVAILABLE` as "transient, about the connection".
+//! known, and gRPC clients treat `UNAVAILABLE` as "transient, about the connection". That holds
+//! for a Twirp *error* body cut short too: a `404` whose JSON breaks off is not read as a
+//! `bad_route` from an intermediary.
+//!
+//! `TooLarge` is not `UNAVAILABLE`: the same call will get the same oversized answer again, and
+//! clients retry `UNAVAILABLE` forever. `RESOURCE_EXHAUSTED` is what gRPC itself reports for a
+//! message over the receive limit.
+//!
+//! An error body larger than the client reads (64 KiB) is cut at that bound; when the Twirp
+//! `code` (and `msg`) can still be read from the part that arrived, the answer is that Twirp
+//! error (without its `meta`), not an intermediary answer (see [`classify_response_prefix`]).
 //!
 //! The gRPC message is the Twirp `msg` (the code's name if `msg` is empty); for intermediaries it
 //! reads like `upstream returned HTTP 502 Bad Gateway (text/html): <excerpt>`; for the other
 //! variants it is the error's `Display`.
+//!
+//! # Bounds
+//!
+//! Everything below goes into HTTP/2 trailers, and grpc-core clients (Python grpcio, C++, Ruby…)
+//! refuse response metadata over 8 KiB: they then report `RESOURCE_EXHAUSTED` and the real code
+//! is lost. LiveKit's `msg` and `meta` are not bounded, so the status is:
+//!
+//! * the message: at most [`MAX_GRPC_MESSAGE_LEN`] bytes *as sent* (percent-encoded, so a
+//!   non-ASCII byte counts 3), cut on a character boundary and ending in [`TRUNCATED_MARKER`];
+//! * trailing `twirp-meta-*` entries: at most [`MAX_META_TRAILERS`], whose names and values
+//!   together take at most [`MAX_META_TRAILER_BYTES`]; entries that do not fit are skipped in key
+//!   order, and `twirp-omitted-meta: <n>` ([`META_OMITTED_METADATA_KEY`], outside the `twirp-meta-` names so
+//!   no `meta` key can collide with it) counts them;
+//! * `grpc-status-details-bin`: at most [`MAX_DETAILS_LEN`] bytes before base64; `ErrorInfo`
+//!   metadata entries that would go over are left out (in key order), and an `error_details`
+//!   status longer than that is not used verbatim.
+//!
+//! So the whole trailer block stays under about 6 KiB, whatever the upstream sent.
 //!
 //! Twirp and intermediary errors also carry:
 //!
 //! * trailing metadata `twirp-code: <code>`;
 //! * one trailing metadata entry per `meta` entry, keyed `twirp-meta-<key>` (lowercased; characters
 //!   other than `a-z 0-9 - _ .` become `-`; a key ending in `-bin` ends in `_bin` instead), skipping
-//!   values that are not printable ASCII or longer than [`MAX_META_VALUE_LEN`] bytes;
+//!   values that are not printable ASCII or longer than [`MAX_META_VALUE_LEN`] bytes, keys
+//!   longer than [`MAX_META_KEY_LEN`] bytes, and what goes over the bounds above;
 //! * `grpc-status-details-bin`: a `google.rpc.Status` holding one `google.rpc.ErrorInfo` with
 //!   `reason` = the Twirp code uppercased (`NOT_FOUND`), `domain` = [`TWIRP_ERROR_DOMAIN`] and
-//!   `metadata` = the whole `meta`.
+//!   `metadata` = the `meta` (as much of it as fits in [`MAX_DETAILS_LEN`]).
 //!
 //!   Exception: when `meta` has an `error_details` entry holding a standard-base64
 //!   `google.rpc.Status` (as LiveKit sends), those decoded bytes are the status details verbatim,
 //!   no `ErrorInfo` is added, and `error_details` is not repeated as `twirp-meta-error_details`.
-//!   An `error_details` value that is not valid base64 protobuf is treated as ordinary meta.
+//!   An `error_details` value that is not valid base64 protobuf, or decodes to more than
+//!   [`MAX_DETAILS_LEN`] bytes, is treated as ordinary meta.
 //!
 //! The other variants carry an `ErrorInfo` with domain [`GATEWAY_ERROR_DOMAIN`] and a reason
 //! naming the failure (`UPSTREAM_CONNECT`, `UPSTREAM_RESET`, `UPSTREAM_TIMEOUT`, `UPSTREAM_TLS`,
-//! `UPSTREAM_BODY`, `UPSTREAM_DECODE`, `UPSTREAM_AUTH`, `UPSTREAM_URL`, `CANCELED`).
+//! `UPSTREAM_BODY`, `UPSTREAM_TOO_LARGE`, `UPSTREAM_DECODE`, `UPSTREAM_AUTH`, `UPSTREAM_URL`,
+//! `CANCELED`).
 //!
 //! No message, metadata or detail ever contains the `Authorization` header or any secret: the
 //! client never puts them in an error.
@@ -114,6 +146,27 @@ pub const BODY_EXCERPT_MAX: usize = 256;
 /// Longest `meta` value copied into trailing metadata; longer values are only in the
 /// `ErrorInfo` (keeps trailers well under common header-list limits).
 pub const MAX_META_VALUE_LEN: usize = 1024;
+
+/// Longest `meta` key copied into trailing metadata.
+pub const MAX_META_KEY_LEN: usize = 128;
+
+/// Most `twirp-meta-*` trailing metadata entries (see the [module docs](self#bounds)).
+pub const MAX_META_TRAILERS: usize = 16;
+
+/// Most bytes of `twirp-meta-*` names and values together (see the [module docs](self#bounds)).
+pub const MAX_META_TRAILER_BYTES: usize = 1536;
+
+/// Most bytes of the gRPC message as sent, percent-encoded (see the [module docs](self#bounds)).
+pub const MAX_GRPC_MESSAGE_LEN: usize = 1024;
+
+/// Most bytes of `grpc-status-details-bin` before base64 (see the [module docs](self#bounds)).
+pub const MAX_DETAILS_LEN: usize = 2048;
+
+/// The end of a gRPC message that was cut to [`MAX_GRPC_MESSAGE_LEN`].
+pub const TRUNCATED_MARKER: &str = "… [truncated]";
+
+/// Trailing metadata key counting the `meta` entries left out of the trailers.
+pub const META_OMITTED_METADATA_KEY: &str = "twirp-omitted-meta";
 
 /// `ErrorInfo.domain` for errors that came from the Twirp upstream (or an intermediary).
 pub const TWIRP_ERROR_DOMAIN: &str = "livekit.io";
@@ -452,9 +505,19 @@ pub enum Error {
     #[error("upstream TLS error: {0}")]
     Tls(String),
 
-    /// The answer's body could not be read: truncated, broken off, or over the size limit.
+    /// The answer's body could not be read: truncated or broken off (error answers included).
     #[error("reading upstream response failed: {0}")]
     Body(String),
+
+    /// A successful answer was larger than the client accepts
+    /// ([`ClientConfig::max_response_bytes`](crate::ClientConfig::max_response_bytes)).
+    #[error("{}", too_large_message(*.limit, *.size))]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+        /// The answer's size when known up front (its `Content-Length`).
+        size: Option<u64>,
+    },
 
     /// A successful answer did not decode as the expected protobuf message.
     #[error("cannot decode upstream response: {0}")]
@@ -528,6 +591,7 @@ impl Error {
             Error::Connect(_) | Error::Reset(_) | Error::Tls(_) | Error::Body(_) => {
                 Code::Unavailable
             }
+            Error::TooLarge { .. } => Code::ResourceExhausted,
             Error::Timeout(_) => Code::DeadlineExceeded,
             Error::Decode(_) | Error::Auth(_) | Error::InvalidUrl(_) => Code::Internal,
             Error::Canceled => Code::Cancelled,
@@ -535,8 +599,8 @@ impl Error {
     }
 
     /// A short, stable name of the variant (`"twirp"`, `"intermediary"`, `"connect"`, `"reset"`,
-    /// `"timeout"`, `"tls"`, `"body"`, `"decode"`, `"auth"`, `"invalid_url"`, `"canceled"`), for
-    /// logs and metric labels.
+    /// `"timeout"`, `"tls"`, `"body"`, `"too_large"`, `"decode"`, `"auth"`, `"invalid_url"`,
+    /// `"canceled"`), for logs and metric labels.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Twirp(_) => "twirp",
@@ -546,6 +610,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::Tls(_) => "tls",
             Error::Body(_) => "body",
+            Error::TooLarge { .. } => "too_large",
             Error::Decode(_) => "decode",
             Error::Auth(_) => "auth",
             Error::InvalidUrl(_) => "invalid_url",
@@ -578,13 +643,15 @@ impl Error {
         }
     }
 
-    /// The gRPC status message (see the [module docs](self)).
+    /// The gRPC status message (see the [module docs](self)), cut to
+    /// [`MAX_GRPC_MESSAGE_LEN`] as sent (see the [module docs](self#bounds)).
     pub fn grpc_message(&self) -> String {
-        match self {
-            Error::Twirp(e) if e.msg.is_empty() => e.code.as_str().to_owned(),
+        let full = match self {
+            Error::Twirp(e) if e.msg.is_empty() => return e.code.as_str().to_owned(),
             Error::Twirp(e) => e.msg.clone(),
             other => other.to_string(),
-        }
+        };
+        bound_grpc_message(full, MAX_GRPC_MESSAGE_LEN)
     }
 
     /// The gRPC status of this error, with trailing metadata and details (see the
@@ -631,6 +698,7 @@ impl Error {
             Error::Timeout(_) => "UPSTREAM_TIMEOUT",
             Error::Tls(_) => "UPSTREAM_TLS",
             Error::Body(_) => "UPSTREAM_BODY",
+            Error::TooLarge { .. } => "UPSTREAM_TOO_LARGE",
             Error::Decode(_) => "UPSTREAM_DECODE",
             Error::Auth(_) => "UPSTREAM_AUTH",
             Error::InvalidUrl(_) => "UPSTREAM_URL",
@@ -660,26 +728,38 @@ fn twirp_status(
         TWIRP_CODE_METADATA_KEY,
         AsciiMetadataValue::from_static(twirp_code.as_str()),
     );
+    // Trailers are bounded by count and bytes (see the module docs): a grpc-core client drops
+    // the whole status, code included, when the metadata goes over its 8 KiB limit.
+    let mut kept = 0usize;
+    let mut kept_bytes = 0usize;
+    let mut omitted = 0usize;
     for (key, value) in meta {
         if key == ERROR_DETAILS_META_KEY && verbatim_details.is_some() {
             continue;
         }
-        if value.len() > MAX_META_VALUE_LEN || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
-            continue;
-        }
-        let Ok(value) = AsciiMetadataValue::try_from(value.as_str()) else {
+        let Some((key, value)) = meta_trailer(key, value) else {
+            omitted += 1;
             continue;
         };
-        if let Ok(key) = AsciiMetadataKey::from_bytes(meta_metadata_key(key).as_bytes()) {
-            metadata.append(key, value);
+        let size = key.as_str().len() + value.len();
+        if kept >= MAX_META_TRAILERS || kept_bytes + size > MAX_META_TRAILER_BYTES {
+            omitted += 1;
+            continue;
         }
+        kept += 1;
+        kept_bytes += size;
+        metadata.append(key, value);
+    }
+    if omitted > 0
+        && let Ok(count) = AsciiMetadataValue::try_from(omitted.to_string())
+    {
+        metadata.insert(META_OMITTED_METADATA_KEY, count);
     }
 
     match verbatim_details {
         Some(details) => tonic::Status::with_details_and_metadata(code, message, details, metadata),
         None => {
-            let info_meta: HashMap<String, String> =
-                meta.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let info_meta = bounded_info_meta(code, &message, twirp_code, meta);
             tonic::Status::with_error_details_and_metadata(
                 code,
                 message,
@@ -690,14 +770,114 @@ fn twirp_status(
     }
 }
 
+/// The trailing metadata entry of one `meta` entry, or `None` when it is not copied: a key
+/// longer than [`MAX_META_KEY_LEN`], a value longer than [`MAX_META_VALUE_LEN`] or not
+/// printable ASCII.
+fn meta_trailer(key: &str, value: &str) -> Option<(AsciiMetadataKey, AsciiMetadataValue)> {
+    if key.len() > MAX_META_KEY_LEN
+        || value.len() > MAX_META_VALUE_LEN
+        || !value.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        return None;
+    }
+    let value = AsciiMetadataValue::try_from(value).ok()?;
+    let key = AsciiMetadataKey::from_bytes(meta_metadata_key(key).as_bytes()).ok()?;
+    Some((key, value))
+}
+
+/// As much of `meta` as fits, in key order, in an `ErrorInfo` whose whole `google.rpc.Status`
+/// stays within [`MAX_DETAILS_LEN`] bytes.
+///
+/// Sizes are protobuf's own: the status with an empty `ErrorInfo` is encoded once, and each
+/// entry adds at most its map-entry size; `SLACK` covers the two enclosing length prefixes
+/// (`Status.details[0]` and `Any.value`) growing by a byte each past 127 and 16383 bytes.
+fn bounded_info_meta(
+    code: Code,
+    message: &str,
+    twirp_code: TwirpCode,
+    meta: &BTreeMap<String, String>,
+) -> HashMap<String, String> {
+    const SLACK: usize = 4;
+    let base = tonic::Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_error_info(twirp_code.reason(), TWIRP_ERROR_DOMAIN, HashMap::new()),
+    )
+    .details()
+    .len();
+    let mut used = base + SLACK;
+    let mut kept = HashMap::new();
+    for (key, value) in meta {
+        let size = map_entry_len(key, value);
+        if used + size > MAX_DETAILS_LEN {
+            continue;
+        }
+        used += size;
+        kept.insert(key.clone(), value.clone());
+    }
+    kept
+}
+
+/// The encoded size of one `map<string, string>` entry (field tag, length, key and value).
+fn map_entry_len(key: &str, value: &str) -> usize {
+    let field = |len: usize| 1 + prost::encoding::encoded_len_varint(len as u64) + len;
+    let entry = field(key.len()) + field(value.len());
+    field(entry)
+}
+
 /// Decodes a standard-base64 `google.rpc.Status`; `None` unless it is valid base64 of a valid
-/// message.
+/// message of at most [`MAX_DETAILS_LEN`] bytes.
 fn decode_error_details(value: &str) -> Option<Bytes> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .ok()?;
+    if bytes.len() > MAX_DETAILS_LEN {
+        return None;
+    }
     tonic_types::pb::Status::decode(bytes.as_slice()).ok()?;
     Some(Bytes::from(bytes))
+}
+
+/// Whether tonic percent-encodes this byte of a `grpc-message` (controls, non-ASCII and
+/// ` "#%<>`?{}`): such a byte takes three bytes on the wire.
+fn percent_encoded(b: u8) -> bool {
+    !(0x20..0x7f).contains(&b) || b" \"#%<>`?{}".contains(&b)
+}
+
+/// The size of `s` as a percent-encoded `grpc-message`.
+fn encoded_message_len(s: &str) -> usize {
+    s.bytes()
+        .map(|b| if percent_encoded(b) { 3 } else { 1 })
+        .sum()
+}
+
+/// `msg` cut so that, percent-encoded as `grpc-message`, it takes at most `max` bytes: cut on a
+/// character boundary and ending in [`TRUNCATED_MARKER`]; unchanged when it already fits.
+fn bound_grpc_message(mut msg: String, max: usize) -> String {
+    if encoded_message_len(&msg) <= max {
+        return msg;
+    }
+    let budget = max.saturating_sub(encoded_message_len(TRUNCATED_MARKER));
+    let mut used = 0;
+    let mut end = 0;
+    for (at, c) in msg.char_indices() {
+        let next = at + c.len_utf8();
+        used += encoded_message_len(&msg[at..next]);
+        if used > budget {
+            break;
+        }
+        end = next;
+    }
+    msg.truncate(end);
+    msg.push_str(TRUNCATED_MARKER);
+    msg
+}
+
+fn too_large_message(limit: usize, size: Option<u64>) -> String {
+    match size {
+        Some(size) => format!("upstream response of {size} bytes exceeds the {limit}-byte limit"),
+        None => format!("upstream response exceeds the {limit}-byte limit"),
+    }
 }
 
 /// The trailing-metadata key of a Twirp `meta` key: `twirp-meta-<key>`, lowercased, with every
@@ -908,6 +1088,106 @@ pub fn classify_response(status: StatusCode, content_type: Option<&str>, body: &
     }
 }
 
+/// Classifies an answer that is not a success when only the first bytes of its body were read
+/// (the client reads at most 64 KiB of an error): like [`classify_response`], but a JSON object
+/// that breaks off is still a Twirp error when its `code` (a valid Twirp code) is complete in
+/// `prefix`; its `msg` is kept when complete too, and its `meta` is dropped.
+///
+/// A LiveKit error with a huge `meta` is still LiveKit's error: classifying it by HTTP status
+/// would turn a `not_found` (404) into `bad_route`, i.e. `UNIMPLEMENTED`.
+///
+/// ```
+/// use egress_twirp::{Error, TwirpCode, classify_response_prefix};
+/// use http::StatusCode;
+///
+/// let cut = br#"{"code":"not_found","msg":"egress does not exist","meta":{"a":"xxxxx"#;
+/// let err = classify_response_prefix(StatusCode::NOT_FOUND, Some("application/json"), cut);
+/// assert!(matches!(&err, Error::Twirp(e) if e.code == TwirpCode::NotFound));
+/// assert_eq!(err.to_string(), "not_found: egress does not exist");
+/// ```
+pub fn classify_response_prefix(
+    status: StatusCode,
+    content_type: Option<&str>,
+    prefix: &[u8],
+) -> Error {
+    // A body that happens to end at the bound may well be whole: then it keeps its meta.
+    if !status.is_success()
+        && TwirpError::from_json(prefix, status.as_u16()).is_none()
+        && let Some((code, msg)) = sniff_twirp_prefix(prefix)
+    {
+        return Error::Twirp(TwirpError {
+            code,
+            msg: msg.unwrap_or_default(),
+            meta: BTreeMap::new(),
+            http_status: status.as_u16(),
+        });
+    }
+    classify_response(status, content_type, prefix)
+}
+
+/// The Twirp `code` (and `msg`, when complete) of a JSON object that may break off anywhere.
+///
+/// Walks the object's members one complete JSON value at a time and stops at the first one that
+/// is incomplete; `None` when no valid `code` string was read, or when `code` or `msg` has the
+/// wrong type (such a body is not a Twirp error whole either).
+fn sniff_twirp_prefix(prefix: &[u8]) -> Option<(TwirpCode, Option<String>)> {
+    /// One complete JSON value at the start of `input`, and how many bytes it took.
+    fn value<T: serde::de::DeserializeOwned>(input: &[u8]) -> Option<(T, usize)> {
+        let mut values = serde_json::Deserializer::from_slice(input).into_iter::<T>();
+        let value = values.next()?.ok()?;
+        Some((value, values.byte_offset()))
+    }
+    fn skip_ws(input: &[u8]) -> &[u8] {
+        let start = input
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(input.len());
+        &input[start..]
+    }
+
+    let mut rest = skip_ws(prefix).strip_prefix(b"{")?;
+    let mut code = None;
+    let mut msg = None;
+    loop {
+        rest = skip_ws(rest);
+        let Some((key, used)) = value::<String>(rest) else {
+            break;
+        };
+        let Some(after_colon) = skip_ws(&rest[used..]).strip_prefix(b":") else {
+            break;
+        };
+        rest = skip_ws(after_colon);
+        let used = match key.as_str() {
+            "code" | "msg" => {
+                // A complete value of the wrong type is not Twirp; an incomplete one ends the
+                // walk.
+                let Some((raw, used)) = value::<serde_json::Value>(rest) else {
+                    break;
+                };
+                let serde_json::Value::String(text) = raw else {
+                    return None;
+                };
+                if key == "code" {
+                    code = Some(TwirpCode::parse(&text)?);
+                } else {
+                    msg = Some(text);
+                }
+                used
+            }
+            _ => match value::<serde::de::IgnoredAny>(rest) {
+                Some((_, used)) => used,
+                None => break,
+            },
+        };
+        rest = skip_ws(&rest[used..]);
+        match rest.strip_prefix(b",") {
+            Some(next) => rest = next,
+            None => break,
+        }
+    }
+    code.map(|code| (code, msg))
+}
+
 #[cfg(test)]
 mod redaction_tests {
     use super::*;
@@ -1097,6 +1377,14 @@ mod tests {
                 "UPSTREAM_BODY",
             ),
             (
+                Error::TooLarge {
+                    limit: 1000,
+                    size: Some(4096),
+                },
+                Code::ResourceExhausted,
+                "UPSTREAM_TOO_LARGE",
+            ),
+            (
                 Error::Decode("bad wire".into()),
                 Code::Internal,
                 "UPSTREAM_DECODE",
@@ -1129,6 +1417,55 @@ mod tests {
             Error::Timeout(Duration::from_millis(1500)).to_string(),
             "upstream did not answer within 1500 ms"
         );
+        assert_eq!(
+            Error::TooLarge {
+                limit: 1000,
+                size: Some(4096)
+            }
+            .to_string(),
+            "upstream response of 4096 bytes exceeds the 1000-byte limit"
+        );
+        assert_eq!(
+            Error::TooLarge {
+                limit: 1000,
+                size: None
+            }
+            .to_string(),
+            "upstream response exceeds the 1000-byte limit"
+        );
+    }
+
+    /// `kind()` is a metric label: each variant has its own, fixed name.
+    #[test]
+    fn kinds_are_fixed_and_distinct() {
+        let cases = [
+            (
+                Error::Twirp(TwirpError::new(TwirpCode::NotFound, "x")),
+                "twirp",
+            ),
+            (intermediary(502), "intermediary"),
+            (Error::Connect(String::new()), "connect"),
+            (Error::Reset(String::new()), "reset"),
+            (Error::Timeout(Duration::ZERO), "timeout"),
+            (Error::Tls(String::new()), "tls"),
+            (Error::Body(String::new()), "body"),
+            (
+                Error::TooLarge {
+                    limit: 1,
+                    size: None,
+                },
+                "too_large",
+            ),
+            (Error::Decode(String::new()), "decode"),
+            (Error::Auth(String::new()), "auth"),
+            (Error::InvalidUrl(String::new()), "invalid_url"),
+            (Error::Canceled, "canceled"),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        for (err, kind) in cases {
+            assert_eq!(err.kind(), kind, "{err:?}");
+            assert!(seen.insert(kind));
+        }
     }
 
     #[test]
@@ -1348,6 +1685,93 @@ mod tests {
     }
 
     #[test]
+    fn excerpt_scans_a_bounded_prefix() {
+        // The scan bound is 4 * 256 + 64 = 1088 bytes: text that ends exactly there is whole.
+        let scan = BODY_EXCERPT_MAX * 4 + 64;
+        let at_bound = format!("{}abc", " ".repeat(scan - 3));
+        assert_eq!(body_excerpt(at_bound.as_bytes()), "abc");
+        // One byte further, the body is cut inside the scan: what was seen, marked as cut.
+        let past = format!("{}abc", " ".repeat(scan - 2));
+        assert_eq!(body_excerpt(past.as_bytes()), "ab...");
+        // A cut body that held nothing printable is empty, not a bare marker.
+        assert_eq!(body_excerpt(" ".repeat(2 * scan).as_bytes()), "");
+        // A character split by the scan bound is dropped, not turned into U+FFFD.
+        let split = format!("{}€€€", " ".repeat(scan - 8));
+        assert_eq!(body_excerpt(split.as_bytes()), "€€...");
+        // Invalid bytes inside the scan are U+FFFD, in a body that is whole or cut.
+        let mut bytes = " ".repeat(scan - 8).into_bytes();
+        bytes.extend_from_slice(b"x\xffy");
+        assert_eq!(body_excerpt(&bytes), "x\u{FFFD}y");
+        bytes.extend_from_slice(&[b'z'; 20]);
+        assert_eq!(body_excerpt(&bytes), "x\u{FFFD}yzzzzz...");
+    }
+
+    #[test]
+    fn excerpt_whitespace_and_cut_points_are_exact() {
+        assert_eq!(
+            body_excerpt(b"  lead \t and\r\n  trail  "),
+            "lead and trail"
+        );
+        assert_eq!(body_excerpt(b"\x00\x1bx"), "x");
+        // Exactly full, then one character over (a space and a letter).
+        let full = "x".repeat(BODY_EXCERPT_MAX);
+        assert_eq!(body_excerpt(full.as_bytes()), full);
+        let over = format!("{} y", "x".repeat(BODY_EXCERPT_MAX - 1));
+        assert_eq!(
+            body_excerpt(over.as_bytes()),
+            format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 3))
+        );
+        let long = "x".repeat(BODY_EXCERPT_MAX + 1);
+        let cut = body_excerpt(long.as_bytes());
+        assert_eq!(cut.len(), BODY_EXCERPT_MAX);
+        assert_eq!(cut, format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 3)));
+        // The marker never follows a space.
+        let spaced = format!("{} {}", "x".repeat(BODY_EXCERPT_MAX - 4), "y".repeat(10));
+        assert_eq!(
+            body_excerpt(spaced.as_bytes()),
+            format!("{}...", "x".repeat(BODY_EXCERPT_MAX - 4))
+        );
+        // Other bounds go through the same cut (content type: 100 bytes, location: 200).
+        assert_eq!(sanitize(b"abcdef", 5), "ab...");
+        assert_eq!(sanitize(b"abcde", 5), "abcde");
+        assert_eq!(sanitize("é".repeat(3).as_bytes(), 5), "é...");
+        assert_eq!(sanitize("é".repeat(3).as_bytes(), 4), "...");
+    }
+
+    #[test]
+    fn intermediary_message_bounds_content_type_and_location() {
+        let err = Error::Intermediary {
+            status: 302,
+            content_type: Some("t".repeat(500)),
+            body_excerpt: String::new(),
+            location: Some("l".repeat(500)),
+        };
+        let msg = err.to_string();
+        assert_eq!(
+            msg,
+            format!(
+                "upstream returned HTTP 302 Found ({}...) redirecting to {}...",
+                "t".repeat(97),
+                "l".repeat(197)
+            )
+        );
+        // An unknown status has no reason phrase.
+        let err = classify_response(StatusCode::from_u16(599).unwrap(), None, b"");
+        assert_eq!(err.to_string(), "upstream returned HTTP 599");
+    }
+
+    #[test]
+    fn bin_keys_never_end_in_dash_bin() {
+        assert_eq!(meta_metadata_key("bin"), "twirp-meta-_bin");
+        assert_eq!(meta_metadata_key("BIN"), "twirp-meta-_bin");
+        assert_eq!(meta_metadata_key("a-bin"), "twirp-meta-a_bin");
+        assert_eq!(meta_metadata_key("a bin"), "twirp-meta-a_bin");
+        assert_eq!(meta_metadata_key("cabin"), "twirp-meta-cabin");
+        assert_eq!(meta_metadata_key("binx"), "twirp-meta-binx");
+        assert_eq!(meta_metadata_key(""), "twirp-meta-");
+    }
+
+    #[test]
     fn metadata_keys_are_sanitized() {
         assert_eq!(meta_metadata_key("a.b-c_d"), "twirp-meta-a.b-c_d");
         assert_eq!(meta_metadata_key("ÜBER"), "twirp-meta--ber");
@@ -1367,5 +1791,417 @@ mod tests {
             String::from_utf8(no_meta.to_json()).unwrap(),
             r#"{"code":"aborted","msg":"a"}"#
         );
+    }
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD;
+    use tonic_types::StatusExt;
+
+    /// Size of the response metadata as grpc-core counts it against its 8 KiB limit: each
+    /// entry's name and value plus 32 bytes (the HPACK entry overhead).
+    fn metadata_block_size(status: &tonic::Status) -> usize {
+        let response: http::Response<()> = status.clone().into_http();
+        response
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum()
+    }
+
+    fn hostile(msg: String, keys: usize, value: &str) -> Error {
+        let mut err = TwirpError::new(TwirpCode::NotFound, msg);
+        for i in 0..keys {
+            err = err.with_meta(format!("key_{i:04}"), value);
+        }
+        Error::Twirp(err)
+    }
+
+    #[test]
+    fn huge_msg_and_meta_keep_the_code_under_the_limit() {
+        let cases = [
+            hostile("x".repeat(4096), 300, "some value"),
+            hostile("é".repeat(4096), 300, &"v".repeat(MAX_META_VALUE_LEN)),
+            hostile("{\"quoted\"}%".repeat(1000), 3000, "y"),
+            hostile(String::new(), 1, &"z".repeat(60_000)),
+            Error::Twirp(
+                TwirpError::new(TwirpCode::NotFound, "m")
+                    .with_meta("k".repeat(10_000), "v")
+                    .with_meta("error_details", "A".repeat(60_000)),
+            ),
+        ];
+        for err in cases {
+            let status = err.to_status();
+            assert_eq!(status.code(), Code::NotFound);
+            assert_eq!(status.metadata().get("twirp-code").unwrap(), "not_found");
+            let size = metadata_block_size(&status);
+            assert!(size < 6 * 1024, "{size}");
+            assert!(
+                status.details().len() <= MAX_DETAILS_LEN,
+                "{}",
+                status.details().len()
+            );
+            let info = status.get_error_details().error_info().cloned().unwrap();
+            assert_eq!(info.reason, "NOT_FOUND");
+        }
+    }
+
+    #[test]
+    fn message_is_cut_on_a_char_boundary_with_a_marker() {
+        // Fits exactly: unchanged.
+        let exact = "a".repeat(MAX_GRPC_MESSAGE_LEN);
+        assert_eq!(
+            bound_grpc_message(exact.clone(), MAX_GRPC_MESSAGE_LEN),
+            exact
+        );
+        // One byte over: cut, marker, and the encoded form within the bound.
+        let over = "a".repeat(MAX_GRPC_MESSAGE_LEN + 1);
+        let cut = bound_grpc_message(over, MAX_GRPC_MESSAGE_LEN);
+        assert!(cut.ends_with(TRUNCATED_MARKER));
+        assert_eq!(
+            encoded_message_len(&cut),
+            MAX_GRPC_MESSAGE_LEN,
+            "the budget is used to the byte"
+        );
+        for unit in ["é", "€", "😀", " ", "%", "a"] {
+            let msg = unit.repeat(4096);
+            let cut = bound_grpc_message(msg.clone(), MAX_GRPC_MESSAGE_LEN);
+            let encoded = encoded_message_len(&cut);
+            assert!(encoded <= MAX_GRPC_MESSAGE_LEN, "{unit}: {encoded}");
+            // Close to the budget: at most one unit short.
+            assert!(encoded + 12 > MAX_GRPC_MESSAGE_LEN, "{unit}: {encoded}");
+            let kept = cut.strip_suffix(TRUNCATED_MARKER).unwrap();
+            assert!(msg.starts_with(kept));
+            assert!(!kept.is_empty());
+        }
+        // The status message is the bounded one; an empty msg is still the code name.
+        let status =
+            Error::Twirp(TwirpError::new(TwirpCode::NotFound, "x".repeat(5000))).to_status();
+        assert!(status.message().len() <= MAX_GRPC_MESSAGE_LEN);
+        assert!(status.message().ends_with(TRUNCATED_MARKER));
+        assert!(status.message().starts_with("xxxx"));
+        // Every variant's message is bounded, not only Twirp's.
+        let status = Error::Reset("r".repeat(5000)).to_status();
+        assert!(status.message().len() <= MAX_GRPC_MESSAGE_LEN);
+        assert!(
+            status
+                .message()
+                .starts_with("upstream connection lost: rrr")
+        );
+    }
+
+    #[test]
+    fn percent_encoded_bytes_are_tonics() {
+        for b in 0u8..=255 {
+            let expected = b.is_ascii_control() || !b.is_ascii() || b" \"#%<>`?{}".contains(&b);
+            assert_eq!(percent_encoded(b), expected, "{b:#x}");
+        }
+        assert_eq!(encoded_message_len("a b"), 5);
+        assert_eq!(encoded_message_len("é"), 6);
+        assert_eq!(encoded_message_len(""), 0);
+        // Agrees with what tonic sends.
+        let msg = "a b%é{}<>?#`\"\u{7f}\n~";
+        let status = tonic::Status::new(Code::Internal, msg);
+        let response: http::Response<()> = status.into_http();
+        let sent = response.headers().get("grpc-message").unwrap();
+        assert_eq!(sent.len(), encoded_message_len(msg));
+    }
+
+    #[test]
+    fn meta_trailers_are_capped_by_count_and_bytes() {
+        // Count: small entries, more than MAX_META_TRAILERS.
+        let status = hostile("m".into(), MAX_META_TRAILERS + 5, "v").to_status();
+        let md = status.metadata();
+        let kept = md
+            .keys()
+            .filter(|k| matches!(k, tonic::metadata::KeyRef::Ascii(k) if k.as_str().starts_with(TWIRP_META_METADATA_PREFIX)))
+            .count();
+        assert_eq!(kept, MAX_META_TRAILERS);
+        assert_eq!(md.get(META_OMITTED_METADATA_KEY).unwrap(), "5");
+        // Key order decides which are kept.
+        assert!(md.get("twirp-meta-key_0000").is_some());
+        assert!(
+            md.get(format!("twirp-meta-key_{:04}", MAX_META_TRAILERS - 1).as_str())
+                .is_some()
+        );
+        assert!(
+            md.get(format!("twirp-meta-key_{:04}", MAX_META_TRAILERS).as_str())
+                .is_none()
+        );
+
+        // Bytes: each entry is name (twirp-meta-key_0000 = 19) + value.
+        let value = "v".repeat(500);
+        let per_entry = 19 + value.len();
+        let fit = MAX_META_TRAILER_BYTES / per_entry;
+        let status = hostile("m".into(), fit + 2, &value).to_status();
+        let md = status.metadata();
+        for i in 0..fit {
+            assert!(
+                md.get(format!("twirp-meta-key_{i:04}").as_str()).is_some(),
+                "{i}"
+            );
+        }
+        assert!(
+            md.get(format!("twirp-meta-key_{fit:04}").as_str())
+                .is_none()
+        );
+        assert_eq!(md.get(META_OMITTED_METADATA_KEY).unwrap(), "2");
+
+        // Exactly at the byte budget: kept.
+        let exact = "v".repeat(MAX_META_TRAILER_BYTES - "twirp-meta-k".len());
+        let status =
+            Error::Twirp(TwirpError::new(TwirpCode::Internal, "m").with_meta("k", exact.as_str()))
+                .to_status();
+        // (Longer than a trailer value may be, so it is skipped for that reason alone.)
+        assert!(exact.len() > MAX_META_VALUE_LEN);
+        assert!(status.metadata().get("twirp-meta-k").is_none());
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::Internal, "m")
+                .with_meta("a", "x".repeat(MAX_META_VALUE_LEN))
+                .with_meta(
+                    "b",
+                    "y".repeat(
+                        MAX_META_TRAILER_BYTES - MAX_META_VALUE_LEN - 2 * "twirp-meta-a".len(),
+                    ),
+                )
+                .with_meta("c", ""),
+        )
+        .to_status();
+        let md = status.metadata();
+        assert!(md.get("twirp-meta-a").is_some());
+        assert!(md.get("twirp-meta-b").is_some(), "exactly at the budget");
+        assert!(md.get("twirp-meta-c").is_none(), "one name over the budget");
+        assert_eq!(md.get(META_OMITTED_METADATA_KEY).unwrap(), "1");
+
+        // Nothing omitted: no counter.
+        let status = hostile("m".into(), 3, "v").to_status();
+        assert!(status.metadata().get(META_OMITTED_METADATA_KEY).is_none());
+    }
+
+    #[test]
+    fn long_meta_keys_and_values_stay_out_of_trailers() {
+        let at = "k".repeat(MAX_META_KEY_LEN);
+        let over = "q".repeat(MAX_META_KEY_LEN + 1);
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::Internal, "m")
+                .with_meta(at.as_str(), "1")
+                .with_meta(over.as_str(), "2")
+                .with_meta("v_at", "x".repeat(MAX_META_VALUE_LEN - 700))
+                .with_meta("v_over", "x".repeat(MAX_META_VALUE_LEN + 1))
+                .with_meta("ctl", "a\u{7f}")
+                .with_meta("low", "a\u{1f}")
+                .with_meta("space", " ~"),
+        )
+        .to_status();
+        let md = status.metadata();
+        assert!(md.get(meta_metadata_key(&at).as_str()).is_some());
+        assert!(md.get(meta_metadata_key(&over).as_str()).is_none());
+        assert!(md.get("twirp-meta-v_at").is_some());
+        assert!(md.get("twirp-meta-v_over").is_none());
+        assert!(md.get("twirp-meta-ctl").is_none());
+        assert!(md.get("twirp-meta-low").is_none());
+        assert_eq!(md.get("twirp-meta-space").unwrap(), " ~");
+        assert_eq!(md.get(META_OMITTED_METADATA_KEY).unwrap(), "4");
+        let value_at = "x".repeat(MAX_META_VALUE_LEN);
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::Internal, "m").with_meta("v", value_at.as_str()),
+        )
+        .to_status();
+        assert_eq!(
+            status.metadata().get("twirp-meta-v").unwrap(),
+            value_at.as_str()
+        );
+    }
+
+    #[test]
+    fn error_info_meta_fills_the_details_budget() {
+        // Many small entries: as many as fit, in key order, and the details within the bound.
+        let status = hostile("m".into(), 500, "value").to_status();
+        let details = status.details().len();
+        assert!(details <= MAX_DETAILS_LEN, "{details}");
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        let n = info.metadata.len();
+        assert!(n > 50 && n < 500, "{n}");
+        for i in 0..n {
+            assert!(info.metadata.contains_key(&format!("key_{i:04}")), "{i}");
+        }
+        // The estimate is tight: one more entry would not have fit.
+        let one_more = map_entry_len("key_0499", "value");
+        assert!(details + one_more > MAX_DETAILS_LEN - 8, "{details}");
+
+        // A huge entry is skipped, smaller ones after it still fit.
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::Internal, "m")
+                .with_meta("a", "x".repeat(MAX_DETAILS_LEN))
+                .with_meta("b", "small"),
+        )
+        .to_status();
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert!(!info.metadata.contains_key("a"));
+        assert_eq!(info.metadata["b"], "small");
+
+        // Entry sizes are protobuf's.
+        assert_eq!(map_entry_len("", ""), 6);
+        assert_eq!(map_entry_len("k", "v"), 8);
+        assert_eq!(
+            map_entry_len("k", &"v".repeat(200)),
+            1 + 2 + 3 + 1 + 2 + 200
+        );
+        let mut info = HashMap::new();
+        info.insert("k".to_owned(), "v".repeat(200));
+        let with = tonic_types::pb::ErrorInfo {
+            reason: String::new(),
+            domain: String::new(),
+            metadata: info,
+        };
+        assert_eq!(with.encoded_len(), map_entry_len("k", &"v".repeat(200)));
+    }
+
+    #[test]
+    fn oversized_error_details_are_not_verbatim() {
+        let inner = tonic::Status::new(Code::FailedPrecondition, "x".repeat(MAX_DETAILS_LEN));
+        let rpc = tonic_types::pb::Status {
+            code: inner.code() as i32,
+            message: inner.message().to_owned(),
+            details: vec![],
+        }
+        .encode_to_vec();
+        assert!(rpc.len() > MAX_DETAILS_LEN);
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::FailedPrecondition, "m")
+                .with_meta("error_details", STANDARD.encode(&rpc)),
+        )
+        .to_status();
+        assert!(status.details().len() <= MAX_DETAILS_LEN);
+        let info = status.get_error_details().error_info().cloned().unwrap();
+        assert_eq!(info.reason, "FAILED_PRECONDITION");
+
+        // At the bound it is still used verbatim.
+        let mut small = tonic_types::pb::Status {
+            code: 9,
+            message: String::new(),
+            details: vec![],
+        };
+        let overhead = small.encode_to_vec().len() + 3;
+        small.message = "y".repeat(MAX_DETAILS_LEN - overhead);
+        let raw = small.encode_to_vec();
+        assert_eq!(raw.len(), MAX_DETAILS_LEN);
+        let status = Error::Twirp(
+            TwirpError::new(TwirpCode::FailedPrecondition, "m")
+                .with_meta("error_details", STANDARD.encode(&raw)),
+        )
+        .to_status();
+        assert_eq!(status.details(), raw.as_slice());
+    }
+
+    #[test]
+    fn error_info_takes_an_entry_that_fills_the_budget_exactly() {
+        let base = tonic::Status::with_error_details(
+            Code::Internal,
+            "m",
+            ErrorDetails::with_error_info("INTERNAL", TWIRP_ERROR_DOMAIN, HashMap::new()),
+        )
+        .details()
+        .len();
+        // What bounded_info_meta may spend on entries: the budget less the empty status and
+        // the slack for the enclosing length prefixes.
+        let room = MAX_DETAILS_LEN - base - 4;
+        let fits = (0..MAX_DETAILS_LEN)
+            .rev()
+            .find(|&len| map_entry_len("k", &"v".repeat(len)) <= room)
+            .unwrap();
+        assert_eq!(
+            map_entry_len("k", &"v".repeat(fits)),
+            room,
+            "an exact fit exists"
+        );
+        for (len, kept) in [(fits, true), (fits + 1, false)] {
+            let status = Error::Twirp(
+                TwirpError::new(TwirpCode::Internal, "m").with_meta("k", "v".repeat(len)),
+            )
+            .to_status();
+            assert!(status.details().len() <= MAX_DETAILS_LEN, "{len}");
+            let info = status.get_error_details().error_info().cloned().unwrap();
+            assert_eq!(info.metadata.contains_key("k"), kept, "{len}");
+        }
+    }
+
+    #[test]
+    fn prefix_of_a_twirp_error_keeps_its_code() {
+        let body = format!(
+            r#"{{"code":"not_found","msg":"egress does not exist","meta":{{"k":"{}"}}}}"#,
+            "x".repeat(100_000)
+        );
+        let prefix = &body.as_bytes()[..64 * 1024];
+        let err = classify_response_prefix(StatusCode::NOT_FOUND, Some("application/json"), prefix);
+        let Error::Twirp(e) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(e.code, TwirpCode::NotFound);
+        assert_eq!(e.msg, "egress does not exist");
+        assert!(e.meta.is_empty());
+        assert_eq!(e.http_status, 404);
+        assert_eq!(err.grpc_code(), Code::NotFound);
+
+        // Members in any order, whitespace, other members skipped whole.
+        let err = classify_response_prefix(
+            StatusCode::CONFLICT,
+            None,
+            br#" { "meta" : {"a":"b,c"} , "x":[1,{"code":"internal"}], "code" : "aborted" , "msg": "xx"#,
+        );
+        assert!(
+            matches!(&err, Error::Twirp(e) if e.code == TwirpCode::Aborted && e.msg.is_empty()),
+            "{err:?}"
+        );
+
+        // A complete body goes through the ordinary parser.
+        let err = classify_response_prefix(
+            StatusCode::NOT_FOUND,
+            None,
+            br#"{"code":"not_found","msg":"m","meta":{"a":"b"}}"#,
+        );
+        assert!(
+            matches!(&err, Error::Twirp(e) if e.meta.len() == 1),
+            "{err:?}"
+        );
+
+        // Not Twirp: no code before the cut, a cut code, a bad code, wrong types, 2xx, not an
+        // object.
+        for body in [
+            &br#"{"msg":"egress does not exist","meta":{"k":"xxx"#[..],
+            br#"{"code":"not_fo"#,
+            br#"{"code":"teapot","msg":"x"#,
+            br#"{"code":404,"msg":"x"#,
+            br#"{"code":"not_found","msg":5,"#,
+            br#"{"msg":5,"code":"not_found","#,
+            br#"["code","not_found"#,
+            br#"<html>"code":"not_found""#,
+            b"",
+            br#"{"code""#,
+            br#"{"code" "not_found","#,
+        ] {
+            let err = classify_response_prefix(StatusCode::NOT_FOUND, None, body);
+            assert!(
+                matches!(err, Error::Intermediary { status: 404, .. }),
+                "{:?}: {err:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let err =
+            classify_response_prefix(StatusCode::OK, None, br#"{"code":"not_found","msg":"x"#);
+        assert!(matches!(err, Error::Intermediary { status: 200, .. }));
+        // The code alone is enough; a msg that breaks off is left out.
+        let err = classify_response_prefix(
+            StatusCode::NOT_FOUND,
+            None,
+            br#"{"code":"not_found","msg":"egress do"#,
+        );
+        assert!(
+            matches!(&err, Error::Twirp(e) if e.code == TwirpCode::NotFound && e.msg.is_empty()),
+            "{err:?}"
+        );
+        assert_eq!(err.to_status().message(), "not_found");
     }
 }

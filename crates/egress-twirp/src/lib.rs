@@ -47,5 +47,7 @@ pub use crate::auth::{AuthFailure, Authorizer, StaticAuthorization};
 pub use crate::client::{
     CallOptions, ClientConfig, DEFAULT_SERVICE, Encoding, Response, TwirpClient, USER_AGENT,
 };
-pub use crate::error::{Error, TwirpCode, TwirpError, UnknownTwirpCode, classify_response};
+pub use crate::error::{
+    Error, TwirpCode, TwirpError, UnknownTwirpCode, classify_response, classify_response_prefix,
+};
 pub use crate::url::BaseUrl;

@@ -53,8 +53,10 @@ impl BaseUrl {
             "http" | "ws" => "http",
             "https" | "wss" => "https",
             other => {
+                // `user:secret@host://x` splits into a "scheme" holding the credentials.
                 return Err(Error::InvalidUrl(format!(
-                    "unsupported scheme {other:?} (expected http, https, ws or wss)"
+                    "unsupported scheme {:?} (expected http, https, ws or wss)",
+                    redact(other)
                 )));
             }
         };
@@ -219,6 +221,8 @@ mod tests {
             "https://x?q=1",
             "https://x/#frag",
             "https://user:secret@x",
+            "https://user@x",
+            "https://:secret@x",
         ] {
             let err = BaseUrl::parse(bad).unwrap_err();
             assert!(matches!(err, Error::InvalidUrl(_)), "{bad:?}: {err:?}");
@@ -243,6 +247,65 @@ mod tests {
                 "{service}/{method}"
             );
         }
+    }
+
+    #[test]
+    fn redact_hides_credentials() {
+        assert_eq!(redact("https://user:pw@host/x"), "https://***@host/x");
+        assert_eq!(redact("wss://key:secret@a@host"), "wss://***@host");
+        assert_eq!(redact("user:pw@host"), "***@host");
+        assert_eq!(redact("https://host/path"), "https://host/path");
+        assert_eq!(redact("host"), "host");
+        assert_eq!(redact(""), "");
+        // An `@` before the scheme separator is not a userinfo of this URL.
+        assert_eq!(redact("a@b://c"), "a@b://c");
+    }
+
+    #[test]
+    fn redact_bounds_the_length_on_a_char_boundary() {
+        let exact = "h".repeat(200);
+        assert_eq!(redact(&exact), exact);
+        let over = "h".repeat(201);
+        assert_eq!(redact(&over), format!("{}...", "h".repeat(200)));
+        // 200 is inside the 67th `€` (3 bytes each): the cut moves back to 198.
+        let euros = "€".repeat(100);
+        assert_eq!(redact(&euros), format!("{}...", "€".repeat(66)));
+        let e = "é".repeat(150);
+        assert_eq!(redact(&e), format!("{}...", "é".repeat(100)));
+        // Credentials are removed before the cut.
+        let long = format!("https://user:secret@{}", "h".repeat(300));
+        let r = redact(&long);
+        assert!(!r.contains("secret"));
+        assert_eq!(r, format!("https://***@{}...", "h".repeat(200 - 12)));
+    }
+
+    #[test]
+    fn error_messages_carry_the_redacted_input() {
+        let cases = [
+            ("user:secret@host", "\"***@host\" has no scheme"),
+            ("user:secret@host://x", "unsupported scheme \"***@host\""),
+            ("https://user:secret@[::1", "\"https://***@[::1\": "),
+            (
+                "https://x?token=1",
+                "\"https://x?token=1\" must not have a query or fragment",
+            ),
+        ];
+        for (input, expected) in cases {
+            let err = BaseUrl::parse(input).unwrap_err().to_string();
+            assert!(err.contains(expected), "{input}: {err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let base = BaseUrl::parse("http://x").unwrap();
+        let err = base.method_url("a:b@c", "M").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid upstream URL: invalid Twirp service name \"***@c\""
+        );
+        let err = base.method_url("svc", "u:p@m").unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "invalid upstream URL: invalid Twirp method name \"***@m\""
+        );
     }
 
     #[test]

@@ -541,11 +541,20 @@ async fn response_size_limit() {
             .call("Big", Bytes::new(), &CallOptions::new())
             .await
             .unwrap_err();
+        // Not `Body`/UNAVAILABLE: the same call gets the same answer again, and clients retry
+        // UNAVAILABLE forever.
         assert!(
-            matches!(&err, Error::Body(m) if m.contains("1000")),
+            matches!(
+                &err,
+                Error::TooLarge {
+                    limit: 1000,
+                    size: Some(4096)
+                }
+            ),
             "{err:?}"
         );
-        assert_eq!(err.grpc_code(), Code::Unavailable);
+        assert_eq!(err.kind(), "too_large");
+        assert_eq!(err.grpc_code(), Code::ResourceExhausted);
     })
     .await;
 }
@@ -866,6 +875,297 @@ async fn status_codes_of_every_intermediary_class_over_http() {
             );
             assert_eq!(err.grpc_code(), code, "{status}");
         }
+    })
+    .await;
+}
+
+/// A raw server that reads one request per connection and answers `answer` verbatim, then
+/// closes (or, with `linger`, keeps the connection until the client closes it).
+async fn verbatim_server(answer: Vec<u8>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                read_request(&mut stream).await;
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.flush().await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn truncated_twirp_error_body_is_body_error() {
+    // A 404 whose Twirp JSON breaks off: the status alone would read as an intermediary's
+    // bad_route (UNIMPLEMENTED); a truncated answer is UNAVAILABLE like any other.
+    bounded(async {
+        let body = br#"{"code":"not_found","msg":"egress does not exist"}"#;
+        let answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+            body.len() + 100,
+            String::from_utf8_lossy(body)
+        );
+        let addr = verbatim_server(answer.into_bytes()).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Body(_)), "{err:?}");
+        assert_eq!(err.grpc_code(), Code::Unavailable);
+        assert_no_secret(&err);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twirp_error_over_the_read_bound_keeps_its_code() {
+    bounded(async {
+        for chunked in [false, true] {
+            let body = format!(
+                r#"{{"code":"not_found","msg":"egress does not exist","meta":{{"big":"{}"}}}}"#,
+                "x".repeat(200_000)
+            );
+            let answer = if chunked {
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                     transfer-encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                    body.len()
+                )
+            } else {
+                format!(
+                    "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                )
+            };
+            let addr = verbatim_server(answer.into_bytes()).await;
+            let err = client(addr)
+                .call("Echo", Bytes::new(), &CallOptions::new())
+                .await
+                .unwrap_err();
+            let Error::Twirp(e) = &err else {
+                panic!("{err:?}")
+            };
+            assert_eq!(e.code, TwirpCode::NotFound);
+            assert_eq!(e.msg, "egress does not exist");
+            // Only the bounded prefix was read: the meta after it is not there.
+            assert!(e.meta.is_empty(), "{chunked}");
+            assert_eq!(err.grpc_code(), Code::NotFound);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn twirp_error_under_the_read_bound_is_read_whole() {
+    bounded(async {
+        let value = "v".repeat(60 * 1024);
+        let body = format!(r#"{{"code":"not_found","msg":"m","meta":{{"big":"{value}"}}}}"#);
+        assert!(body.len() < 64 * 1024);
+        let answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let addr = verbatim_server(answer.into_bytes()).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        let Error::Twirp(e) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(e.meta["big"], value);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn probe_reports_gateway_errors_and_unreachable_servers() {
+    bounded(async {
+        // LiveKit's `GET /` (here a Twirp 404): reachable.
+        let (addr, _) = start_server().await;
+        client(addr).probe().await.unwrap();
+        // A load balancer's 502: LiveKit is down behind it.
+        let addr = verbatim_server(
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 0\r\n\r\n"
+                .to_vec(),
+        )
+        .await;
+        let err = client(addr).probe().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Intermediary { status: 502, .. }),
+            "{err:?}"
+        );
+        // Nothing listening.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let err = client(closed).probe().await.unwrap_err();
+        assert!(matches!(err, Error::Connect(_)), "{err:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idle_pooled_connections_are_closed_after_the_idle_timeout() {
+    // After a burst the pool holds every connection it opened; the idle timeout is what
+    // closes them (hyper checks once per timeout, so within two of them).
+    bounded(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (closed_tx, mut closed_rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let closed_tx = closed_tx.clone();
+                tokio::spawn(async move {
+                    read_request(&mut stream).await;
+                    stream
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\n\
+                              content-length: 2\r\n\r\nok",
+                        )
+                        .await
+                        .unwrap();
+                    let answered = Instant::now();
+                    let mut buf = [0u8; 64];
+                    // The client sends nothing more: the next read ends when it closes.
+                    let _ = stream.read(&mut buf).await;
+                    let _ = closed_tx.send(answered.elapsed());
+                });
+            }
+        });
+        let idle = Duration::from_millis(300);
+        let client = client_for(&format!("http://{addr}"), |c| {
+            c.pool_idle_timeout = Some(idle)
+        });
+        let opts = CallOptions::new();
+        let calls = (0..3).map(|_| client.call("Echo", Bytes::new(), &opts));
+        for result in futures_util::future::join_all(calls).await {
+            result.unwrap();
+        }
+        for _ in 0..3 {
+            let after = closed_rx.recv().await.unwrap();
+            assert!(after >= idle - Duration::from_millis(50), "{after:?}");
+            assert!(after < 3 * idle, "{after:?}");
+        }
+        // The client itself is still alive and reconnects.
+        client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+    })
+    .await;
+}
+
+#[test]
+fn default_pool_idle_timeout_is_bounded() {
+    let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+    let idle = config.pool_idle_timeout.unwrap();
+    assert!(
+        idle >= Duration::from_secs(10) && idle <= Duration::from_secs(90),
+        "{idle:?}"
+    );
+}
+
+#[tokio::test]
+async fn response_size_limit_is_inclusive_and_covers_chunked_bodies() {
+    bounded(async {
+        // Exactly at the limit: accepted.
+        let (addr, _) = start_server().await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 4096);
+        let answer = client
+            .call("Big", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.body.len(), 4096);
+
+        // Chunked: no size up front, so the limit applies while reading.
+        let chunked = |len: usize| {
+            let mut answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\n\
+                 transfer-encoding: chunked\r\n\r\n{:x}\r\n",
+                len
+            )
+            .into_bytes();
+            answer.extend(std::iter::repeat_n(b'x', len));
+            answer.extend_from_slice(b"\r\n0\r\n\r\n");
+            answer
+        };
+        let addr = verbatim_server(chunked(1000)).await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 1000);
+        let answer = client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap();
+        assert_eq!(answer.body.len(), 1000);
+        let addr = verbatim_server(chunked(1001)).await;
+        let client = client_for(&format!("http://{addr}"), |c| c.max_response_bytes = 1000);
+        let err = client
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::TooLarge {
+                    limit: 1000,
+                    size: None
+                }
+            ),
+            "{err:?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn error_body_of_exactly_the_read_bound_is_whole() {
+    // 64 KiB that end where the bound does were read whole: a broken Twirp object of exactly
+    // that size is not a Twirp error (only a body cut by the bound is read leniently).
+    bounded(async {
+        let mut body = br#"{"code":"not_found","msg":"x""#.to_vec();
+        body.resize(64 * 1024, b' ');
+        let mut answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        let addr = verbatim_server(answer).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Intermediary { status: 404, .. }),
+            "{err:?}"
+        );
+        // One byte more and the same start is read as the Twirp error it begins.
+        let mut body = br#"{"code":"not_found","msg":"x""#.to_vec();
+        body.resize(64 * 1024 + 1, b' ');
+        let mut answer = format!(
+            "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        let addr = verbatim_server(answer).await;
+        let err = client(addr)
+            .call("Echo", Bytes::new(), &CallOptions::new())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Twirp(e) if e.code == TwirpCode::NotFound),
+            "{err:?}"
+        );
     })
     .await;
 }

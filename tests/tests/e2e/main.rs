@@ -6,6 +6,7 @@
 
 mod access;
 mod hostile;
+mod hostile_upstream;
 mod lifecycle;
 mod operations;
 mod packaging;
