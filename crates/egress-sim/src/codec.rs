@@ -22,20 +22,20 @@ pub(crate) fn pool() -> &'static DescriptorPool {
 
 /// A Twirp body encoding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Encoding {
+pub(crate) enum WireFormat {
     Protobuf,
     Json,
 }
 
-impl Encoding {
+impl WireFormat {
     /// Parses a `Content-Type` the way Twirp does: parameters after `;` are ignored, the media
     /// type is compared case-insensitively after trimming.
-    pub(crate) fn from_content_type(value: &str) -> Option<Encoding> {
+    pub(crate) fn from_content_type(value: &str) -> Option<WireFormat> {
         let media = value.split(';').next().unwrap_or("").trim();
         if media.eq_ignore_ascii_case("application/protobuf") {
-            Some(Encoding::Protobuf)
+            Some(WireFormat::Protobuf)
         } else if media.eq_ignore_ascii_case("application/json") {
-            Some(Encoding::Json)
+            Some(WireFormat::Json)
         } else {
             None
         }
@@ -44,8 +44,8 @@ impl Encoding {
     /// The `Content-Type` of an answer in this encoding.
     pub(crate) fn content_type(self) -> &'static str {
         match self {
-            Encoding::Protobuf => "application/protobuf",
-            Encoding::Json => "application/json",
+            WireFormat::Protobuf => "application/protobuf",
+            WireFormat::Json => "application/json",
         }
     }
 }
@@ -55,13 +55,13 @@ impl Encoding {
 /// The error is a short description for logs; Twirp itself answers `malformed` with a fixed
 /// message.
 pub(crate) fn decode<T: Message + Default>(
-    encoding: Encoding,
+    encoding: WireFormat,
     type_name: &str,
     body: &[u8],
 ) -> Result<T, String> {
     match encoding {
-        Encoding::Protobuf => T::decode(body).map_err(|e| e.to_string()),
-        Encoding::Json => {
+        WireFormat::Protobuf => T::decode(body).map_err(|e| e.to_string()),
+        WireFormat::Json => {
             let desc = pool()
                 .get_message_by_name(type_name)
                 .ok_or_else(|| format!("unknown message type {type_name}"))?;
@@ -76,11 +76,11 @@ pub(crate) fn decode<T: Message + Default>(
 }
 
 /// Encodes an answer of message type `type_name`.
-pub(crate) fn encode<T: Message>(encoding: Encoding, type_name: &str, message: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Message>(encoding: WireFormat, type_name: &str, message: &T) -> Vec<u8> {
     let bytes = message.encode_to_vec();
     match encoding {
-        Encoding::Protobuf => bytes,
-        Encoding::Json => to_json(type_name, &bytes).expect("generated types match the pool"),
+        WireFormat::Protobuf => bytes,
+        WireFormat::Json => to_json(type_name, &bytes).expect("generated types match the pool"),
     }
 }
 
@@ -109,34 +109,45 @@ mod tests {
     #[test]
     fn content_types() {
         assert_eq!(
-            Encoding::from_content_type("application/protobuf"),
-            Some(Encoding::Protobuf)
+            WireFormat::from_content_type("application/protobuf"),
+            Some(WireFormat::Protobuf)
         );
         assert_eq!(
-            Encoding::from_content_type(" Application/JSON ; charset=utf-8"),
-            Some(Encoding::Json)
+            WireFormat::from_content_type(" Application/JSON ; charset=utf-8"),
+            Some(WireFormat::Json)
         );
-        assert_eq!(Encoding::from_content_type("application/grpc"), None);
-        assert_eq!(Encoding::from_content_type(""), None);
-        assert_eq!(Encoding::from_content_type("application/x-protobuf"), None);
+        assert_eq!(WireFormat::from_content_type("application/grpc"), None);
+        assert_eq!(WireFormat::from_content_type(""), None);
+        assert_eq!(
+            WireFormat::from_content_type("application/x-protobuf"),
+            None
+        );
     }
 
     #[test]
     fn json_accepts_both_name_styles_and_ignores_unknown_fields() {
         let body = br#"{"roomName":"a","egress_id":"EG_1","active":true,"bogus":{"x":1}}"#;
         let request: livekit::ListEgressRequest =
-            decode(Encoding::Json, "livekit.ListEgressRequest", body).unwrap();
+            decode(WireFormat::Json, "livekit.ListEgressRequest", body).unwrap();
         assert_eq!(request.room_name, "a");
         assert_eq!(request.egress_id, "EG_1");
         assert!(request.active);
 
         assert!(
-            decode::<livekit::ListEgressRequest>(Encoding::Json, "livekit.ListEgressRequest", b"{")
-                .is_err()
+            decode::<livekit::ListEgressRequest>(
+                WireFormat::Json,
+                "livekit.ListEgressRequest",
+                b"{"
+            )
+            .is_err()
         );
         assert!(
-            decode::<livekit::ListEgressRequest>(Encoding::Json, "livekit.ListEgressRequest", b"")
-                .is_err()
+            decode::<livekit::ListEgressRequest>(
+                WireFormat::Json,
+                "livekit.ListEgressRequest",
+                b""
+            )
+            .is_err()
         );
     }
 
@@ -148,7 +159,7 @@ mod tests {
             started_at: 5,
             ..Default::default()
         };
-        let json = encode(Encoding::Json, "livekit.EgressInfo", &info);
+        let json = encode(WireFormat::Json, "livekit.EgressInfo", &info);
         let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(value["egress_id"], "EG_1");
         assert_eq!(value["room_name"], "r");

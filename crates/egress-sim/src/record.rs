@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, Encoding};
+use crate::codec::{self, WireFormat};
 use crate::rpc::Rpc;
 
 /// One request the simulator received (anything but `/sim/...`), as `GET /sim/requests`
@@ -71,7 +71,7 @@ impl RecordedRequest {
         let encoding = self
             .content_type
             .as_deref()
-            .and_then(Encoding::from_content_type)
+            .and_then(WireFormat::from_content_type)
             .ok_or_else(|| DecodeBodyError(format!("content type {:?}", self.content_type)))?;
         let rpc = self
             .rpc

@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
 use crate::auth;
-use crate::codec::{self, Encoding};
+use crate::codec::{self, WireFormat};
 use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction};
 use crate::record::RecordedRequest;
 use crate::rpc::Rpc;
@@ -457,7 +457,7 @@ fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer
         .get(CONTENT_TYPE)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
-    let Some(encoding) = Encoding::from_content_type(&content_type) else {
+    let Some(encoding) = WireFormat::from_content_type(&content_type) else {
         return Answer::twirp(&TwirpError::bad_route(
             format!("unexpected Content-Type: {content_type:?}"),
             method,
@@ -526,7 +526,7 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
                 items,
                 next_page_token: None,
             };
-            let json = codec::encode(Encoding::Json, "livekit.ListEgressResponse", &response);
+            let json = codec::encode(WireFormat::Json, "livekit.ListEgressResponse", &response);
             Answer::new(200, "application/json", json)
         }
         (&Method::DELETE, ["egresses"]) => {
@@ -554,7 +554,7 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
                 Some(info) => Answer::new(
                     200,
                     "application/json",
-                    codec::encode(Encoding::Json, "livekit.EgressInfo", &info),
+                    codec::encode(WireFormat::Json, "livekit.EgressInfo", &info),
                 ),
                 None => Answer::plain(404, "egress does not exist"),
             }

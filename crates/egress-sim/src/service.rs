@@ -9,7 +9,7 @@ use egress_proto::livekit::{
     start_egress_request,
 };
 
-use crate::codec::{self, Encoding};
+use crate::codec::{self, WireFormat};
 use crate::rpc::Rpc;
 use crate::state::{ListFilter, NewEgress, Shared, now_ns};
 use crate::twirp::TwirpError;
@@ -30,14 +30,14 @@ fn check<T: Validate>(request: &T) -> Result<(), TwirpError> {
 pub(crate) fn call(
     shared: &Shared,
     rpc: Rpc,
-    encoding: Encoding,
+    encoding: WireFormat,
     body: &[u8],
     claims: Option<&Claims>,
 ) -> Result<Vec<u8>, TwirpError> {
     // The request's type names the RPC, and the table its response type, so a handler
     // cannot answer with the wrong message.
     fn run<Req: RpcRequest>(
-        encoding: Encoding,
+        encoding: WireFormat,
         body: &[u8],
         claims: Option<&Claims>,
         f: impl FnOnce(Req) -> Result<Req::Response, TwirpError>,

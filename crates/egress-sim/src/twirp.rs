@@ -80,10 +80,10 @@ impl TwirpError {
         Self::new("bad_route", msg).with_meta("twirp_invalid_route", format!("{method} {path}"))
     }
 
-    pub(crate) fn malformed(encoding: crate::codec::Encoding) -> Self {
+    pub(crate) fn malformed(encoding: crate::codec::WireFormat) -> Self {
         let what = match encoding {
-            crate::codec::Encoding::Json => "json",
-            crate::codec::Encoding::Protobuf => "protobuf",
+            crate::codec::WireFormat::Json => "json",
+            crate::codec::WireFormat::Protobuf => "protobuf",
         };
         Self::new(
             "malformed",

@@ -19,16 +19,10 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 use url::Url;
 
-use crate::auth::Authorizer;
+use crate::authorizer::Authorizer;
+use crate::config::ClientConfig;
 use crate::error::{Error, classify_response, classify_response_prefix};
 use crate::transport::{self, HttpClient};
-use crate::url::BaseUrl;
-
-/// The Twirp service of LiveKit's Egress API.
-pub const DEFAULT_SERVICE: &str = "livekit.Egress";
-
-/// The default `User-Agent`: `livekit-egress-gateway/<version>`.
-pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_VERSION"));
 
 /// The header carrying the call's time budget in milliseconds.
 pub const TWIRP_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-twirp-timeout-ms");
@@ -48,76 +42,9 @@ const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 /// Most distinct method URLs cached per client.
 const MAX_CACHED_URLS: usize = 256;
 
-/// Configuration of a [`TwirpClient`].
-///
-/// ```
-/// use std::time::Duration;
-/// use egress_twirp::{BaseUrl, ClientConfig};
-///
-/// let config = ClientConfig {
-///     default_timeout: Duration::from_secs(60),
-///     ..ClientConfig::new(BaseUrl::parse("ws://localhost:7880").unwrap())
-/// };
-/// assert_eq!(config.connect_timeout, Duration::from_secs(5));
-/// assert_eq!(config.service, "livekit.Egress");
-/// ```
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// The LiveKit server.
-    pub base_url: BaseUrl,
-    /// The Twirp service name (default `livekit.Egress`).
-    pub service: String,
-    /// Time allowed to establish a connection, TLS included (default 5 s). Expiry is
-    /// [`Error::Connect`].
-    pub connect_timeout: Duration,
-    /// Time budget of calls that have no deadline of their own (default 30 s: LiveKit's start
-    /// calls can take 20 s and more). Expiry is [`Error::Timeout`].
-    pub default_timeout: Duration,
-    /// How long an idle pooled connection is kept (default 30 s; `None` keeps it forever).
-    ///
-    /// After a burst, every connection it opened sits idle in the pool (up to
-    /// [`pool_max_idle_per_host`](Self::pool_max_idle_per_host), which the proxy sets to its
-    /// concurrency limit): this bound is what closes them. hyper checks the pool once per
-    /// timeout, so an idle connection is closed between one and two timeouts after its last
-    /// use.
-    pub pool_idle_timeout: Option<Duration>,
-    /// Most idle connections kept per host (default 32).
-    pub pool_max_idle_per_host: usize,
-    /// TCP keep-alive of pooled connections (default 30 s; `None` disables it).
-    pub tcp_keepalive: Option<Duration>,
-    /// The `User-Agent` header (default [`USER_AGENT`]).
-    pub user_agent: String,
-    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`].
-    pub max_response_bytes: usize,
-    /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
-    pub proxy_from_env: bool,
-    /// Extra trusted root certificates, as a PEM bundle, on top of the platform's (default
-    /// none): for a LiveKit server behind a private CA.
-    pub extra_root_certs_pem: Option<Vec<u8>>,
-}
-
-impl ClientConfig {
-    /// A configuration with the defaults documented on each field.
-    pub fn new(base_url: BaseUrl) -> Self {
-        Self {
-            base_url,
-            service: DEFAULT_SERVICE.to_owned(),
-            connect_timeout: Duration::from_secs(5),
-            default_timeout: Duration::from_secs(30),
-            pool_idle_timeout: Some(Duration::from_secs(30)),
-            pool_max_idle_per_host: 32,
-            tcp_keepalive: Some(Duration::from_secs(30)),
-            user_agent: USER_AGENT.to_owned(),
-            max_response_bytes: 16 * 1024 * 1024,
-            proxy_from_env: true,
-            extra_root_certs_pem: None,
-        }
-    }
-}
-
-/// The encoding of a call's request and answer.
+/// The wire format of a call's request and answer (their `Content-Type`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum Encoding {
+pub enum WireFormat {
     /// `application/protobuf` (the default).
     #[default]
     Protobuf,
@@ -125,33 +52,33 @@ pub enum Encoding {
     Json,
 }
 
-impl Encoding {
+impl WireFormat {
     /// The `Content-Type` of this encoding.
     ///
     /// ```
-    /// use egress_twirp::Encoding;
-    /// assert_eq!(Encoding::Protobuf.content_type(), "application/protobuf");
+    /// use egress_twirp::WireFormat;
+    /// assert_eq!(WireFormat::Protobuf.content_type(), "application/protobuf");
     /// ```
     pub const fn content_type(self) -> &'static str {
         match self {
-            Encoding::Protobuf => "application/protobuf",
-            Encoding::Json => "application/json",
+            WireFormat::Protobuf => "application/protobuf",
+            WireFormat::Json => "application/json",
         }
     }
 
     /// The encoding of a `Content-Type` value (parameters after `;` and case ignored).
     ///
     /// ```
-    /// use egress_twirp::Encoding;
-    /// assert_eq!(Encoding::from_content_type("Application/JSON; charset=utf-8"), Some(Encoding::Json));
-    /// assert_eq!(Encoding::from_content_type("text/html"), None);
+    /// use egress_twirp::WireFormat;
+    /// assert_eq!(WireFormat::from_content_type("Application/JSON; charset=utf-8"), Some(WireFormat::Json));
+    /// assert_eq!(WireFormat::from_content_type("text/html"), None);
     /// ```
     pub fn from_content_type(value: &str) -> Option<Self> {
         let essence = value.split(';').next().unwrap_or_default().trim();
         if essence.eq_ignore_ascii_case("application/protobuf") {
-            Some(Encoding::Protobuf)
+            Some(WireFormat::Protobuf)
         } else if essence.eq_ignore_ascii_case("application/json") {
-            Some(Encoding::Json)
+            Some(WireFormat::Json)
         } else {
             None
         }
@@ -166,13 +93,13 @@ impl Encoding {
 ///
 /// ```
 /// use std::time::Duration;
-/// use egress_twirp::{CallOptions, Encoding};
+/// use egress_twirp::{CallOptions, WireFormat};
 /// use http::HeaderValue;
 ///
 /// let opts = CallOptions::new()
 ///     .with_timeout(Duration::from_secs(5))
 ///     .with_request_id(HeaderValue::from_static("req-1"))
-///     .with_encoding(Encoding::Json);
+///     .with_wire_format(WireFormat::Json);
 /// assert!(opts.deadline.is_some());
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -188,7 +115,7 @@ pub struct CallOptions {
     pub tracestate: Option<HeaderValue>,
     /// The request (and expected answer) encoding. [`TwirpClient::call_typed`] always uses
     /// protobuf.
-    pub encoding: Encoding,
+    pub wire_format: WireFormat,
 }
 
 impl CallOptions {
@@ -226,8 +153,8 @@ impl CallOptions {
     }
 
     /// Sets the encoding.
-    pub fn with_encoding(mut self, encoding: Encoding) -> Self {
-        self.encoding = encoding;
+    pub fn with_wire_format(mut self, wire_format: WireFormat) -> Self {
+        self.wire_format = wire_format;
         self
     }
 }
@@ -235,10 +162,10 @@ impl CallOptions {
 /// A successful Twirp answer.
 #[derive(Debug, Clone)]
 pub struct Response {
-    /// The answer's body, encoded as [`Response::encoding`].
+    /// The answer's body, encoded as [`Response::wire_format`].
     pub body: Bytes,
     /// The answer's encoding (always the request's).
-    pub encoding: Encoding,
+    pub wire_format: WireFormat,
     /// The HTTP version the answer came over.
     pub version: http::Version,
 }
@@ -359,7 +286,7 @@ impl TwirpClient {
         body: Bytes,
         opts: &CallOptions,
     ) -> Result<Response, Error> {
-        self.call_with_encoding(method, body, opts, opts.encoding)
+        self.call_with_wire_format(method, body, opts, opts.wire_format)
             .await
     }
 
@@ -378,7 +305,7 @@ impl TwirpClient {
     {
         let body = Bytes::from(request.encode_to_vec());
         let response = self
-            .call_with_encoding(method, body, opts, Encoding::Protobuf)
+            .call_with_wire_format(method, body, opts, WireFormat::Protobuf)
             .await?;
         Resp::decode(response.body).map_err(Error::from)
     }
@@ -413,12 +340,12 @@ impl TwirpClient {
         Ok(())
     }
 
-    async fn call_with_encoding(
+    async fn call_with_wire_format(
         &self,
         method: &str,
         body: Bytes,
         opts: &CallOptions,
-        encoding: Encoding,
+        encoding: WireFormat,
     ) -> Result<Response, Error> {
         let config = &self.inner.config;
         let now = Instant::now();
@@ -482,7 +409,7 @@ impl TwirpClient {
     async fn read_response(
         &self,
         response: http::Response<Incoming>,
-        encoding: Encoding,
+        encoding: WireFormat,
     ) -> Result<Response, Error> {
         let status = response.status();
         let version = response.version();
@@ -494,14 +421,14 @@ impl TwirpClient {
         if status == http::StatusCode::OK
             && content_type
                 .as_deref()
-                .and_then(Encoding::from_content_type)
+                .and_then(WireFormat::from_content_type)
                 == Some(encoding)
         {
             let body =
                 read_body(response.into_body(), self.inner.config.max_response_bytes).await?;
             return Ok(Response {
                 body,
-                encoding,
+                wire_format: encoding,
                 version,
             });
         }
@@ -680,6 +607,7 @@ fn describe(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::url::BaseUrl;
 
     #[test]
     fn timeout_header_value() {
@@ -817,18 +745,21 @@ mod tests {
     #[test]
     fn encodings() {
         assert_eq!(
-            Encoding::from_content_type("application/protobuf"),
-            Some(Encoding::Protobuf)
+            WireFormat::from_content_type("application/protobuf"),
+            Some(WireFormat::Protobuf)
         );
         assert_eq!(
-            Encoding::from_content_type(" application/protobuf ; x=y"),
-            Some(Encoding::Protobuf)
+            WireFormat::from_content_type(" application/protobuf ; x=y"),
+            Some(WireFormat::Protobuf)
         );
         assert_eq!(
-            Encoding::from_content_type("application/json;charset=utf-8"),
-            Some(Encoding::Json)
+            WireFormat::from_content_type("application/json;charset=utf-8"),
+            Some(WireFormat::Json)
         );
-        assert_eq!(Encoding::from_content_type("application/x-protobuf"), None);
-        assert_eq!(Encoding::from_content_type(""), None);
+        assert_eq!(
+            WireFormat::from_content_type("application/x-protobuf"),
+            None
+        );
+        assert_eq!(WireFormat::from_content_type(""), None);
     }
 }

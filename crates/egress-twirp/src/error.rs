@@ -542,8 +542,8 @@ impl From<TwirpError> for Error {
     }
 }
 
-impl From<crate::auth::AuthFailure> for Error {
-    fn from(err: crate::auth::AuthFailure) -> Self {
+impl From<crate::authorizer::AuthFailure> for Error {
+    fn from(err: crate::authorizer::AuthFailure) -> Self {
         Error::Auth(err.message().to_owned())
     }
 }

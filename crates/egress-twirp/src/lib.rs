@@ -37,16 +37,16 @@
 //! # }
 //! ```
 
-pub mod auth;
+pub mod authorizer;
 pub mod client;
+pub mod config;
 pub mod error;
 mod transport;
 pub mod url;
 
-pub use crate::auth::{AuthFailure, Authorizer, StaticAuthorization};
-pub use crate::client::{
-    CallOptions, ClientConfig, DEFAULT_SERVICE, Encoding, Response, TwirpClient, USER_AGENT,
-};
+pub use crate::authorizer::{AuthFailure, Authorizer, StaticAuthorization};
+pub use crate::client::{CallOptions, Response, TwirpClient, WireFormat};
+pub use crate::config::{ClientConfig, DEFAULT_SERVICE, USER_AGENT};
 pub use crate::error::{
     Error, TwirpCode, TwirpError, UnknownTwirpCode, classify_response, classify_response_prefix,
 };

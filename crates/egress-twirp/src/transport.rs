@@ -24,7 +24,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 
-use crate::client::ClientConfig;
+use crate::config::ClientConfig;
 use crate::error::Error;
 
 /// Request bodies: the caller's bytes, sent as one frame without copying.

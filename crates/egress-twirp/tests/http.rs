@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use egress_twirp::{
-    BaseUrl, CallOptions, ClientConfig, Encoding, Error, StaticAuthorization, TwirpClient,
-    TwirpCode,
+    BaseUrl, CallOptions, ClientConfig, Error, StaticAuthorization, TwirpClient, TwirpCode,
+    WireFormat,
 };
 use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -189,7 +189,7 @@ async fn echo_sends_expected_request() {
             );
         let resp = client.call("Echo", body.clone(), &opts).await.unwrap();
         assert_eq!(resp.body, body);
-        assert_eq!(resp.encoding, Encoding::Protobuf);
+        assert_eq!(resp.wire_format, WireFormat::Protobuf);
         assert_eq!(resp.version, http::Version::HTTP_11);
 
         let seen = state.requests.lock().unwrap()[0].clone();
@@ -252,7 +252,7 @@ async fn path_prefix_and_json_encoding() {
     bounded(async {
         let (addr, state) = start_server().await;
         let client = client_for(&format!("http://{addr}/lk/"), |_| {});
-        let opts = CallOptions::new().with_encoding(Encoding::Json);
+        let opts = CallOptions::new().with_wire_format(WireFormat::Json);
         let resp = client
             .call(
                 "Echo",
@@ -261,7 +261,7 @@ async fn path_prefix_and_json_encoding() {
             )
             .await
             .unwrap();
-        assert_eq!(resp.encoding, Encoding::Json);
+        assert_eq!(resp.wire_format, WireFormat::Json);
         assert_eq!(&resp.body[..], br#"{"egress_id":"EG_1"}"#);
         let seen = state.requests.lock().unwrap()[0].clone();
         assert_eq!(seen.path, "/lk/twirp/livekit.Egress/Echo");
@@ -280,7 +280,7 @@ async fn typed_calls_round_trip_and_decode_errors() {
             n: 7,
         };
         // call_typed uses protobuf even when the options say JSON.
-        let opts = CallOptions::new().with_encoding(Encoding::Json);
+        let opts = CallOptions::new().with_wire_format(WireFormat::Json);
         let back: Ping = client.call_typed("Echo", &ping, &opts).await.unwrap();
         assert_eq!(back, ping);
 
@@ -467,7 +467,7 @@ async fn html_200_is_an_intermediary() {
         // A JSON answer to a protobuf request is not a success either.
         let (addr, _) = start_server().await;
         let client = client(addr);
-        let opts = CallOptions::new().with_encoding(Encoding::Json);
+        let opts = CallOptions::new().with_wire_format(WireFormat::Json);
         assert!(client.call("JsonAlways", Bytes::new(), &opts).await.is_ok());
         let err = client
             .call("JsonAlways", Bytes::new(), &CallOptions::new())

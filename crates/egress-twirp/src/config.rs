@@ -1,0 +1,79 @@
+//! How a [`TwirpClient`](crate::TwirpClient) is set up. Its own module, so that the client
+//! and the HTTP transport both read it without importing each other.
+
+use std::time::Duration;
+
+use crate::url::BaseUrl;
+
+/// The Twirp service of LiveKit's Egress API.
+pub const DEFAULT_SERVICE: &str = "livekit.Egress";
+
+/// The default `User-Agent`: `livekit-egress-gateway/<version>`.
+pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_VERSION"));
+
+/// Configuration of a [`TwirpClient`](crate::TwirpClient).
+///
+/// ```
+/// use std::time::Duration;
+/// use egress_twirp::{BaseUrl, ClientConfig};
+///
+/// let config = ClientConfig {
+///     default_timeout: Duration::from_secs(60),
+///     ..ClientConfig::new(BaseUrl::parse("ws://localhost:7880").unwrap())
+/// };
+/// assert_eq!(config.connect_timeout, Duration::from_secs(5));
+/// assert_eq!(config.service, "livekit.Egress");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The LiveKit server.
+    pub base_url: BaseUrl,
+    /// The Twirp service name (default `livekit.Egress`).
+    pub service: String,
+    /// Time allowed to establish a connection, TLS included (default 5 s). Expiry is
+    /// [`Error::Connect`].
+    pub connect_timeout: Duration,
+    /// Time budget of calls that have no deadline of their own (default 30 s: LiveKit's start
+    /// calls can take 20 s and more). Expiry is [`Error::Timeout`].
+    pub default_timeout: Duration,
+    /// How long an idle pooled connection is kept (default 30 s; `None` keeps it forever).
+    ///
+    /// After a burst, every connection it opened sits idle in the pool (up to
+    /// [`pool_max_idle_per_host`](Self::pool_max_idle_per_host), which the proxy sets to its
+    /// concurrency limit): this bound is what closes them. hyper checks the pool once per
+    /// timeout, so an idle connection is closed between one and two timeouts after its last
+    /// use.
+    pub pool_idle_timeout: Option<Duration>,
+    /// Most idle connections kept per host (default 32).
+    pub pool_max_idle_per_host: usize,
+    /// TCP keep-alive of pooled connections (default 30 s; `None` disables it).
+    pub tcp_keepalive: Option<Duration>,
+    /// The `User-Agent` header (default [`USER_AGENT`]).
+    pub user_agent: String,
+    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`].
+    pub max_response_bytes: usize,
+    /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
+    pub proxy_from_env: bool,
+    /// Extra trusted root certificates, as a PEM bundle, on top of the platform's (default
+    /// none): for a LiveKit server behind a private CA.
+    pub extra_root_certs_pem: Option<Vec<u8>>,
+}
+
+impl ClientConfig {
+    /// A configuration with the defaults documented on each field.
+    pub fn new(base_url: BaseUrl) -> Self {
+        Self {
+            base_url,
+            service: DEFAULT_SERVICE.to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            default_timeout: Duration::from_secs(30),
+            pool_idle_timeout: Some(Duration::from_secs(30)),
+            pool_max_idle_per_host: 32,
+            tcp_keepalive: Some(Duration::from_secs(30)),
+            user_agent: USER_AGENT.to_owned(),
+            max_response_bytes: 16 * 1024 * 1024,
+            proxy_from_env: true,
+            extra_root_certs_pem: None,
+        }
+    }
+}
