@@ -407,6 +407,14 @@ fn start_proxy(
     if help.contains("--admin-listen") {
         cmd.args(["--admin-listen", "127.0.0.1:0"]);
     }
+    // The load generator multiplexes its calls over a few channels (the in-flight phase puts
+    // 1,000 on them), so the per-connection cap of newer proxies is lifted to the global one.
+    if help.contains("--max-concurrency-per-connection") {
+        cmd.args([
+            "--max-concurrency-per-connection",
+            &max_concurrency.to_string(),
+        ]);
+    }
     child_env(&mut cmd);
     cmd.env("LIVEKIT_URL", sim_url)
         // The readiness line is an info event; by default everything else only from warn up.
