@@ -26,27 +26,36 @@ pub const API_SECRET: &str = "e2e-secret-that-must-never-be-logged";
 pub fn proxy_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // This test executable is `<target>/<profile>/deps/e2e-…`: the binary is built into
+        // the same `<target>/<profile>`, whatever the target directory or profile.
+        let exe = std::env::current_exe().expect("the test executable's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("tests run from <target>/<profile>/deps")
+            .to_path_buf();
+        let profile = profile_dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("debug")
+            .to_owned();
+        let profile = if profile == "debug" {
+            "dev".to_owned()
+        } else {
+            profile
+        };
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         // A no-op when `cargo test --workspace` already built it; keeps `cargo test -p
         // egress-e2e` self-sufficient.
         let status = Command::new(cargo)
             .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "egress-proxy",
-                "--bin",
-                "egress-proxy",
-            ])
+            .args(["build", "--quiet", "--profile", &profile])
+            .args(["-p", "egress-proxy", "--bin", "egress-proxy"])
             .status()
             .expect("run cargo build");
         assert!(status.success(), "building egress-proxy failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("debug").join("egress-proxy")
+        profile_dir.join("egress-proxy")
     })
 }
 
