@@ -19,6 +19,8 @@
 //!   shut, so nothing inside the body could notice the deadline.
 
 use std::cell::Cell;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -26,9 +28,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use egress_telemetry::Metrics;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
-use tokio::sync::Notify;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
+use tower::ServiceExt;
+
+use crate::call::ConnectionSlots;
+use crate::tls::{self, Peer};
 
 /// Time a stream gets past its deadline to flush the DEADLINE_EXCEEDED status itself.
 pub const FLUSH_GRACE: Duration = Duration::from_millis(250);
@@ -191,6 +201,274 @@ impl<F: Future<Output = ()>> Future for BoundedStream<F> {
             _ => Poll::Pending,
         }
     }
+}
+
+/// The client connections of one listener: their cap, their settings, and the GOAWAY that
+/// starts a drain.
+pub struct Connections {
+    slots: Arc<Semaphore>,
+    max: u32,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    settings: ConnectionSettings,
+    goaway: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Connections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connections")
+            .field("max", &self.max)
+            .field(
+                "open",
+                &(self.max as usize - self.slots.available_permits()),
+            )
+            .field("tls", &self.acceptor.is_some())
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connections {
+    /// At most `max` connections at once, with TLS when `tls` is set.
+    pub fn new(
+        max: usize,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        settings: ConnectionSettings,
+    ) -> Self {
+        // A semaphore holds at most `u32::MAX` permits in one `acquire_many`.
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        Self {
+            slots: Arc::new(Semaphore::new(max as usize)),
+            max,
+            acceptor: tls.map(tokio_rustls::TlsAcceptor::from),
+            settings,
+            goaway: watch::channel(false).0,
+        }
+    }
+
+    /// Accepts connections on `listener` and serves `routes` on each until `shutdown`.
+    pub async fn accept<S, B>(
+        &self,
+        listener: &TcpListener,
+        routes: S,
+        shutdown: impl Future<Output = ()>,
+    ) where
+        S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        tokio::pin!(shutdown);
+        loop {
+            // A slot first, then accept: at the cap, new clients wait in the kernel's
+            // backlog and take no descriptor of ours.
+            let slot = tokio::select! {
+                slot = Arc::clone(&self.slots).acquire_owned() => slot.expect("never closed"),
+                () = &mut shutdown => return,
+            };
+            let (stream, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(ok) => ok,
+                    Err(err) => {
+                        // Out of file descriptors and the like: back off, don't spin.
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => return,
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_connection(
+                stream,
+                addr,
+                routes.clone(),
+                self.acceptor.clone(),
+                self.settings.clone(),
+                self.goaway.subscribe(),
+                slot,
+            ));
+        }
+    }
+
+    /// Sends GOAWAY on every connection: they finish their streams and close.
+    pub fn goaway(&self) {
+        self.goaway.send_replace(true);
+    }
+
+    /// Whether every connection has closed within `within`.
+    pub async fn drained(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, Arc::clone(&self.slots).acquire_many_owned(self.max))
+            .await
+            .is_ok()
+    }
+}
+
+/// What each connection task needs.
+#[derive(Debug, Clone)]
+pub struct ConnectionSettings {
+    pub per_connection: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub metrics: Metrics,
+}
+
+/// Serves one client connection until it ends, is closed for a timeout, or the server
+/// drains. `_slot` is its place under `--max-connections`.
+async fn serve_connection<S, B>(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    routes: S,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    settings: ConnectionSettings,
+    mut goaway: tokio::sync::watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+) where
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let metrics = settings.metrics;
+    let _counted = Counted::new(metrics.clone());
+    let state = ConnectionState::new();
+    let Some((io, identities)) = secure(stream, addr, acceptor, settings.header_read_timeout).await
+    else {
+        return;
+    };
+    let peer = Peer { addr, identities };
+    let slots = ConnectionSlots::new(settings.per_connection);
+    let conn = http2_builder(StreamExecutor::new(Arc::clone(&state)))
+        .serve_connection(TokioIo::new(io), with_peer(routes, peer, slots));
+    tokio::pin!(conn);
+    let expired = state.expired(settings.header_read_timeout, settings.idle_timeout);
+    tokio::pin!(expired);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            served = conn.as_mut() => {
+                if let Err(err) = served {
+                    tracing::debug!(%addr, error = %err, "connection ended with an error");
+                }
+                return;
+            }
+            _ = goaway.wait_for(|goaway| *goaway), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            reason = &mut expired, if !closing => {
+                metrics.connection_closed(reason);
+                tracing::debug!(%addr, reason, "closing connection");
+                if reason == "header_timeout" {
+                    // Nothing was asked of us: no stream to finish, no GOAWAY owed.
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+/// A connection counted in `egress_proxy_connections` while it lives.
+struct Counted(Metrics);
+
+impl Counted {
+    fn new(metrics: Metrics) -> Self {
+        metrics.connections_add(1);
+        Self(metrics)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections_add(-1);
+    }
+}
+
+/// Largest HTTP/2 send buffer per stream: an answer beyond it waits in its call (which
+/// holds a slot, bounded by the deadline) rather than in h2's queue.
+const MAX_SEND_BUF: usize = 64 * 1024;
+
+/// The connection's service, with every request tagged with who is on the other end and
+/// the connection's call slots.
+fn with_peer<S>(
+    routes: S,
+    peer: Peer,
+    slots: ConnectionSlots,
+) -> TowerToHyperService<
+    impl tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = S::Response,
+        Error = S::Error,
+        Future = S::Future,
+    > + Clone,
+>
+where
+    S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
+{
+    TowerToHyperService::new(routes.map_request(
+        move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            req.extensions_mut().insert(slots.clone());
+            req
+        },
+    ))
+}
+
+/// A connection's byte stream, plain or TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// Runs the TLS handshake when TLS is on; returns the stream to serve and the names a
+/// verified client certificate carries (none for plaintext or server-only TLS).
+///
+/// The handshake runs in the connection's task, bounded by the header-read timeout (the
+/// first request's headers come after it), so a slow or silent client cannot stall the
+/// accept loop or keep a descriptor.
+async fn secure(
+    stream: tokio::net::TcpStream,
+    addr: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    within: Duration,
+) -> Option<(Box<dyn Io>, Arc<[String]>)> {
+    let Some(acceptor) = acceptor else {
+        return Some((Box::new(stream), Arc::from([])));
+    };
+    match tokio::time::timeout(within, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => {
+            let identities = tls::identities(tls.get_ref().1.peer_certificates());
+            Some((Box::new(tls), identities.into()))
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(%addr, error = %err, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%addr, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// HTTP/2 settings of every client connection, with `streams` spawning its streams.
+fn http2_builder(streams: StreamExecutor) -> hyper::server::conn::http2::Builder<StreamExecutor> {
+    let mut http2 = hyper::server::conn::http2::Builder::new(streams);
+    http2
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(Some(1024))
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .max_header_list_size(64 * 1024)
+        .max_send_buf_size(MAX_SEND_BUF);
+    http2
 }
 
 /// Raises the soft open-files limit to the hard one, as Go's runtime does at start-up, and

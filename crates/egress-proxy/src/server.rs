@@ -1,4 +1,6 @@
-//! The listener: HTTP/2 connections, the gRPC routes, health, reflection and draining.
+//! The gateway's routes (`livekit.Egress` to the gRPC door, anything else to health and
+//! reflection), the upstream health probe, and the order of a drain. The connections
+//! themselves are [`crate::listen`]'s.
 //!
 //! We drive hyper ourselves instead of `tonic::transport::Server`: tonic's server always
 //! installs its own `grpc-timeout` layer, which answers CANCELLED before our handler can
@@ -13,22 +15,18 @@ use std::time::Duration;
 use egress_policy::PolicyStore;
 use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::TwirpClient;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::service::Routes;
 use tonic_health::ServingStatus as Serving;
 use tonic_health::server::HealthReporter;
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, ServiceBuilder};
 
-use crate::call::{Authenticator, ConnectionSlots, Forwarder, Limits, PolicyStage, Stages};
+use crate::call::{Authenticator, Forwarder, Limits, PolicyStage, Stages};
 use crate::deadline::Deadlines;
 use crate::door::grpc::{DoorSettings, GrpcDoor, refuse_non_grpc};
 use crate::drain::DrainSignal;
-use crate::listen::{ConnectionState, StreamExecutor};
+use crate::listen::{ConnectionSettings, Connections};
 use crate::request_id::RequestIdLayer;
-use crate::tls::{self, Peer};
 
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
@@ -57,90 +55,12 @@ pub struct ServerSettings {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Largest HTTP/2 send buffer per stream: an answer beyond it waits in its call (which
-/// holds a slot, bounded by the deadline) rather than in h2's queue.
-const MAX_SEND_BUF: usize = 64 * 1024;
-
 /// Time a connection's calls get to write their UNAVAILABLE answers once the drain timeout
 /// has passed, before the connection is dropped.
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
-/// The connection's service, with every request tagged with who is on the other end and
-/// the connection's call slots.
-fn with_peer<S>(
-    routes: S,
-    peer: Peer,
-    slots: ConnectionSlots,
-) -> TowerToHyperService<
-    impl tower::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = S::Response,
-        Error = S::Error,
-        Future = S::Future,
-    > + Clone,
->
-where
-    S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
-{
-    TowerToHyperService::new(routes.map_request(
-        move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(peer.clone());
-            req.extensions_mut().insert(slots.clone());
-            req
-        },
-    ))
-}
-
-/// A connection's byte stream, plain or TLS.
-trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
-
-/// Runs the TLS handshake when TLS is on; returns the stream to serve and the names a
-/// verified client certificate carries (none for plaintext or server-only TLS).
-///
-/// The handshake runs in the connection's task, bounded by the header-read timeout (the
-/// first request's headers come after it), so a slow or silent client cannot stall the
-/// accept loop or keep a descriptor.
-async fn secure(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    within: Duration,
-) -> Option<(Box<dyn Io>, Arc<[String]>)> {
-    let Some(acceptor) = acceptor else {
-        return Some((Box::new(stream), Arc::from([])));
-    };
-    match tokio::time::timeout(within, acceptor.accept(stream)).await {
-        Ok(Ok(tls)) => {
-            let identities = tls::identities(tls.get_ref().1.peer_certificates());
-            Some((Box::new(tls), identities.into()))
-        }
-        Ok(Err(err)) => {
-            tracing::debug!(%addr, error = %err, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            tracing::debug!(%addr, "TLS handshake timed out");
-            None
-        }
-    }
-}
-
 /// Health status name of the Egress service (the empty name stands for the whole server).
 const SERVICE_NAMES: [&str; 2] = ["", egress_proto::EGRESS_SERVICE];
-
-/// HTTP/2 settings of every client connection, with `streams` spawning its streams.
-fn http2_builder(streams: StreamExecutor) -> hyper::server::conn::http2::Builder<StreamExecutor> {
-    let mut http2 = hyper::server::conn::http2::Builder::new(streams);
-    http2
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(Some(1024))
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .max_header_list_size(64 * 1024)
-        .max_send_buf_size(MAX_SEND_BUF);
-    http2
-}
 
 /// Serves gRPC on `listener` until `shutdown` resolves, then drains.
 ///
@@ -213,46 +133,17 @@ pub async fn serve(
         .layer(settings.metrics.layer())
         .service(routes);
 
-    let acceptor = settings.tls.clone().map(tokio_rustls::TlsAcceptor::from);
-    let connections = Arc::new(Semaphore::new(settings.max_connections));
-    let (goaway, goaway_rx) = tokio::sync::watch::channel(false);
-
-    tokio::pin!(shutdown);
-    loop {
-        // A slot first, then accept: at the cap, new clients wait in the kernel's
-        // backlog and take no descriptor of ours.
-        let slot = tokio::select! {
-            slot = Arc::clone(&connections).acquire_owned() => slot.expect("never closed"),
-            () = &mut shutdown => break,
-        };
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(ok) => ok,
-                Err(err) => {
-                    // Out of file descriptors and the like: back off, don't spin.
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            addr,
-            routes.clone(),
-            acceptor.clone(),
-            ConnectionSettings {
-                per_connection: settings.max_concurrency_per_connection,
-                header_read_timeout: settings.header_read_timeout,
-                idle_timeout: settings.idle_timeout,
-                metrics: settings.metrics.clone(),
-            },
-            goaway_rx.clone(),
-            slot,
-        ));
-    }
+    let connections = Connections::new(
+        settings.max_connections,
+        settings.tls.clone(),
+        ConnectionSettings {
+            per_connection: settings.max_concurrency_per_connection,
+            header_read_timeout: settings.header_read_timeout,
+            idle_timeout: settings.idle_timeout,
+            metrics: settings.metrics.clone(),
+        },
+    );
+    connections.accept(&listener, routes, shutdown).await;
 
     probe.abort();
     settings.admin.set_draining();
@@ -262,110 +153,18 @@ pub async fn serve(
     drop(listener);
     // After NOT_SERVING went out: health watchers learn it, then their streams end.
     drain_signal.drain();
-    goaway.send_replace(true);
+    connections.goaway();
     tracing::info!(drain_timeout = ?settings.drain_timeout, "draining in-flight calls");
-    let all = u32::try_from(settings.max_connections).unwrap_or(u32::MAX);
-    let drained = |within| {
-        let connections = Arc::clone(&connections);
-        async move {
-            tokio::time::timeout(within, connections.acquire_many_owned(all))
-                .await
-                .is_ok()
-        }
-    };
-    if drained(settings.drain_timeout).await {
+    if connections.drained(settings.drain_timeout).await {
         tracing::info!("drained; bye");
     } else {
         tracing::warn!("drain timeout passed; answering the calls still running UNAVAILABLE");
         stop_calls.send_replace(true);
-        if !drained(STOP_GRACE).await {
+        if !connections.drained(STOP_GRACE).await {
             tracing::warn!("dropping the connections still open");
         }
     }
     Ok(())
-}
-
-/// What each connection task needs.
-struct ConnectionSettings {
-    per_connection: usize,
-    header_read_timeout: Duration,
-    idle_timeout: Duration,
-    metrics: Metrics,
-}
-
-/// Serves one client connection until it ends, is closed for a timeout, or the server
-/// drains. `_slot` is its place under `--max-connections`.
-async fn serve_connection<S, B>(
-    stream: tokio::net::TcpStream,
-    addr: SocketAddr,
-    routes: S,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    settings: ConnectionSettings,
-    mut goaway: tokio::sync::watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
-) where
-    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let metrics = settings.metrics;
-    metrics.connections_add(1);
-    let _counted = scopeguard(|| metrics.connections_add(-1));
-    let state = ConnectionState::new();
-    let Some((io, identities)) = secure(stream, addr, acceptor, settings.header_read_timeout).await
-    else {
-        return;
-    };
-    let peer = Peer { addr, identities };
-    let slots = ConnectionSlots::new(settings.per_connection);
-    let conn = http2_builder(StreamExecutor::new(Arc::clone(&state)))
-        .serve_connection(TokioIo::new(io), with_peer(routes, peer, slots));
-    tokio::pin!(conn);
-    let expired = state.expired(settings.header_read_timeout, settings.idle_timeout);
-    tokio::pin!(expired);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            served = conn.as_mut() => {
-                if let Err(err) = served {
-                    tracing::debug!(%addr, error = %err, "connection ended with an error");
-                }
-                return;
-            }
-            _ = goaway.wait_for(|goaway| *goaway), if !closing => {
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            reason = &mut expired, if !closing => {
-                metrics.connection_closed(reason);
-                tracing::debug!(%addr, reason, "closing connection");
-                if reason == "header_timeout" {
-                    // Nothing was asked of us: no stream to finish, no GOAWAY owed.
-                    return;
-                }
-                conn.as_mut().graceful_shutdown();
-                closing = true;
-            }
-        }
-    }
-}
-
-/// Runs `f` when dropped.
-fn scopeguard(f: impl FnOnce()) -> impl Drop {
-    struct Guard<F: FnOnce()>(Option<F>);
-    impl<F: FnOnce()> Drop for Guard<F> {
-        fn drop(&mut self) {
-            if let Some(f) = self.0.take() {
-                f();
-            }
-        }
-    }
-    Guard(Some(f))
 }
 
 /// Keeps the health service in step with whether LiveKit answers at all.
