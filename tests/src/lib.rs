@@ -22,6 +22,24 @@ use tonic::transport::Channel;
 pub const API_KEY: &str = "e2e-key";
 pub const API_SECRET: &str = "e2e-secret-that-must-never-be-logged";
 
+/// The simulator on a free loopback port with the test credentials.
+pub fn sim() -> egress_sim::SimHandle {
+    sim_with(egress_sim::Simulator::builder())
+}
+
+/// The simulator, its egresses turning ACTIVE `delay` after they start.
+pub fn sim_activating_after(delay: Duration) -> egress_sim::SimHandle {
+    sim_with(egress_sim::Simulator::builder().activate_after(delay))
+}
+
+fn sim_with(builder: egress_sim::SimulatorBuilder) -> egress_sim::SimHandle {
+    builder
+        .credentials(egress_auth::Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("start the simulator")
+}
+
 /// Path of the freshly built `egress-proxy` binary (built once per test process).
 pub fn proxy_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use egress_auth::Credentials;
 use egress_e2e::certs::{TestCa, temp_dir};
-use egress_e2e::{API_KEY, API_SECRET, Gateway, Proxy, ProxyOptions};
+use egress_e2e::{API_KEY, API_SECRET, Gateway, Proxy, ProxyOptions, sim_activating_after};
 use egress_policy::hash_token;
 use egress_proto::livekit::egress_client::EgressClient;
 use egress_proto::livekit::{
@@ -23,12 +23,7 @@ const RECORDER_TOKEN: &str = "recorder-token-0123456789abcdef";
 const OPS_TOKEN: &str = "ops-token-fedcba9876543210";
 
 fn sim() -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .activate_after(Duration::from_millis(50))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap()
+    sim_activating_after(Duration::from_millis(50))
 }
 
 fn bearer_policy() -> String {

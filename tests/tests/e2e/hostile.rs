@@ -8,11 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
 use egress_e2e::{
-    API_KEY, API_SECRET, Endpoint, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
-    admin_get,
+    Endpoint, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get,
+    sim_activating_after,
 };
 use egress_policy::hash_token;
 use egress_proto::livekit::{
@@ -20,7 +19,7 @@ use egress_proto::livekit::{
     RoomCompositeEgressRequest, StopEgressRequest, StreamOutput, WebEgressRequest,
 };
 use egress_proxy::codec::BytesCodec;
-use egress_sim::{SimHandle, Simulator};
+use egress_sim::SimHandle;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -36,12 +35,7 @@ const PREFACE_AND_SETTINGS: &[u8] =
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
 
 fn sim() -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .activate_after(Duration::from_millis(50))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap()
+    sim_activating_after(Duration::from_millis(50))
 }
 
 /// Bearer policy: `recorder` may only stream to `rtmps://*.live.example.com/*` in `team-*`

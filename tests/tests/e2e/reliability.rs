@@ -12,27 +12,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use egress_auth::Credentials;
 use egress_e2e::{
     API_KEY, API_SECRET, Endpoint, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
-    admin_get, http_request, proxy_bin, raw_grpc_call, read_at_least, read_request_head,
+    admin_get, http_request, proxy_bin, raw_grpc_call, read_at_least, read_request_head, sim,
 };
 use egress_proto::livekit::{EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest};
-use egress_sim::{Fault, SimHandle, Simulator};
+use egress_sim::{Fault, SimHandle};
 use prost::Message;
 use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
 /// Upper bound for any single await in these tests.
 const BOUND: Duration = Duration::from_secs(10);
-
-fn sim() -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap()
-}
 
 /// Awaits `future`, failing the test if it takes longer than `limit`.
 async fn bounded<F: std::future::Future>(limit: Duration, what: &str, future: F) -> F::Output {

@@ -5,15 +5,14 @@
 
 use std::time::Duration;
 
-use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
-use egress_e2e::{API_KEY, API_SECRET, Gateway, ProxyOptions};
+use egress_e2e::{Gateway, ProxyOptions, sim_activating_after};
 use egress_policy::hash_token;
 use egress_proto::livekit::{
     self, RoomCompositeEgressRequest, StartEgressRequest, StreamDestination, StreamOutput,
     UpdateStreamRequest,
 };
-use egress_sim::{SimHandle, Simulator};
+use egress_sim::SimHandle;
 use tonic::Code;
 
 const TOKEN: &str = "streamer-token-0123456789abcdef";
@@ -21,12 +20,7 @@ const ALLOWED: &str = "rtmps://eu.live.example.com/app/KEY-ONE";
 const ELSEWHERE: &str = "rtmps://evil.example.net/app/KEY-TWO";
 
 fn sim() -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .activate_after(Duration::from_millis(50))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap()
+    sim_activating_after(Duration::from_millis(50))
 }
 
 fn proxy(sim: &SimHandle) -> Gateway {

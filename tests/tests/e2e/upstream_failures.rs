@@ -4,27 +4,17 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port,
-    raw_grpc_call,
+    Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream, closed_port, raw_grpc_call, sim,
 };
 use egress_proto::livekit::{
     EgressInfo, EncodedFileOutput, ListEgressRequest, RoomCompositeEgressRequest, StopEgressRequest,
 };
 use egress_proxy::codec::BytesCodec;
-use egress_sim::{Fault, SimHandle, Simulator};
+use egress_sim::Fault;
 use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
-
-fn sim() -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap()
-}
 
 fn start_request() -> RoomCompositeEgressRequest {
     RoomCompositeEgressRequest {
