@@ -166,24 +166,7 @@ impl Proxy {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn egress-proxy");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = ready_addrs(&line)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr);
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
+        let (log, rx) = read_log(&mut child);
         let (addr, admin) = match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(addrs) => addrs,
             Err(_) => {
@@ -259,17 +242,53 @@ impl Drop for Proxy {
 }
 
 /// Extracts `listen=ADDR` and `admin=ADDR` from the proxy's readiness line.
-fn ready_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+/// Collects a spawned gateway's stderr into a shared log, and sends the listener addresses
+/// of its `egress-proxy ready` line (text or JSON logs) once it appears.
+pub fn read_log(
+    child: &mut Child,
+) -> (
+    Arc<Mutex<String>>,
+    std::sync::mpsc::Receiver<(SocketAddr, SocketAddr)>,
+) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addrs) = ready_addrs(&line)
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addrs);
+            }
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    });
+    (log, rx)
+}
+
+/// The gRPC and admin addresses of an `egress-proxy ready` line, in text or JSON format.
+pub fn ready_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     if !line.contains("egress-proxy ready") {
         return None;
     }
     let field = |name: &str| -> Option<SocketAddr> {
-        let start = line.find(name)? + name.len();
-        let rest = &line[start..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        rest[..end].parse().ok()
+        for pattern in [format!(" {name}="), format!("\"{name}\":\"")] {
+            if let Some(start) = line.find(&pattern) {
+                let rest = &line[start + pattern.len()..];
+                let end = rest
+                    .find(|c: char| c.is_whitespace() || c == '"')
+                    .unwrap_or(rest.len());
+                return rest[..end].parse().ok();
+            }
+        }
+        None
     };
-    Some((field(" listen=")?, field(" admin=")?))
+    Some((field("listen")?, field("admin")?))
 }
 
 /// `GET http://ADMIN{path}` over HTTP/1.1: (status, body).

@@ -12,7 +12,6 @@
 //! authenticate callers as its policy says.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,7 +21,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use egress_auth::Credentials;
 use egress_e2e::certs::temp_dir;
-use egress_e2e::{admin_get, proxy_bin};
+use egress_e2e::{admin_get, proxy_bin, read_log, ready_addrs};
 use egress_policy::{AuthMode, Policy};
 use egress_proto::livekit::ListEgressRequest;
 use egress_proto::livekit::egress_client::EgressClient;
@@ -359,24 +358,7 @@ fn start(c: &Container, upstream_url: &str) -> Result<Running, String> {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn egress-proxy");
-    let stderr = child.stderr.take().unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel();
-    let sink = Arc::clone(&log);
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            if let Some(addrs) = ready_addrs(&line)
-                && let Some(tx) = tx.take()
-            {
-                let _ = tx.send(addrs);
-            }
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
+    let (log, rx) = read_log(&mut child);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok((grpc, admin)) = rx.recv_timeout(Duration::from_millis(50)) {
@@ -405,27 +387,6 @@ fn start(c: &Container, upstream_url: &str) -> Result<Running, String> {
             ));
         }
     }
-}
-
-/// `listen` and `admin` from the readiness line, text (`listen=ADDR`) or JSON
-/// (`"listen":"ADDR"`).
-fn ready_addrs(line: &str) -> Option<(SocketAddr, SocketAddr)> {
-    if !line.contains("egress-proxy ready") {
-        return None;
-    }
-    let field = |name: &str| -> Option<SocketAddr> {
-        for pattern in [format!(" {name}="), format!("\"{name}\":\"")] {
-            if let Some(start) = line.find(&pattern) {
-                let rest = &line[start + pattern.len()..];
-                let end = rest
-                    .find(|c: char| c.is_whitespace() || c == '"')
-                    .unwrap_or(rest.len());
-                return rest[..end].parse().ok();
-            }
-        }
-        None
-    };
-    Some((field("listen")?, field("admin")?))
 }
 
 /// A wildcard listener is reached on loopback.
