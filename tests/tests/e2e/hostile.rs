@@ -1368,3 +1368,61 @@ async fn list_answers_are_gzip_compressed_when_the_caller_accepts_gzip() {
     );
     assert_eq!(answer.body.first(), Some(&0), "uncompressed flag");
 }
+
+/// Waits (bounded) for an audit line of `egress_id` whose outcome is `outcome`.
+async fn audited(proxy: &Proxy, egress_id: &str, outcome: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = proxy.log();
+        if log.lines().any(|line| {
+            line.contains("egress call") && line.contains(egress_id) && line.contains(outcome)
+        }) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no audit line for {egress_id} with {outcome}; log:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A call that never gets LiveKit's answer is still audited: one whose deadline passes, and
+/// one whose caller goes away while LiveKit is silent.
+#[tokio::test]
+async fn calls_that_never_finish_are_audited() {
+    let mut upstream = RawUpstream::start(RawBehaviour::Hang).await;
+    let proxy = Proxy::start(&upstream.url(), ProxyOptions::default());
+    let mut client = proxy.client().await;
+
+    // A raw call: tonic's client would enforce the same deadline itself and cancel first.
+    let message = egress_proto::livekit::StopEgressRequest {
+        egress_id: "EG_past_deadline".into(),
+    }
+    .encode_to_vec();
+    let answer = egress_e2e::raw_grpc_call(
+        proxy.addr,
+        "/livekit.Egress/StopEgress",
+        &[("grpc-timeout", "300m")],
+        &message,
+    )
+    .await;
+    assert_eq!(answer.grpc_status(), Some(4), "{answer:?}");
+    audited(&proxy, "EG_past_deadline", "DeadlineExceeded").await;
+
+    let call = tokio::spawn(async move {
+        client
+            .stop_egress(egress_proto::livekit::StopEgressRequest {
+                egress_id: "EG_caller_left".into(),
+            })
+            .await
+    });
+    // Both requests reach the silent upstream; cancel the second once it is there.
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(5), upstream.bodies.recv())
+            .await
+            .expect("request reached upstream");
+    }
+    call.abort();
+    audited(&proxy, "EG_caller_left", "Cancelled").await;
+}

@@ -3,19 +3,64 @@
 //!
 //! Lines go to the `audit` tracing target at INFO, so they can be routed or filtered apart
 //! from operational logs (`RUST_LOG=info,audit=off` silences them).
+//!
+//! A call whose future is dropped before it ends (its deadline passed at the door, the caller
+//! went away, the drain timeout ran out) is audited too, by [`Pending`]'s `Drop`: with
+//! `DEADLINE_EXCEEDED` when its deadline has passed, `CANCELLED` otherwise.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tonic::Code;
 
 use super::{Answer, Call};
 use crate::error::CallError;
 
-/// Writes the audit line of `call`, which ended with `outcome` after `latency`.
-pub fn record(call: &Call, outcome: &Result<Answer, CallError>, latency: Duration) {
+/// A call's audit line, written once: when the call ends, or when it is dropped unfinished.
+#[derive(Debug)]
+pub struct Pending<'c> {
+    call: &'c Call,
+    started: Instant,
+    written: bool,
+}
+
+impl<'c> Pending<'c> {
+    /// Starts timing `call`.
+    pub fn new(call: &'c Call) -> Self {
+        Self {
+            call,
+            started: Instant::now(),
+            written: false,
+        }
+    }
+
+    /// Writes the line of a call that ended with `outcome`.
+    pub fn finish(mut self, outcome: &Result<Answer, CallError>) {
+        let (code, answered) = match outcome {
+            Ok(answer) => (Code::Ok, answer.egress_id.as_deref()),
+            Err(error) => (error.code(), None),
+        };
+        record(self.call, code, answered, self.started.elapsed());
+        self.written = true;
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.written {
+            return;
+        }
+        let code = if tokio::time::Instant::now() >= self.call.deadline() {
+            Code::DeadlineExceeded
+        } else {
+            Code::Cancelled
+        };
+        record(self.call, code, None, self.started.elapsed());
+    }
+}
+
+/// Writes the audit line of `call`, which ended with `code` after `latency`.
+fn record(call: &Call, code: Code, answered: Option<&str>, latency: Duration) {
     let view = call.decoded_view();
-    let (code, answered) = match outcome {
-        Ok(answer) => (tonic::Code::Ok, answer.egress_id.as_deref()),
-        Err(error) => (error.code(), None),
-    };
     tracing::info!(
         target: "audit",
         caller = &*call.caller.name,

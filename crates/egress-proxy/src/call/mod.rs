@@ -182,7 +182,7 @@ impl Stages {
     ///
     /// Whatever stage refused or failed the call.
     pub async fn run(&self, call: &Call) -> Result<Answer, CallError> {
-        let started = std::time::Instant::now();
+        let audit = audit::Pending::new(call);
         let outcome = async {
             // Decoded once here; the policy and the audit line read the same view.
             call.view()?;
@@ -190,7 +190,7 @@ impl Stages {
             self.forwarder.forward(call).await
         }
         .await;
-        audit::record(call, &outcome, started.elapsed());
+        audit.finish(&outcome);
         outcome
     }
 }
