@@ -586,7 +586,7 @@ fn value_literal(value: &Value, kind: &Kind) -> String {
 }
 
 /// protoc's default JSON name: lowerCamelCase of the field name.
-fn default_json_name(name: &str) -> String {
+pub fn default_json_name(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = false;
     for c in name.chars() {

@@ -48,25 +48,9 @@ fn normalize_message(message: &mut DescriptorProto) {
 /// protoc leaves `json_name` out of the descriptors it embeds in generated code while
 /// protox fills it in; only a name other than the default one is schema.
 fn normalize_field(field: &mut FieldDescriptorProto) {
-    if field.json_name.as_deref() == Some(&default_json_name(field.name())) {
+    if field.json_name.as_deref() == Some(&proto_sync::default_json_name(field.name())) {
         field.json_name = None;
     }
-}
-
-fn default_json_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 #[test]
