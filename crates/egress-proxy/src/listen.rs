@@ -478,23 +478,18 @@ pub fn raise_open_files_limit() -> Option<(u64, u64)> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     let before = limit.current?;
-    let Some(hard) = limit.maximum else {
-        // An unlimited hard limit: the kernel still caps descriptors at fs.nr_open, so
-        // ask for a large, certainly valid number.
-        let mut raised = limit;
-        raised.current = Some(before.max(1 << 20));
-        return Some(match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => (before, before.max(1 << 20)),
-            Err(_) => (before, before),
-        });
-    };
-    if hard <= before {
+    // An unlimited hard limit still meets the kernel's fs.nr_open: ask for a large number
+    // that is certainly valid.
+    let target = limit.maximum.unwrap_or(1 << 20);
+    if target <= before {
         return Some((before, before));
     }
-    let mut raised = limit;
-    raised.current = Some(hard);
+    let raised = rustix::process::Rlimit {
+        current: Some(target),
+        ..limit
+    };
     match setrlimit(Resource::Nofile, raised) {
-        Ok(()) => Some((before, hard)),
+        Ok(()) => Some((before, target)),
         Err(_) => Some((before, before)),
     }
 }

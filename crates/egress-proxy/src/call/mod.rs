@@ -85,7 +85,7 @@ pub struct Call {
     /// The request message as the caller encoded it (decompressed); forwarded as is.
     pub message: Bytes,
     /// The decoded request view, made at most once.
-    view: OnceLock<Arc<RequestView>>,
+    view: OnceLock<RequestView>,
 }
 
 impl Call {
@@ -132,12 +132,12 @@ impl Call {
                 rpc: self.rpc,
                 source: Box::new(err),
             })?;
-        Ok(self.view.get_or_init(|| Arc::new(view)))
+        Ok(self.view.get_or_init(|| view))
     }
 
     /// The view if a stage has decoded it already.
     pub fn decoded_view(&self) -> Option<&RequestView> {
-        self.view.get().map(|view| &**view)
+        self.view.get()
     }
 }
 
