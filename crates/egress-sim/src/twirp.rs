@@ -46,6 +46,11 @@ pub(crate) struct TwirpError {
     /// Overrides the status derived from `code` (for injected faults).
     #[serde(skip)]
     pub(crate) status: Option<u16>,
+    /// The error comes from LiveKit's internal RPC layer (an egress worker or the IO
+    /// service), not from the Twirp handler itself. The open-source server rebuilds such
+    /// errors on the way out, which changes their text; the flavor decides (see `relayed`).
+    #[serde(skip)]
+    pub(crate) relayed: bool,
 }
 
 impl TwirpError {
@@ -55,6 +60,16 @@ impl TwirpError {
             msg: msg.into(),
             meta: BTreeMap::new(),
             status: None,
+            relayed: false,
+        }
+    }
+
+    /// An error produced behind LiveKit's internal RPC layer rather than by its Twirp
+    /// handler, e.g. `no response from servers` or an unknown egress id from the IO service.
+    pub(crate) fn relayed(code: &str, msg: impl Into<String>) -> Self {
+        Self {
+            relayed: true,
+            ..Self::new(code, msg)
         }
     }
 
