@@ -1,4 +1,5 @@
-//! Generates the LiveKit egress types and the tonic client/server from `proto/` with
+//! Generates the LiveKit egress types (and, with the `grpc` feature, the tonic client and
+//! server) from `proto/` with
 //! `protox`, so a bare machine without `protoc` can build the workspace.
 
 use std::path::PathBuf;
@@ -17,9 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prost::Message::encode_to_vec(&fds),
     )?;
 
+    // The service code only with the `grpc` feature (see Cargo.toml); the messages always.
+    let grpc = std::env::var_os("CARGO_FEATURE_GRPC").is_some();
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
+        .build_server(grpc)
+        .build_client(grpc)
         .compile_fds(fds)?;
     Ok(())
 }

@@ -171,7 +171,7 @@ impl EgressClientBuilder {
         // Mint now so that a bad secret is reported here rather than on the first call.
         tokens.authorization()?;
 
-        let mut config = ClientConfig::new(base_url);
+        let mut config = ClientConfig::new(base_url, egress_core::Rpc::SERVICE);
         if let Some(timeout) = self.timeout {
             config.default_timeout = timeout;
         }
@@ -259,7 +259,7 @@ impl EgressClient {
     ///     VideoGrants::room_record(),
     ///     TokenCacheConfig::default(),
     /// );
-    /// let mut config = ClientConfig::new(BaseUrl::parse("https://livekit.example.com/lk")?);
+    /// let mut config = ClientConfig::new(BaseUrl::parse("https://livekit.example.com/lk")?, egress_core::Rpc::SERVICE);
     /// config.user_agent = "my-recorder/1.0".into();
     /// let client = EgressClient::from_twirp(TwirpClient::new(config, tokens)?);
     /// assert_eq!(client.base_url(), "https://livekit.example.com/lk");

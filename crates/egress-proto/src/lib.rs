@@ -1,5 +1,6 @@
-//! LiveKit's egress schema as Rust types: prost messages plus the tonic client and server
-//! for `livekit.Egress`, generated from the repository's `proto/` directory.
+//! LiveKit's egress schema as Rust types: prost messages, plus (with the `grpc` feature) the
+//! tonic client and server for `livekit.Egress`, generated from the repository's `proto/`
+//! directory.
 //!
 //! Nothing but generated code lives here; logic on these types belongs in `egress-core`.
 //!

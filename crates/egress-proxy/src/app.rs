@@ -100,7 +100,7 @@ impl App {
             url: upstream_url.clone(),
             source,
         })?;
-        let mut client_config = ClientConfig::new(base_url);
+        let mut client_config = ClientConfig::new(base_url, egress_core::Rpc::SERVICE);
         client_config.connect_timeout = config.connect_timeout;
         client_config.default_timeout = config.upstream_timeout;
         client_config.max_response_bytes = config.max_message_size;

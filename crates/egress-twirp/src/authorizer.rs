@@ -172,7 +172,7 @@ mod tests {
         assert!(!failure.message().is_empty());
         let err = crate::Error::from(failure);
         assert!(matches!(err, crate::Error::Auth(_)));
-        assert_eq!(err.grpc_code(), tonic::Code::Internal);
+        assert_eq!(err.kind(), "auth");
     }
 
     #[test]

@@ -178,7 +178,7 @@ pub struct Response {
 /// # async fn run<Req: prost::Message, Resp: prost::Message + Default>(req: Req)
 /// #     -> Result<Resp, egress_twirp::Error> {
 /// let client = TwirpClient::new(
-///     ClientConfig::new(BaseUrl::parse("http://localhost:7880")?),
+///     ClientConfig::new(BaseUrl::parse("http://localhost:7880")?, "livekit.Egress"),
 ///     StaticAuthorization::bearer("jwt")?,
 /// )?;
 /// let resp: Resp = client.call_typed("StopEgress", &req, &CallOptions::new()).await?;
@@ -272,7 +272,7 @@ impl TwirpClient {
     /// Calls a Twirp method with an already encoded body.
     ///
     /// Posts `body` to `{base}/twirp/{service}/{method}` with `Content-Type` set from
-    /// [`CallOptions::encoding`], `Authorization` from the [`Authorizer`],
+    /// [`CallOptions::wire_format`], `Authorization` from the [`Authorizer`],
     /// `X-Twirp-Timeout-Ms` (the milliseconds left of the effective deadline), `User-Agent`,
     /// and the request id and trace headers when given. The body is sent without copying.
     ///
@@ -290,7 +290,7 @@ impl TwirpClient {
             .await
     }
 
-    /// Calls a Twirp method with protobuf messages (whatever [`CallOptions::encoding`] says).
+    /// Calls a Twirp method with protobuf messages (whatever [`CallOptions::wire_format`] says).
     ///
     /// An answer that does not decode as `Resp` is [`Error::Decode`].
     pub async fn call_typed<Req, Resp>(
@@ -618,7 +618,10 @@ mod tests {
 
     #[test]
     fn builds_https_client_without_panicking() {
-        let config = ClientConfig::new(BaseUrl::parse("wss://example.invalid").unwrap());
+        let config = ClientConfig::new(
+            BaseUrl::parse("wss://example.invalid").unwrap(),
+            "livekit.Egress",
+        );
         let client =
             TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
         assert!(rustls::crypto::CryptoProvider::get_default().is_some());
@@ -627,7 +630,10 @@ mod tests {
             "https://example.invalid/twirp/livekit.Egress/ListEgress"
         );
         // A second client reuses the installed provider.
-        let config = ClientConfig::new(BaseUrl::parse("https://example.invalid/lk/").unwrap());
+        let config = ClientConfig::new(
+            BaseUrl::parse("https://example.invalid/lk/").unwrap(),
+            "livekit.Egress",
+        );
         TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
         let debug = format!("{client:?}");
         assert!(!debug.contains("Bearer"));
@@ -639,7 +645,7 @@ mod tests {
 
     #[test]
     fn method_urls_are_cached_and_validated() {
-        let config = ClientConfig::new(BaseUrl::parse("http://h/lk").unwrap());
+        let config = ClientConfig::new(BaseUrl::parse("http://h/lk").unwrap(), "livekit.Egress");
         let client =
             TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
         let a = client.method_url("StopEgress").unwrap();
@@ -732,7 +738,7 @@ mod tests {
 
     #[test]
     fn method_uri_cache_is_bounded() {
-        let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+        let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap(), "livekit.Egress");
         let client =
             TwirpClient::new(config, crate::StaticAuthorization::bearer("t").unwrap()).unwrap();
         for i in 0..MAX_CACHED_URLS + 10 {

@@ -5,9 +5,6 @@ use std::time::Duration;
 
 use crate::url::BaseUrl;
 
-/// The Twirp service of LiveKit's Egress API.
-pub const DEFAULT_SERVICE: &str = "livekit.Egress";
-
 /// The default `User-Agent`: `livekit-egress-gateway/<version>`.
 pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_VERSION"));
 
@@ -19,7 +16,7 @@ pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_
 ///
 /// let config = ClientConfig {
 ///     default_timeout: Duration::from_secs(60),
-///     ..ClientConfig::new(BaseUrl::parse("ws://localhost:7880").unwrap())
+///     ..ClientConfig::new(BaseUrl::parse("ws://localhost:7880").unwrap(), "livekit.Egress")
 /// };
 /// assert_eq!(config.connect_timeout, Duration::from_secs(5));
 /// assert_eq!(config.service, "livekit.Egress");
@@ -28,13 +25,14 @@ pub const USER_AGENT: &str = concat!("livekit-egress-gateway/", env!("CARGO_PKG_
 pub struct ClientConfig {
     /// The LiveKit server.
     pub base_url: BaseUrl,
-    /// The Twirp service name (default `livekit.Egress`).
+    /// The Twirp service every call goes to (`livekit.Egress` for LiveKit's egress API: the
+    /// name is the schema's, so callers take it from there, e.g. `egress_core::Rpc::SERVICE`).
     pub service: String,
     /// Time allowed to establish a connection, TLS included (default 5 s). Expiry is
-    /// [`Error::Connect`].
+    /// [`Error::Connect`](crate::Error::Connect).
     pub connect_timeout: Duration,
     /// Time budget of calls that have no deadline of their own (default 30 s: LiveKit's start
-    /// calls can take 20 s and more). Expiry is [`Error::Timeout`].
+    /// calls can take 20 s and more). Expiry is [`Error::Timeout`](crate::Error::Timeout).
     pub default_timeout: Duration,
     /// How long an idle pooled connection is kept (default 30 s; `None` keeps it forever).
     ///
@@ -50,7 +48,7 @@ pub struct ClientConfig {
     pub tcp_keepalive: Option<Duration>,
     /// The `User-Agent` header (default [`USER_AGENT`]).
     pub user_agent: String,
-    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`].
+    /// Most bytes of a successful answer (default 16 MiB); a larger one is [`Error::TooLarge`](crate::Error::TooLarge).
     pub max_response_bytes: usize,
     /// Honour the `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` environment variables (default `true`).
     pub proxy_from_env: bool,
@@ -60,11 +58,12 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    /// A configuration with the defaults documented on each field.
-    pub fn new(base_url: BaseUrl) -> Self {
+    /// A configuration for `service` at `base_url`, with the defaults documented on each
+    /// field.
+    pub fn new(base_url: BaseUrl, service: impl Into<String>) -> Self {
         Self {
             base_url,
-            service: DEFAULT_SERVICE.to_owned(),
+            service: service.into(),
             connect_timeout: Duration::from_secs(5),
             default_timeout: Duration::from_secs(30),
             pool_idle_timeout: Some(Duration::from_secs(30)),

@@ -19,8 +19,6 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
-use tonic::Code;
-use tonic_types::StatusExt;
 
 const TOKEN: &str = "test-jwt-secret-token";
 
@@ -150,7 +148,7 @@ async fn start_server() -> (SocketAddr, Arc<State>) {
 }
 
 fn client_for(base: &str, tweak: impl FnOnce(&mut ClientConfig)) -> TwirpClient {
-    let mut config = ClientConfig::new(BaseUrl::parse(base).unwrap());
+    let mut config = ClientConfig::new(BaseUrl::parse(base).unwrap(), "livekit.Egress");
     config.proxy_from_env = false;
     config.connect_timeout = Duration::from_secs(2);
     tweak(&mut config);
@@ -170,8 +168,7 @@ async fn bounded<F: std::future::Future>(f: F) -> F::Output {
 fn assert_no_secret(err: &Error) {
     let text = format!("{err} {err:?}");
     assert!(!text.contains(TOKEN), "{text}");
-    let status = err.to_status();
-    assert!(!format!("{status:?}").contains(TOKEN));
+    assert!(!format!("{:?}", err.twirp_meta()).contains(TOKEN));
 }
 
 #[tokio::test]
@@ -289,7 +286,6 @@ async fn typed_calls_round_trip_and_decode_errors() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Decode(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Internal);
     })
     .await;
 }
@@ -347,27 +343,14 @@ async fn plain_text_401_is_unauthenticated_intermediary() {
             other => panic!("{other:?}"),
         }
         assert_no_secret(&err);
-        let status = tonic::Status::from(err);
-        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Unauthenticated));
         assert_eq!(
-            status.message(),
+            err.to_string(),
             "upstream returned HTTP 401 Unauthorized (text/plain): invalid authorization token"
         );
-        assert_eq!(
-            status.metadata().get("twirp-code").unwrap(),
-            "unauthenticated"
-        );
-        assert_eq!(
-            status
-                .metadata()
-                .get("twirp-meta-http_error_from_intermediary")
-                .unwrap(),
-            "true"
-        );
-        assert_eq!(
-            status.metadata().get("twirp-meta-status_code").unwrap(),
-            "401"
-        );
+        let meta = err.twirp_meta();
+        assert_eq!(meta["http_error_from_intermediary"], "true");
+        assert_eq!(meta["status_code"], "401");
     })
     .await;
 }
@@ -386,14 +369,10 @@ async fn html_502_is_unavailable_intermediary() {
             "{err:?}"
         );
         assert_eq!(err.twirp_code(), Some(TwirpCode::Unavailable));
-        let status = err.to_status();
-        assert_eq!(status.code(), Code::Unavailable);
         assert!(
-            status
-                .message()
+            err.to_string()
                 .starts_with("upstream returned HTTP 502 Bad Gateway (text/html): <html>"),
-            "{}",
-            status.message()
+            "{err}"
         );
     })
     .await;
@@ -417,25 +396,14 @@ async fn twirp_json_error_with_meta() {
         assert_eq!(twirp.meta["egress_id"], "EG_123");
         assert_eq!(err.to_string(), "not_found: egress does not exist");
 
-        let status = tonic::Status::from(err);
-        assert_eq!(status.code(), Code::NotFound);
-        assert_eq!(status.message(), "egress does not exist");
-        assert_eq!(status.metadata().get("twirp-code").unwrap(), "not_found");
-        assert_eq!(
-            status.metadata().get("twirp-meta-egress_id").unwrap(),
-            "EG_123"
-        );
-        assert_eq!(status.metadata().get("twirp-meta-trace-id").unwrap(), "abc");
-        let info = status.get_error_details().error_info().cloned().unwrap();
-        assert_eq!(info.reason, "NOT_FOUND");
-        assert_eq!(info.metadata["Trace ID"], "abc");
+        assert_eq!(err.twirp_meta()["Trace ID"], "abc");
 
         let err = client
             .call("NoWorkers", Bytes::new(), &CallOptions::new())
             .await
             .unwrap_err();
         assert!(matches!(&err, Error::Twirp(e) if e.code == TwirpCode::Unavailable));
-        assert_eq!(err.grpc_code(), Code::Unavailable);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Unavailable));
 
         // Unknown method: the server's bad_route becomes UNIMPLEMENTED.
         let err = client
@@ -443,7 +411,7 @@ async fn twirp_json_error_with_meta() {
             .await
             .unwrap_err();
         assert!(matches!(&err, Error::Twirp(e) if e.code == TwirpCode::BadRoute));
-        assert_eq!(err.grpc_code(), Code::Unimplemented);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::BadRoute));
     })
     .await;
 }
@@ -461,7 +429,7 @@ async fn html_200_is_an_intermediary() {
                 if ct == "text/html; charset=utf-8"),
             "{err:?}"
         );
-        assert_eq!(err.grpc_code(), Code::Unknown);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Unknown));
         assert!(err.to_string().contains("<p>Welcome</p>"), "{err}");
 
         // A JSON answer to a protobuf request is not a success either.
@@ -477,7 +445,7 @@ async fn html_200_is_an_intermediary() {
             matches!(&err, Error::Intermediary { status: 200, body_excerpt, .. } if body_excerpt == "{}"),
             "{err:?}"
         );
-        assert_eq!(err.grpc_code(), Code::Unknown);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Unknown));
     })
     .await;
 }
@@ -502,7 +470,6 @@ async fn garbage_redirect_and_413() {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(err.grpc_code(), Code::Unknown);
 
         let err = client
             .call("Redirect", Bytes::new(), &CallOptions::new())
@@ -513,12 +480,9 @@ async fn garbage_redirect_and_413() {
                 if l == "https://elsewhere.example/twirp"),
             "{err:?}"
         );
-        assert_eq!(err.grpc_code(), Code::Internal);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Internal));
         assert_eq!(
-            err.to_status()
-                .metadata()
-                .get("twirp-meta-location")
-                .unwrap(),
+            err.twirp_meta()["location"],
             "https://elsewhere.example/twirp"
         );
 
@@ -527,7 +491,7 @@ async fn garbage_redirect_and_413() {
             .await
             .unwrap_err();
         assert!(matches!(&err, Error::Intermediary { status: 413, .. }));
-        assert_eq!(err.grpc_code(), Code::Unknown);
+        assert_eq!(err.twirp_code(), Some(TwirpCode::Unknown));
     })
     .await;
 }
@@ -554,7 +518,6 @@ async fn response_size_limit() {
             "{err:?}"
         );
         assert_eq!(err.kind(), "too_large");
-        assert_eq!(err.grpc_code(), Code::ResourceExhausted);
     })
     .await;
 }
@@ -569,7 +532,6 @@ async fn deadline_passes_while_server_sleeps() {
         let err = client.call("Slow", Bytes::new(), &opts).await.unwrap_err();
         let elapsed = start.elapsed();
         assert!(matches!(err, Error::Timeout(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::DeadlineExceeded);
         assert!(elapsed >= Duration::from_millis(190), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(900), "{elapsed:?}");
         let ms: u64 = state.requests.lock().unwrap()[0].headers["x-twirp-timeout-ms"]
@@ -623,7 +585,6 @@ async fn refused_port_is_connect_error() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Connect(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Unavailable);
         assert!(!err.to_string().contains("http://"), "{err}");
         assert_no_secret(&err);
     })
@@ -639,7 +600,6 @@ async fn invalid_method_and_auth_failures() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::InvalidUrl(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Internal);
 
         struct Broken;
         impl egress_twirp::Authorizer for Broken {
@@ -647,7 +607,10 @@ async fn invalid_method_and_auth_failures() {
                 Err(egress_twirp::AuthFailure::new("API secret missing"))
             }
         }
-        let mut config = ClientConfig::new(BaseUrl::parse(&format!("http://{addr}")).unwrap());
+        let mut config = ClientConfig::new(
+            BaseUrl::parse(&format!("http://{addr}")).unwrap(),
+            "livekit.Egress",
+        );
         config.proxy_from_env = false;
         let client = TwirpClient::new(config, Arc::new(Broken)).unwrap();
         let err = client
@@ -655,7 +618,6 @@ async fn invalid_method_and_auth_failures() {
             .await
             .unwrap_err();
         assert!(matches!(&err, Error::Auth(m) if m == "API secret missing"));
-        assert_eq!(err.grpc_code(), Code::Internal);
         assert!(state.requests.lock().unwrap().is_empty());
     })
     .await;
@@ -759,7 +721,6 @@ async fn close_before_answer_is_reset() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Reset(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Unavailable);
         assert_no_secret(&err);
     })
     .await;
@@ -774,7 +735,6 @@ async fn rst_before_answer_is_reset() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Reset(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Unavailable);
     })
     .await;
 }
@@ -789,7 +749,6 @@ async fn close_mid_body_is_body_error() {
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::Body(_)), "{err:?}");
-            assert_eq!(err.grpc_code(), Code::Unavailable);
         }
     })
     .await;
@@ -804,7 +763,6 @@ async fn https_to_plain_http_server_is_tls_error() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Tls(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Unavailable);
         assert_no_secret(&err);
     })
     .await;
@@ -839,14 +797,14 @@ async fn status_codes_of_every_intermediary_class_over_http() {
     // One raw server answering a fixed status for each connection.
     bounded(async {
         for (status, code) in [
-            (301, Code::Internal),
-            (400, Code::Internal),
-            (403, Code::PermissionDenied),
-            (404, Code::Unimplemented),
-            (429, Code::ResourceExhausted),
-            (503, Code::Unavailable),
-            (504, Code::Unavailable),
-            (500, Code::Unknown),
+            (301, TwirpCode::Internal),
+            (400, TwirpCode::Internal),
+            (403, TwirpCode::PermissionDenied),
+            (404, TwirpCode::BadRoute),
+            (429, TwirpCode::ResourceExhausted),
+            (503, TwirpCode::Unavailable),
+            (504, TwirpCode::Unavailable),
+            (500, TwirpCode::Unknown),
         ] {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = listener.local_addr().unwrap();
@@ -873,7 +831,7 @@ async fn status_codes_of_every_intermediary_class_over_http() {
                     if *s == status && body_excerpt == "nope"),
                 "{status}: {err:?}"
             );
-            assert_eq!(err.grpc_code(), code, "{status}");
+            assert_eq!(err.twirp_code(), Some(code), "{status}");
         }
     })
     .await;
@@ -916,7 +874,6 @@ async fn truncated_twirp_error_body_is_body_error() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Body(_)), "{err:?}");
-        assert_eq!(err.grpc_code(), Code::Unavailable);
         assert_no_secret(&err);
     })
     .await;
@@ -955,7 +912,6 @@ async fn twirp_error_over_the_read_bound_keeps_its_code() {
             assert_eq!(e.msg, "egress does not exist");
             // Only the bounded prefix was read: the meta after it is not there.
             assert!(e.meta.is_empty(), "{chunked}");
-            assert_eq!(err.grpc_code(), Code::NotFound);
         }
     })
     .await;
@@ -1065,7 +1021,7 @@ async fn idle_pooled_connections_are_closed_after_the_idle_timeout() {
 
 #[test]
 fn default_pool_idle_timeout_is_bounded() {
-    let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap());
+    let config = ClientConfig::new(BaseUrl::parse("http://h").unwrap(), "livekit.Egress");
     let idle = config.pool_idle_timeout.unwrap();
     assert!(
         idle >= Duration::from_secs(10) && idle <= Duration::from_secs(90),

@@ -166,7 +166,7 @@ mod tests {
             VideoGrants::room_record(),
             TokenCacheConfig::default(),
         ));
-        TwirpClient::new(ClientConfig::new(base), tokens).unwrap()
+        TwirpClient::new(ClientConfig::new(base, egress_core::Rpc::SERVICE), tokens).unwrap()
     }
 
     /// Runs the policy stage on a StartRoomCompositeEgress call carrying `message`. Room

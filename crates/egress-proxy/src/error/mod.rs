@@ -4,8 +4,9 @@
 //! Stages return [`CallError`]; only a door turns it into its protocol's answer. For gRPC
 //! that is [`CallError::to_status`], whose `match` is the README's status table for what
 //! the gateway itself decides. What LiveKit (or something in front of it) answered keeps
-//! LiveKit's own table, in `egress_twirp::error`, with its message, `ErrorInfo` and bounded
-//! trailers.
+//! LiveKit's own table, in [`upstream`], with its message, `ErrorInfo` and bounded trailers.
+
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -173,7 +174,7 @@ impl CallError {
             CallError::Shed(_) | CallError::RequestTooLarge(_) => Code::ResourceExhausted,
             CallError::Denied(_) | CallError::UnknownField { .. } => Code::PermissionDenied,
             CallError::Framing(status) => status.code(),
-            CallError::RoomLookup(upstream) | CallError::Upstream(upstream) => upstream.grpc_code(),
+            CallError::RoomLookup(error) | CallError::Upstream(error) => upstream::grpc_code(error),
             CallError::EgressNotFound => Code::NotFound,
             CallError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             CallError::Draining | CallError::ShuttingDown => Code::Unavailable,
@@ -184,7 +185,7 @@ impl CallError {
     /// LiveKit's own answers keep their message, `ErrorInfo` and bounded trailers.
     pub fn to_status(&self) -> Status {
         match self {
-            CallError::Upstream(upstream) => upstream.to_status(),
+            CallError::Upstream(error) => upstream::to_status(error),
             other => Status::new(other.code(), other.to_string()),
         }
     }
