@@ -114,11 +114,9 @@ pub fn print_soak_header() {
 /// One row of the soak table, printed as the sample arrives.
 pub fn print_soak_row(sample: &SoakSample) {
     println!(
-        "| {:.0} s | {:.0} | {} | {} | {} | {} | {:.1} µs | {} |",
+        "| {:.0} s | {} | {} | {} | {:.1} µs | {} |",
         sample.elapsed_s,
-        sample.stats.rps,
-        fmt_us(sample.stats.p50_us),
-        fmt_us(sample.stats.p99_us),
+        rate_cells(&sample.stats),
         sample.stats.errors,
         fmt_mib(sample.proxy_rss_kib),
         sample.proxy_cpu_us_per_call,
@@ -127,6 +125,16 @@ pub fn print_soak_row(sample: &SoakSample) {
     if let Some(err) = &sample.stats.first_error {
         eprintln!("[bench] first error of the interval: {err}");
     }
+}
+
+/// The `calls/s | p50 | p99` cells of a table row.
+fn rate_cells(stats: &CallStats) -> String {
+    format!(
+        "{:.0} | {} | {}",
+        stats.rps,
+        fmt_us(stats.p50_us),
+        fmt_us(stats.p99_us)
+    )
 }
 
 pub fn fmt_us(us: f64) -> String {
@@ -271,14 +279,10 @@ pub fn print(report: &Report) {
             };
             let cpu = level.proxy_usage.cpu_us_per_call;
             println!(
-                "| {} | {:.0} | {} | {} | {:.0} | {} | {} | {} | {} {} | {} {} | {}/{} |",
+                "| {} | {} | {} | {} | {} {} | {} {} | {}/{} |",
                 level.concurrency,
-                level.direct.rps,
-                fmt_us(level.direct.p50_us),
-                fmt_us(level.direct.p99_us),
-                level.proxy.rps,
-                fmt_us(level.proxy.p50_us),
-                fmt_us(level.proxy.p99_us),
+                rate_cells(&level.direct),
+                rate_cells(&level.proxy),
                 added,
                 fmt_us(cpu),
                 verdict(level.proxy.calls() > 0 && cpu <= TARGET_CPU_PER_CALL_US),

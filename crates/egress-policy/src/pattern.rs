@@ -183,35 +183,11 @@ impl UrlPattern {
 /// Splits a pattern's `host[:port]`. IPv6 literals (`[::1]`) are matched
 /// literally (their brackets escaped so globset does not read a class).
 fn split_pattern_host(authority: &str) -> Option<(String, PortPattern)> {
-    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-        let close = inner.find(']')?;
-        let literal = &inner[..close];
-        if literal.is_empty()
-            || !literal
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return None;
-        }
-        let after = &inner[close + 1..];
-        let port = match after {
-            "" => None,
-            _ => Some(after.strip_prefix(':')?),
-        };
-        (format!("[[]{}[]]", literal.to_ascii_lowercase()), port)
+    let Authority { host, ipv6, port } = split_authority(authority, HOST_PATTERN_CHARS)?;
+    let host = if ipv6 {
+        format!("[[]{}[]]", host.to_ascii_lowercase())
     } else {
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        };
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || HOST_PATTERN_CHARS.contains(c))
-        {
-            return None;
-        }
-        (host.to_owned(), port)
+        host.to_owned()
     };
     let port = match port {
         None => PortPattern::Default,
@@ -222,6 +198,55 @@ fn split_pattern_host(authority: &str) -> Option<(String, PortPattern)> {
         Some(_) => return None,
     };
     Some((host, port))
+}
+
+/// An authority's `host[:port]` as written; an IPv6 literal without its brackets.
+struct Authority<'a> {
+    host: &'a str,
+    ipv6: bool,
+    port: Option<&'a str>,
+}
+
+/// Splits `host[:port]` for patterns and URLs alike, so both read an authority the same way.
+/// An IPv6 literal (`[::1]`) may hold hex digits, `:` and `.`; a name, ASCII alphanumerics and
+/// `name_chars` (patterns also allow their glob characters). `None` when either is malformed.
+fn split_authority<'a>(authority: &'a str, name_chars: &str) -> Option<Authority<'a>> {
+    if let Some(inner) = authority.strip_prefix('[') {
+        let close = inner.find(']')?;
+        let literal = &inner[..close];
+        if literal.is_empty()
+            || !literal
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
+        {
+            return None;
+        }
+        let port = match &inner[close + 1..] {
+            "" => None,
+            after => Some(after.strip_prefix(':')?),
+        };
+        return Some(Authority {
+            host: literal,
+            ipv6: true,
+            port,
+        });
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || name_chars.contains(c))
+    {
+        return None;
+    }
+    Some(Authority {
+        host,
+        ipv6: false,
+        port,
+    })
 }
 
 /// A URL split into the parts policies match on. Userinfo is dropped.
@@ -286,34 +311,11 @@ pub(crate) fn parse_url(url: &str) -> Option<ParsedUrl<'_>> {
         return None;
     }
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let (host, port) = if let Some(inner) = host_port.strip_prefix('[') {
-        let close = inner.find(']')?;
-        let literal = &inner[..close];
-        if literal.is_empty()
-            || !literal
-                .chars()
-                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-        {
-            return None;
-        }
-        let port = match &inner[close + 1..] {
-            "" => None,
-            after => Some(after.strip_prefix(':')?),
-        };
-        (format!("[{}]", literal.to_ascii_lowercase()), port)
+    let Authority { host, ipv6, port } = split_authority(host_port, "-._")?;
+    let host = if ipv6 {
+        format!("[{}]", host.to_ascii_lowercase())
     } else {
-        let (host, port) = match host_port.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (host_port, None),
-        };
-        if host.is_empty()
-            || !host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        {
-            return None;
-        }
-        (host.to_ascii_lowercase(), port)
+        host.to_ascii_lowercase()
     };
     let port = match port {
         None | Some("") => None,

@@ -246,21 +246,12 @@ impl Connections {
     }
 
     /// Accepts connections on `listener` and serves `routes` on each until `shutdown`.
-    pub async fn accept<S, B>(
+    pub async fn accept<S: Routes<B>, B: ResponseBody>(
         &self,
         listener: &TcpListener,
         routes: S,
         shutdown: impl Future<Output = ()>,
-    ) where
-        S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    ) {
         tokio::pin!(shutdown);
         loop {
             // A slot first, then accept: at the cap, new clients wait in the kernel's
@@ -307,6 +298,44 @@ impl Connections {
     }
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The service every connection serves: what hyper needs of it, written once.
+pub trait Routes<B>:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Routes<B> for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// A response body hyper can send.
+pub trait ResponseBody:
+    http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B where
+    B: http_body::Body<Data = bytes::Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
 /// What each connection task needs.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
@@ -318,7 +347,7 @@ pub struct ConnectionSettings {
 
 /// Serves one client connection until it ends, is closed for a timeout, or the server
 /// drains. `_slot` is its place under `--max-connections`.
-async fn serve_connection<S, B>(
+async fn serve_connection<S: Routes<B>, B: ResponseBody>(
     stream: tokio::net::TcpStream,
     addr: SocketAddr,
     routes: S,
@@ -326,16 +355,7 @@ async fn serve_connection<S, B>(
     settings: ConnectionSettings,
     mut goaway: tokio::sync::watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
-) where
-    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
+) {
     let metrics = settings.metrics;
     let _counted = Counted::new(metrics.clone());
     let state = ConnectionState::new();
