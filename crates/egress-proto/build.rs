@@ -1,6 +1,6 @@
-//! Generates the LiveKit egress types (and, with the `grpc` feature, the tonic client and
-//! server) from `proto/` with
-//! `protox`, so a bare machine without `protoc` can build the workspace.
+//! Generates LiveKit's egress types and the gateway's own event service (and, with the `grpc`
+//! feature, their tonic clients and servers) from `proto/` with `protox`, so a bare machine
+//! without `protoc` can build the workspace.
 
 use std::path::PathBuf;
 
@@ -8,13 +8,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     println!("cargo:rerun-if-changed={}", proto_dir.display());
 
-    let fds = protox::compile(["livekit_egress.proto"], [&proto_dir])?;
+    let fds = protox::compile(
+        ["livekit_egress.proto", "egress_gateway/v1/events.proto"],
+        [&proto_dir],
+    )?;
 
     // Reflection serves this set, so it carries the whole import closure (including the
     // Google well-known types) for clients that resolve every dependency.
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
-        out_dir.join("livekit_egress_descriptor.bin"),
+        out_dir.join("descriptors.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
 

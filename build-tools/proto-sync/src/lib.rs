@@ -33,6 +33,10 @@ pub const PIN_PACKAGE: &str = "livekit-protocol";
 pub const REQUIREMENTS: &str = "tests/python/requirements.txt";
 /// The schema file whose import closure we render.
 pub const ROOT_FILE: &str = "livekit_egress.proto";
+
+/// The gateway's own protos (its event service), under `proto/` beside LiveKit's but not
+/// rendered from the pin: proto-sync neither checks nor removes anything below it.
+pub const GATEWAY_PROTO_DIR: &str = "egress_gateway";
 /// The Python module that embeds [`ROOT_FILE`].
 const ROOT_MODULE: &str = "livekit.protocol.egress";
 
@@ -622,7 +626,8 @@ pub fn diff(proto_dir: &Path, rendered: &BTreeMap<String, String>) -> Vec<String
     stale
 }
 
-/// Every `.proto` under `dir`, relative to it, with `/` separators.
+/// Every `.proto` under `dir`, relative to it, with `/` separators, except the gateway's own
+/// (under [`GATEWAY_PROTO_DIR`]).
 pub fn proto_files(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -640,6 +645,7 @@ pub fn proto_files(dir: &Path) -> Vec<String> {
     }
     let mut out = Vec::new();
     walk(dir, dir, &mut out);
+    out.retain(|p| !p.starts_with(&format!("{GATEWAY_PROTO_DIR}/")));
     out.sort();
     out
 }

@@ -229,6 +229,16 @@ impl TokenCache {
         state.token = None;
     }
 
+    /// The credentials in force now (after the last [`rotate`](Self::rotate)): the
+    /// webhook receiver verifies LiveKit's signatures with the same, reloadable secret.
+    pub fn credentials(&self) -> Credentials {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .credentials
+            .clone()
+    }
+
     /// Number of tokens minted so far, for metrics.
     pub fn refreshes(&self) -> u64 {
         self.refreshes.load(Ordering::Relaxed)

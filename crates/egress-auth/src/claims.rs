@@ -91,6 +91,9 @@ pub struct Claims {
     /// Participant identity; omitted when `None` (the gateway acts as no participant).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// A webhook token's standard-base64 SHA-256 of the body it signs; omitted when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
     /// Video grants.
     #[serde(default)]
     pub video: VideoGrants,
@@ -165,6 +168,7 @@ mod tests {
             iss: "k".into(),
             nbf: 1,
             sub: None,
+            sha256: None,
             video: VideoGrants::room_record(),
         };
         assert_eq!(

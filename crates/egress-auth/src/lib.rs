@@ -34,9 +34,11 @@ mod claims;
 mod credentials;
 mod error;
 mod token;
+mod webhook;
 
 pub use cache::{TokenCache, TokenCacheConfig};
 pub use claims::{Claims, VideoGrants};
 pub use credentials::{ApiSecret, Credentials, ENV_API_KEY, ENV_API_SECRET};
 pub use error::{AuthError, VerifyError};
 pub use token::{LEEWAY_SECS, mint, sign_claims, verify, verify_at};
+pub use webhook::{WEBHOOK_TOKEN_TTL, WebhookAuthError, body_hash, sign_webhook, verify_webhook};

@@ -67,6 +67,7 @@ pub fn mint(
         iss: credentials.api_key.clone(),
         nbf,
         sub: None,
+        sha256: None,
         video: grants.clone(),
     };
     sign_claims(&credentials.api_secret, &claims)
@@ -288,6 +289,7 @@ mod tests {
                 iss: "APIkey".into(),
                 nbf: T0,
                 sub: None,
+                sha256: None,
                 video: VideoGrants::room_record(),
             }
         );
@@ -428,6 +430,7 @@ mod tests {
             iss: "APIkey".into(),
             nbf: T0,
             sub: Some("egress-gateway".into()),
+            sha256: None,
             video: VideoGrants::default(),
         };
         let jwt = sign_claims(&ApiSecret::new(SECRET), &claims).unwrap();

@@ -56,6 +56,7 @@
 
 pub mod audio;
 mod error;
+pub mod events;
 pub mod list;
 pub mod outputs;
 pub mod presets;

@@ -53,10 +53,17 @@ struct Schema {
     inputs: Vec<(Rpc, MessageDescriptor)>,
 }
 
+/// The pinned schema's descriptors, decoded once for the whole process.
+pub(crate) fn pool() -> &'static DescriptorPool {
+    static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
+        DescriptorPool::decode(egress_proto::FILE_DESCRIPTOR_SET)
+            .expect("the embedded descriptor set is valid")
+    });
+    &POOL
+}
+
 static SCHEMA: LazyLock<Schema> = LazyLock::new(|| {
-    let pool = DescriptorPool::decode(egress_proto::FILE_DESCRIPTOR_SET)
-        .expect("the embedded descriptor set is valid");
-    let service = pool
+    let service = pool()
         .get_service_by_name(Rpc::SERVICE)
         .expect("the descriptor set declares the egress service");
     let inputs = Rpc::ALL

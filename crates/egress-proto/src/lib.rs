@@ -26,15 +26,25 @@ pub mod livekit {
     include!(concat!(env!("OUT_DIR"), "/livekit.rs"));
 }
 
+/// The gateway's own protos, apart from LiveKit's pinned schema.
+pub mod egress_gateway {
+    /// Version 1 of the gateway's event service: `EgressEvents/Watch`.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/egress_gateway.v1.rs"));
+    }
+}
+
 /// The `logger` package: LiveKit's field sensitivity annotations.
 pub mod logger {
     include!(concat!(env!("OUT_DIR"), "/logger.rs"));
 }
 
-/// The encoded `google.protobuf.FileDescriptorSet` of `livekit_egress.proto` and its
-/// imports, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/livekit_egress_descriptor.bin"));
+/// The encoded `google.protobuf.FileDescriptorSet` of `livekit_egress.proto`,
+/// `egress_gateway/v1/events.proto` and their imports, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+/// The fully-qualified name of the gateway's own event service.
+pub const EVENTS_SERVICE: &str = "egress_gateway.v1.EgressEvents";
 
 /// The fully-qualified gRPC service name, as it appears in request paths.
 pub const EGRESS_SERVICE: &str = "livekit.Egress";
