@@ -15,6 +15,9 @@ use crate::pattern::{GlobList, UrlPattern, parse_url, quote, redact_url};
 /// `file_buckets`. No real bucket or container name can contain `@`.
 pub const DEFAULT_STORAGE_BUCKET: &str = "@default";
 
+/// The name of the gateway's own event stream in a policy's `rpcs`.
+pub const WATCH: &str = "Watch";
+
 /// Which rule of a policy denied a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -165,6 +168,8 @@ pub(crate) type AllowList<T> = Option<Vec<T>>;
 pub(crate) struct Rules {
     pub(crate) name: String,
     pub(crate) rpcs: BTreeSet<Rpc>,
+    /// `"Watch"` (or `"*"`) in `rpcs`: the gateway's own event stream.
+    pub(crate) watch: bool,
     pub(crate) rooms: GlobList,
     pub(crate) stream_urls: AllowList<UrlPattern>,
     pub(crate) file_buckets: Option<GlobList>,
@@ -246,6 +251,44 @@ impl CallerPolicy {
     /// lookups are ever needed for this caller.
     pub fn all_rooms(&self) -> bool {
         self.rules.rooms.matches_everything()
+    }
+
+    /// Whether the policy's `rpcs` has [`WATCH`] (or `"*"`): the gateway's own
+    /// `EgressEvents/Watch` stream.
+    pub fn allows_watch(&self) -> bool {
+        self.rules.watch
+    }
+
+    /// Checks a `Watch` request and its filters: [`WATCH`] must be allowed; a room filter
+    /// must match `rooms`; a watch with neither a room nor an egress id filter sees every
+    /// room, so it needs `"*"` in `rooms`. Each event is then checked with
+    /// [`may_see`](Self::may_see).
+    ///
+    /// # Errors
+    ///
+    /// A [`Denial`] of `rpcs` or `rooms`.
+    pub fn check_watch(&self, room: Option<&str>, egress_id: Option<&str>) -> Result<(), Denial> {
+        if !self.allows_watch() {
+            return Err(self.deny(Rule::Rpcs, format!("call {WATCH}")));
+        }
+        match (room, egress_id) {
+            (Some(room), _) => self.check_room(room),
+            (None, None) if !self.all_rooms() => Err(self.deny(
+                Rule::Rooms,
+                format!("call {WATCH} without a room or egress filter"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether an event of an egress in `room` may reach this caller. A web egress has no
+    /// room: only a caller allowed every room sees it (fail closed).
+    pub fn may_see(&self, room: &str) -> bool {
+        if room.is_empty() {
+            self.all_rooms()
+        } else {
+            self.allows_room(room)
+        }
     }
 
     /// Checks everything about `view` that can be decided from the request
@@ -550,6 +593,48 @@ mod tests {
         assert!(!path_allowed(&prefixes, "recordings/../secret/a.mp4"));
         assert!(!path_allowed(&prefixes, "other/a.mp4"));
         assert!(!path_allowed(&prefixes, "/recordings/a.mp4"));
+    }
+
+    /// `Watch` is the gateway's own stream: named in `rpcs` (or `"*"`), filtered by room.
+    #[test]
+    fn watch_needs_its_name_and_a_room_the_caller_may_see() {
+        let policy = |rpcs: &str, rooms: &str| {
+            crate::Policy::from_toml_str(
+                &format!(
+                    "[auth]\nmode = \"none\"\n[[callers]]\nname = \"w\"\npolicy = \"p\"\n\
+                     [policies.p]\nrpcs = {rpcs}\nrooms = {rooms}\n"
+                ),
+                "policy.toml",
+            )
+            .unwrap()
+            .anonymous_caller()
+            .unwrap()
+            .policy
+            .clone()
+        };
+        let listed = policy(r#"["ListEgress", "Watch"]"#, r#"["team-*"]"#);
+        assert!(listed.allows_watch());
+        assert!(listed.check_watch(Some("team-a"), None).is_ok());
+        assert!(listed.check_watch(None, Some("EG_1")).is_ok());
+        let denied = |r: Result<(), Denial>| r.unwrap_err().rule();
+        assert_eq!(denied(listed.check_watch(Some("board"), None)), Rule::Rooms);
+        assert_eq!(denied(listed.check_watch(None, None)), Rule::Rooms);
+        assert!(listed.may_see("team-b") && !listed.may_see("board") && !listed.may_see(""));
+
+        let star = policy(r#"["*"]"#, r#"["*"]"#);
+        assert!(star.check_watch(None, None).is_ok());
+        assert!(star.may_see(""));
+
+        let without = policy(r#"["ListEgress"]"#, r#"["*"]"#);
+        assert_eq!(denied(without.check_watch(None, None)), Rule::Rpcs);
+        let err = crate::Policy::from_toml_str(
+            "[auth]\nmode = \"none\"\n[[callers]]\nname = \"w\"\npolicy = \"p\"\n\
+             [policies.p]\nrpcs = [\"Wach\"]\n",
+            "policy.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("did you mean Watch"), "{err}");
     }
 
     /// Stream destinations (`StreamOutput.destinations`, `UpdateStream`'s

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::caller::{AuthMode, Caller};
-use crate::check::{Rules, toml_key};
+use crate::check::{Rules, WATCH, toml_key};
 use crate::error::{PolicyError, did_you_mean, line_column};
 use crate::pattern::{GlobList, UrlPattern, quote};
 use crate::token::EMPTY_TOKEN_SHA256;
@@ -274,14 +274,19 @@ fn validate(raw: RawFile, text: &str, problems: &mut Vec<Problem>) -> Parsed {
 
 fn compile_policy(name: &str, raw: RawPolicy, problems: &mut Vec<Problem>) -> Rules {
     let mut rpcs = BTreeSet::new();
+    let mut watch = false;
     for rpc in &raw.rpcs {
         let text = rpc.get_ref().as_str();
         if text == "*" {
             rpcs.extend(Rpc::ALL);
+            watch = true;
+        } else if text == WATCH {
+            watch = true;
         } else if let Some(parsed) = Rpc::from_method(text) {
             rpcs.insert(parsed);
         } else {
-            let hint = did_you_mean(text, Rpc::ALL.iter().map(|r| r.as_str()))
+            let names = Rpc::ALL.iter().map(|r| r.as_str()).chain([WATCH]);
+            let hint = did_you_mean(text, names)
                 .map(|s| format!(" (did you mean {s}?)"))
                 .unwrap_or_default();
             problems.push((
@@ -328,6 +333,7 @@ fn compile_policy(name: &str, raw: RawPolicy, problems: &mut Vec<Problem>) -> Ru
     Rules {
         name: name.to_owned(),
         rpcs,
+        watch,
         rooms,
         stream_urls: url_list(raw.stream_urls.as_ref(), problems),
         file_buckets,

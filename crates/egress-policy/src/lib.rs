@@ -73,7 +73,7 @@ mod store;
 mod token;
 
 pub use caller::{AuthMode, Caller};
-pub use check::{CallerPolicy, DEFAULT_STORAGE_BUCKET, Denial, Rule};
+pub use check::{CallerPolicy, DEFAULT_STORAGE_BUCKET, Denial, Rule, WATCH};
 pub use error::PolicyError;
 pub use policy::Policy;
 pub use store::{PolicyStore, ReloadOutcome};
