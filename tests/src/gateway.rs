@@ -22,6 +22,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     /// The admin HTTP listener (/metrics, /healthz, /readyz).
     pub admin: SocketAddr,
+    /// The webhook receiver (`--webhook-listen`, or `--dev`).
+    pub webhook: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     secret_file: PathBuf,
@@ -85,7 +87,7 @@ impl Gateway {
                         return;
                     }
                 };
-                let _ = ready_tx.send(Ok((app.local_addr(), app.admin_addr())));
+                let _ = ready_tx.send(Ok((app.local_addr(), app.admin_addr(), app.webhook_addr())));
                 let _ = app
                     .serve(async {
                         let _ = stopped.await;
@@ -93,7 +95,7 @@ impl Gateway {
                     .await;
             });
         });
-        let (addr, admin) = match ready_rx.recv_timeout(Duration::from_secs(30)) {
+        let (addr, admin, webhook) = match ready_rx.recv_timeout(Duration::from_secs(30)) {
             Ok(Ok(addrs)) => addrs,
             Ok(Err(err)) => panic!("the gateway did not start: {err}"),
             Err(_) => panic!("the gateway did not start within 30 s"),
@@ -101,6 +103,7 @@ impl Gateway {
         Gateway {
             addr,
             admin,
+            webhook,
             stop: Some(stop),
             thread: Some(thread),
             secret_file,

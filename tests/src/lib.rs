@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub mod certs;
+pub mod events;
 pub mod gateway;
 
 pub use gateway::{Endpoint, Gateway};

@@ -148,7 +148,7 @@ pub enum WebhookError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Webhook {
     /// An egress event.
-    Egress(Event),
+    Egress(Box<Event>),
     /// Any other event (`room_started`, …): acknowledged and ignored.
     Other { event: String },
 }
@@ -200,13 +200,13 @@ pub fn parse_webhook(body: &[u8]) -> Result<Webhook, WebhookError> {
     if info.egress_id.is_empty() {
         return Err(WebhookError::NoEgressId { event: kind });
     }
-    Ok(Webhook::Egress(Event {
+    Ok(Webhook::Egress(Box::new(Event {
         kind,
         info,
         id,
         created_at,
         source: Source::Webhook,
-    }))
+    })))
 }
 
 fn decode_egress_info(json: serde_json::Value) -> Result<EgressInfo, String> {

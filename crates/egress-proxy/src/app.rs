@@ -14,6 +14,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigError, Upstream};
 use crate::deadline::Deadlines;
+use crate::events::redis::Fanout;
+use crate::events::webhook::{WebhookReceiver, WebhookSettings};
+use crate::events::{Hub, HubSettings};
 use crate::listen;
 use crate::reload::Reloader;
 use crate::server::{self, ServerSettings};
@@ -58,6 +61,7 @@ pub enum AppError {
 pub struct App {
     listener: TcpListener,
     admin_listener: TcpListener,
+    events: EventSources,
     client: TwirpClient,
     settings: ServerSettings,
     reloader: Reloader,
@@ -158,10 +162,54 @@ impl App {
                     what: "admin listener: ",
                     source,
                 })?;
+        let hub = Arc::new(Hub::new(
+            HubSettings {
+                queue: config.watch_queue,
+                max_watchers: config.max_watchers,
+            },
+            metrics.clone(),
+        ));
+        let admin = AdminState::new(metrics.clone());
+        let redis = config
+            .redis_url
+            .as_ref()
+            .map(|url| Fanout::new(&url.0, metrics.clone(), Arc::clone(admin.readiness())))
+            .transpose()
+            .map_err(|_| ConfigError::RedisUrl)?;
+        // --dev always receives webhooks (the embedded simulator posts them), on a free
+        // loopback port unless one is given.
+        let webhook_listen =
+            config
+                .webhook_listen
+                .or(matches!(config.upstream, Upstream::DevSimulator)
+                    .then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+        let webhook = match webhook_listen {
+            None => None,
+            Some(addr) => {
+                let listener = server::bind(addr).await.map_err(|source| AppError::Bind {
+                    what: "webhook listener: ",
+                    source,
+                })?;
+                let tokens = Arc::clone(&tokens);
+                let receiver = WebhookReceiver::new(
+                    Arc::clone(&hub),
+                    Arc::new(move || tokens.credentials()),
+                    WebhookSettings::default(),
+                );
+                Some((listener, Arc::new(receiver)))
+            }
+        };
+        let events = EventSources {
+            hub: Arc::clone(&hub),
+            webhook,
+            redis,
+            reconcile_interval: config.reconcile_interval,
+        };
         let settings = ServerSettings {
+            hub,
             policies,
             tls,
-            admin: AdminState::new(metrics.clone()),
+            admin,
             metrics,
             deadlines: Deadlines {
                 default: config.upstream_timeout,
@@ -179,6 +227,7 @@ impl App {
         Ok(Self {
             listener,
             admin_listener,
+            events,
             client,
             settings,
             reloader,
@@ -203,6 +252,15 @@ impl App {
             .expect("a bound TCP listener has an address")
     }
 
+    /// The webhook receiver's address, when there is one.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.events.webhook.as_ref().map(|(listener, _)| {
+            listener
+                .local_addr()
+                .expect("a bound TCP listener has an address")
+        })
+    }
+
     /// The LiveKit URL calls go to (the simulator's, with `--dev`).
     pub fn upstream_url(&self) -> &str {
         &self.upstream_url
@@ -221,6 +279,7 @@ impl App {
     /// The gRPC listener failed.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         let reload_task = tokio::spawn(self.reloader.run());
+        let event_tasks = self.events.start(self.client.clone());
         let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_task = tokio::spawn(egress_telemetry::serve_admin(
             self.admin_listener,
@@ -231,9 +290,47 @@ impl App {
         ));
         let served = server::serve(self.listener, self.client, self.settings, shutdown).await;
         reload_task.abort();
+        for task in event_tasks {
+            task.abort();
+        }
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         served
+    }
+}
+
+/// Where events come from besides the hub itself: the webhook receiver, the Redis fan-out
+/// and the reconcile poll.
+#[derive(Debug)]
+struct EventSources {
+    hub: Arc<Hub>,
+    webhook: Option<(TcpListener, Arc<WebhookReceiver>)>,
+    redis: Option<Fanout>,
+    reconcile_interval: std::time::Duration,
+}
+
+impl EventSources {
+    /// Starts every source; the tasks run until aborted.
+    fn start(self, client: TwirpClient) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
+        if let Some((listener, receiver)) = self.webhook {
+            // Runs until aborted: LiveKit's retries cover a webhook cut off by shutdown.
+            tasks.push(tokio::spawn(crate::events::webhook::serve(
+                listener,
+                receiver,
+                std::future::pending(),
+            )));
+        }
+        if let Some(redis) = &self.redis {
+            tasks.extend(redis.start(Arc::clone(&self.hub)));
+        }
+        tasks.push(tokio::spawn(crate::events::reconcile::run(
+            self.hub,
+            client,
+            self.reconcile_interval,
+            self.redis,
+        )));
+        tasks
     }
 }
 

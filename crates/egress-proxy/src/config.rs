@@ -140,6 +140,40 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Address of the webhook receiver: point LiveKit's `webhook.urls` at
+    /// http://ADDR/webhook. Without it, reconciliation alone feeds the event stream (one
+    /// --reconcile-interval behind). With --dev: a loopback port the simulator posts to.
+    #[arg(long, env = "EGRESS_PROXY_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
+    /// While anyone watches events, how often LiveKit's active egresses are polled to catch
+    /// what webhooks missed (jittered by ±20 %).
+    #[arg(long, env = "EGRESS_PROXY_RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// Redis for events across replicas (redis://[user:password@]host:port[/db]). Without
+    /// it, events reach the watchers of the replica that received them.
+    #[arg(long, env = "EGRESS_PROXY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// Events a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EGRESS_PROXY_WATCH_QUEUE", default_value_t = 1024)]
+    pub watch_queue: usize,
+
+    /// Event streams (EgressEvents/Watch) served at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EGRESS_PROXY_MAX_WATCHERS", default_value_t = 20_000)]
+    pub max_watchers: usize,
+}
+
+/// A Redis URL; it may carry a password, so it never prints.
+#[derive(Clone)]
+pub struct RedisUrl(pub String);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
 }
 
 /// How log lines are written.
@@ -187,6 +221,12 @@ pub struct Config {
     pub api_secret_file: Option<PathBuf>,
     /// The API key given explicitly, if any (checked against a `KEY: SECRET` file on reload).
     pub api_key: Option<String>,
+    /// `None`: no webhook receiver (with --dev, a loopback port is picked).
+    pub webhook_listen: Option<SocketAddr>,
+    pub reconcile_interval: Duration,
+    pub redis_url: Option<RedisUrl>,
+    pub watch_queue: usize,
+    pub max_watchers: usize,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -214,6 +254,9 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("--max-message-size must be at least 1 byte")]
     ZeroMessageSize,
+    // The URL itself is not shown: it may carry the Redis password.
+    #[error("--redis-url is not a Redis URL (redis://[user:password@]host:port[/db])")]
+    RedisUrl,
 }
 
 impl RunArgs {
@@ -230,6 +273,8 @@ impl RunArgs {
                 self.max_concurrency_per_connection,
             ),
             ("--max-connections", self.max_connections.unwrap_or(1)),
+            ("--watch-queue", self.watch_queue),
+            ("--max-watchers", self.max_watchers),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -237,6 +282,15 @@ impl RunArgs {
         }
         if self.max_message_size == 0 {
             return Err(ConfigError::ZeroMessageSize);
+        }
+        if self.reconcile_interval.is_zero() {
+            return Err(ConfigError::Zero("--reconcile-interval"));
+        }
+        let redis_url = self.redis_url.filter(|u| !u.is_empty()).map(RedisUrl);
+        if let Some(url) = &redis_url
+            && redis::parse_redis_url(&url.0).is_none()
+        {
+            return Err(ConfigError::RedisUrl);
         }
         // Secrets are read only through egress-auth, which never displays them.
         let env_secret = ApiSecret::from_env();
@@ -285,6 +339,11 @@ impl RunArgs {
             allow_unauthenticated: self.allow_unauthenticated,
             api_secret_file: self.api_secret_file,
             api_key: self.api_key,
+            webhook_listen: self.webhook_listen,
+            reconcile_interval: self.reconcile_interval,
+            redis_url,
+            watch_queue: self.watch_queue,
+            max_watchers: self.max_watchers,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

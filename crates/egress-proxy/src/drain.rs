@@ -29,6 +29,11 @@ impl DrainSignal {
         (Self(tx), EndWatchesOnDrain { draining: rx })
     }
 
+    /// Turns `true` when draining starts (the event door ends its watches on it).
+    pub fn watch(&self) -> watch::Receiver<bool> {
+        self.0.subscribe()
+    }
+
     /// Starts ending the streams.
     pub fn drain(&self) {
         self.0.send_replace(true);

@@ -8,6 +8,7 @@ pub mod deadline;
 pub mod door;
 pub mod drain;
 pub mod error;
+pub mod events;
 pub mod listen;
 pub mod logging;
 #[cfg(feature = "otlp")]

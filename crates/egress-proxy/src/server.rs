@@ -23,6 +23,7 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::call::{Authenticator, Forwarder, Limits, PolicyStage, Stages};
 use crate::deadline::Deadlines;
+use crate::door::events::EventsDoor;
 use crate::door::grpc::{DoorSettings, GrpcDoor, refuse_non_grpc};
 use crate::drain::DrainSignal;
 use crate::listen::{ConnectionSettings, Connections};
@@ -31,6 +32,8 @@ use crate::request_id::RequestIdLayer;
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// The egress event hub `EgressEvents/Watch` streams read.
+    pub hub: Arc<crate::events::Hub>,
     /// How each call's deadline is chosen (`--upstream-timeout`, `--max-call-timeout`).
     pub deadlines: Deadlines,
     /// Largest request and response message, in bytes.
@@ -87,8 +90,9 @@ pub async fn serve(
     // Flipped once the drain timeout has passed: calls still running answer UNAVAILABLE.
     let (stop_calls, stopping) = tokio::sync::watch::channel(false);
     // Every egress call, whatever its door, goes through these stages (see `call`).
+    let authenticator = Authenticator::new(settings.policies.clone());
     let stages = Arc::new(Stages {
-        authenticator: Authenticator::new(settings.policies.clone()),
+        authenticator: authenticator.clone(),
         limits: Limits::new(
             settings.max_concurrency,
             settings.max_concurrency_per_connection,
@@ -106,12 +110,19 @@ pub async fn serve(
         },
     );
     let (drain_signal, drain_watches) = DrainSignal::new();
+    let events = EventsDoor::new(
+        authenticator,
+        Arc::clone(&settings.hub),
+        client.clone(),
+        drain_signal.watch(),
+    );
     // Health and reflection go through tonic's router; `livekit.Egress` calls, nearly all
     // the traffic, skip it.
     let routes = Dispatch {
         egress,
         other: drain_watches.layer(
             Routes::new(health_service)
+                .add_service(events)
                 // Both versions: grpcurl falls back to v1alpha only on UNIMPLEMENTED.
                 .add_service(
                     reflection()

@@ -8,7 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,6 +47,8 @@ const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 pub struct Readiness {
     upstream_reachable: AtomicBool,
     draining: AtomicBool,
+    /// Redis fan-out of events: 0 not configured, 1 connected, 2 reconnecting.
+    redis: AtomicU8,
 }
 
 /// Why the gateway is not ready.
@@ -88,6 +90,21 @@ impl Readiness {
     /// Marks the gateway as draining; it stays not ready from then on.
     pub fn set_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Records whether the Redis fan-out of events is connected. Redis never makes the
+    /// gateway unready (no `livekit.Egress` call needs it); `/readyz` says it in its text.
+    pub fn set_redis_connected(&self, connected: bool) {
+        self.redis
+            .store(if connected { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    /// The `/readyz` text when ready: `ready`, with what is degraded.
+    pub fn detail(&self) -> &'static str {
+        match self.redis.load(Ordering::Relaxed) {
+            2 => "ready; redis unreachable: events from other replicas are not received",
+            _ => "ready",
+        }
     }
 
     /// Whether the latest upstream probe succeeded.
@@ -271,7 +288,7 @@ fn route<B>(state: &AdminState, req: &Request<B>) -> Response<Full<Bytes>> {
         }
         "/healthz" => text(StatusCode::OK, "ok"),
         _ => match state.readiness.check() {
-            Ok(()) => text(StatusCode::OK, "ready"),
+            Ok(()) => text(StatusCode::OK, state.readiness.detail()),
             Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, reason.as_str()),
         },
     }

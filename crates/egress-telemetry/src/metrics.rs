@@ -50,6 +50,11 @@ struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LimitLabels {
     limit: &'static str,
 }
@@ -102,8 +107,78 @@ struct Inner {
     shed_calls: Family<LimitLabels, Counter>,
     connections: Gauge,
     closed_connections: Family<ReasonLabels, Counter>,
+    events: EventMetrics,
     token_refreshes: Arc<TokenRefreshes>,
     handles: Handles,
+}
+
+/// The event stream's series (see the README's metrics table).
+struct EventMetrics {
+    watchers: Gauge,
+    received: Family<SourceLabels, Counter>,
+    ignored: Family<ReasonLabels, Counter>,
+    delivered: Counter,
+    dropped: Counter,
+    webhook_rejected: Family<ReasonLabels, Counter>,
+    delay: Histogram,
+    redis_up: Gauge,
+}
+
+impl EventMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let this = Self {
+            watchers: Gauge::default(),
+            received: Family::default(),
+            ignored: Family::default(),
+            delivered: Counter::default(),
+            dropped: Counter::default(),
+            webhook_rejected: Family::default(),
+            delay: duration_histogram(),
+            redis_up: Gauge::default(),
+        };
+        registry.register(
+            "egress_proxy_event_watchers",
+            "EgressEvents/Watch streams open on this replica",
+            this.watchers.clone(),
+        );
+        registry.register(
+            "egress_proxy_events_received",
+            "Egress events accepted for delivery, by source (webhook, reconcile, redis)",
+            this.received.clone(),
+        );
+        registry.register(
+            "egress_proxy_events_ignored",
+            "Events not delivered, by reason (duplicate, not_egress, invalid, undecodable)",
+            this.ignored.clone(),
+        );
+        registry.register(
+            "egress_proxy_events_delivered",
+            "Events written to watchers (one per watcher that got it)",
+            this.delivered.clone(),
+        );
+        registry.register(
+            "egress_proxy_events_dropped",
+            "Events a watcher missed because it fell behind (the watcher is then ended)",
+            this.dropped.clone(),
+        );
+        registry.register(
+            "egress_proxy_webhooks_rejected",
+            "Webhooks refused with 401 or 400, by reason",
+            this.webhook_rejected.clone(),
+        );
+        registry.register_with_unit(
+            "egress_proxy_event_delay",
+            "From a webhook's arrival (at any replica) to its event being written to a watcher",
+            Unit::Seconds,
+            this.delay.clone(),
+        );
+        registry.register(
+            "egress_proxy_redis_up",
+            "1 while the Redis fan-out is connected, 0 while it reconnects (absent without Redis)",
+            this.redis_up.clone(),
+        );
+        this
+    }
 }
 
 /// Each call's series, found by label position instead of through the families: a family
@@ -227,6 +302,8 @@ impl Metrics {
             closed_connections.clone(),
         );
 
+        let events = EventMetrics::register(&mut registry);
+
         let token_refreshes = Arc::new(TokenRefreshes::default());
         registry.register_collector(Box::new(Arc::clone(&token_refreshes)));
 
@@ -253,6 +330,7 @@ impl Metrics {
                 shed_calls,
                 connections,
                 closed_connections,
+                events,
                 token_refreshes,
                 handles: Handles::new(),
             }),
@@ -331,6 +409,59 @@ impl Metrics {
             .closed_connections
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+
+    /// Moves `egress_proxy_event_watchers` by `delta`.
+    pub fn watchers_add(&self, delta: i64) {
+        self.inner.events.watchers.inc_by(delta);
+    }
+
+    /// Counts one event accepted for delivery from `source` (`webhook`, `reconcile`, `redis`).
+    pub fn event_received(&self, source: &'static str) {
+        self.inner
+            .events
+            .received
+            .get_or_create(&SourceLabels { source })
+            .inc();
+    }
+
+    /// Counts one event not delivered for `reason` (`duplicate`, `not_egress`, `invalid`,
+    /// `undecodable`).
+    pub fn event_ignored(&self, reason: &'static str) {
+        self.inner
+            .events
+            .ignored
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Counts one event written to one watcher, `delay` after its webhook arrived (`None`
+    /// for events that did not come from a webhook).
+    pub fn event_delivered(&self, delay: Option<Duration>) {
+        self.inner.events.delivered.inc();
+        if let Some(delay) = delay {
+            self.inner.events.delay.observe(delay.as_secs_f64());
+        }
+    }
+
+    /// Counts `n` events a slow watcher missed.
+    pub fn events_dropped(&self, n: u64) {
+        self.inner.events.dropped.inc_by(n);
+    }
+
+    /// Counts one webhook refused for `reason` (`egress_auth::WebhookAuthError::reason`, or
+    /// `invalid_body`, `too_large`, `wrong_method`).
+    pub fn webhook_rejected(&self, reason: &'static str) {
+        self.inner
+            .events
+            .webhook_rejected
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// Sets `egress_proxy_redis_up`.
+    pub fn set_redis_up(&self, up: bool) {
+        self.inner.events.redis_up.set(i64::from(up));
     }
 
     /// Number of calls currently counted in `egress_proxy_in_flight_calls`.

@@ -5,6 +5,7 @@
 //! dominated a clean CI build.
 
 mod access;
+mod events;
 mod hostile;
 mod hostile_upstream;
 mod lifecycle;

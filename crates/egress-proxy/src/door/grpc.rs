@@ -123,7 +123,7 @@ fn plain(status: http::StatusCode, text: &'static str) -> http::Response<Body> {
 }
 
 /// A gRPC trailers-only answer for `error`.
-fn answer_error(error: &CallError) -> http::Response<Body> {
+pub(crate) fn answer_error(error: &CallError) -> http::Response<Body> {
     error.to_status().into_http()
 }
 

@@ -5,7 +5,10 @@
 //! the stages are the only way to an answer.
 //!
 //! - [`grpc`]: gRPC over HTTP/2 (the `livekit.Egress` service).
+//! - [`events`]: the gateway's own `egress_gateway.v1.EgressEvents/Watch` stream, over the
+//!   same authentication and policy.
 
+pub mod events;
 pub mod grpc;
 
 use std::pin::Pin;

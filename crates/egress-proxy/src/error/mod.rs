@@ -29,6 +29,27 @@ pub enum CallError {
     )]
     UnknownMethod { path: String },
 
+    /// A path under `egress_gateway.v1.EgressEvents` other than `Watch`.
+    #[error(
+        "unknown method {} (egress_gateway.v1.EgressEvents serves Watch)",
+        echo(path)
+    )]
+    UnknownEventsMethod { path: String },
+
+    /// `--max-watchers` event streams are open already.
+    #[error(
+        "{max} event watchers already connected to this replica (--max-watchers); retry with backoff or on another replica"
+    )]
+    TooManyWatchers { max: usize },
+
+    /// An event watcher fell a whole queue behind; it must start over from a snapshot.
+    #[error("watcher fell behind ({missed} events missed); re-watch with snapshot")]
+    WatcherBehind { missed: u64 },
+
+    /// A `Watch` request that is not a `WatchEgressRequest`.
+    #[error("not a WatchEgressRequest: {0}")]
+    MalformedWatchRequest(#[source] prost::DecodeError),
+
     /// A gRPC content subtype other than protobuf (`application/grpc+json`).
     #[error(
         "content-type {} is not supported: this gateway speaks protobuf (application/grpc or \
@@ -163,15 +184,19 @@ impl CallError {
     /// The gRPC code of this failure: the one table.
     pub fn code(&self) -> Code {
         match self {
-            CallError::UnknownMethod { .. } | CallError::UnsupportedCodec { .. } => {
-                Code::Unimplemented
-            }
+            CallError::UnknownMethod { .. }
+            | CallError::UnknownEventsMethod { .. }
+            | CallError::UnsupportedCodec { .. } => Code::Unimplemented,
             CallError::MalformedTimeout
             | CallError::MalformedRequest { .. }
             | CallError::NoMessage { .. }
-            | CallError::ExtraMessage { .. } => Code::InvalidArgument,
+            | CallError::ExtraMessage { .. }
+            | CallError::MalformedWatchRequest(_) => Code::InvalidArgument,
             CallError::Unauthenticated(_) => Code::Unauthenticated,
-            CallError::Shed(_) | CallError::RequestTooLarge(_) => Code::ResourceExhausted,
+            CallError::Shed(_)
+            | CallError::RequestTooLarge(_)
+            | CallError::TooManyWatchers { .. }
+            | CallError::WatcherBehind { .. } => Code::ResourceExhausted,
             CallError::Denied(_) | CallError::UnknownField { .. } => Code::PermissionDenied,
             CallError::Framing(status) => status.code(),
             CallError::RoomLookup(error) | CallError::Upstream(error) => upstream::grpc_code(error),
