@@ -115,6 +115,16 @@ const V2_STREAM: StreamFields = StreamFields {
     urls: "outputs.stream.urls",
 };
 
+/// A stream output's target URLs: `urls`, then the URLs of `destinations`. The released
+/// worker predates `destinations` (protocol 1.52); they are read here as the URLs they
+/// name, so a request that uses them is judged like one that lists the same URLs.
+fn stream_targets(stream: &proto::StreamOutput) -> impl Iterator<Item = &String> {
+    stream
+        .urls
+        .iter()
+        .chain(stream.destinations.iter().map(|d| &d.url))
+}
+
 /// One stream output as the worker reads it: what the protocol (or, for
 /// `DEFAULT_PROTOCOL`, the first URL's scheme) says it streams to, then every URL through
 /// `StreamConfig.ValidateUrl`. Returns the kind (`None` for a protocol the worker does not
@@ -127,7 +137,7 @@ fn validate_stream(
     use proto::StreamProtocol;
     let kind = match StreamProtocol::try_from(stream.protocol) {
         Ok(StreamProtocol::DefaultProtocol) => {
-            let Some(first) = stream.urls.first() else {
+            let Some(first) = stream_targets(stream).next() else {
                 return Err(ValidationError::Missing {
                     field: fields.protocol,
                 });
@@ -152,7 +162,7 @@ fn validate_stream(
         Ok(StreamProtocol::Websocket) if websocket_protocol => Some(StreamKind::WebSocket),
         _ => None,
     };
-    for url in &stream.urls {
+    for url in stream_targets(stream) {
         validate_stream_url(url, kind, fields.urls, fields.protocol)?;
     }
     Ok(kind)
@@ -218,12 +228,12 @@ fn validate_v1_outputs(request: &impl V1Outputs, video_enabled: bool) -> Result<
         validate_stream(stream, V1_STREAM, false)?;
         // An empty stream output is only allowed next to other outputs (the lists; the
         // worker does not count the deprecated single output here).
-        if files.len() + segments.len() + images.len() == 0 && stream.urls.is_empty() {
+        stream_urls = stream_targets(stream).count();
+        if files.len() + segments.len() + images.len() == 0 && stream_urls == 0 {
             return Err(ValidationError::Missing {
                 field: V1_STREAM.urls,
             });
         }
-        stream_urls = stream.urls.len();
     }
 
     at_most_one(segments.len(), "segment_outputs")?;
@@ -501,7 +511,7 @@ pub fn validate_start_egress(request: &proto::StartEgressRequest) -> Result<(), 
                 if kind == Some(StreamKind::WebSocket) && audio && video {
                     video = false;
                 }
-                counted += stream.urls.len();
+                counted += stream_targets(stream).count();
             }
             Some(proto::output::Config::Segments(_)) => {
                 segments += 1;
@@ -975,6 +985,27 @@ mod tests {
                 r.file_outputs = vec![Default::default()];
             }),
             Ok(())
+        );
+    }
+
+    #[test]
+    fn destinations_count_as_stream_urls() {
+        let with = |url: &str| {
+            room_with(|r| {
+                r.stream_outputs = vec![proto::StreamOutput {
+                    protocol: proto::StreamProtocol::Rtmp as i32,
+                    destinations: vec![proto::StreamDestination {
+                        id: "main".into(),
+                        url: url.into(),
+                    }],
+                    ..Default::default()
+                }];
+            })
+        };
+        assert_eq!(with(RTMP), Ok(()));
+        assert_eq!(
+            message(with("srt://h:1")),
+            "invalid url srt://h:1: invalid scheme"
         );
     }
 
