@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn rtmp_shapes() {
         let p = split_rtmp("rtmps://h:443/path/app/key live=1").unwrap();
-        assert_eq!((p.head, p.key, p.live), ("rtmps://h:443/path/app/", "key", " live=1"));
+        assert_eq!(
+            (p.head, p.key, p.live),
+            ("rtmps://h:443/path/app/", "key", " live=1")
+        );
         let p = split_rtmp("rtmp://h/app/").unwrap();
         assert_eq!(p.key, "");
         assert!(split_rtmp("rtmp://h/app/a b").is_none());

@@ -208,7 +208,10 @@ const RTMP_FORMAT: &str =
 
 /// `updateEncodedOutputs`: the outputs of a v1 request, in the worker's order (file,
 /// stream, segments, images, then "is there any").
-fn validate_v1_outputs(request: &impl V1Outputs, video_enabled: bool) -> Result<(), ValidationError> {
+fn validate_v1_outputs(
+    request: &impl V1Outputs,
+    video_enabled: bool,
+) -> Result<(), ValidationError> {
     let files = request.file_outputs();
     let streams = request.stream_outputs();
     let segments = request.segment_outputs();
@@ -237,8 +240,7 @@ fn validate_v1_outputs(request: &impl V1Outputs, video_enabled: bool) -> Result<
     }
 
     at_most_one(segments.len(), "segment_outputs")?;
-    let has_segments =
-        !segments.is_empty() || matches!(legacy, Some(LegacyOutput::Segments(_)));
+    let has_segments = !segments.is_empty() || matches!(legacy, Some(LegacyOutput::Segments(_)));
 
     if !images.is_empty() && !video_enabled {
         return Err(ValidationError::MutuallyExclusive {
@@ -910,16 +912,27 @@ mod tests {
     #[test]
     fn one_file_stream_and_segmented_output_at_most() {
         let err = message(room_with(|r| r.file_outputs = vec![Default::default(); 2]));
-        assert_eq!(err, "request has missing or invalid field: multiple file outputs");
+        assert_eq!(
+            err,
+            "request has missing or invalid field: multiple file outputs"
+        );
         let err = message(room_with(|r| r.stream_outputs = vec![stream(RTMP); 2]));
-        assert_eq!(err, "request has missing or invalid field: multiple stream outputs");
-        let err = message(room_with(|r| r.segment_outputs = vec![Default::default(); 2]));
+        assert_eq!(
+            err,
+            "request has missing or invalid field: multiple stream outputs"
+        );
+        let err = message(room_with(|r| {
+            r.segment_outputs = vec![Default::default(); 2]
+        }));
         assert_eq!(
             err,
             "request has missing or invalid field: multiple segmented file outputs"
         );
         // Several images are fine.
-        assert_eq!(room_with(|r| r.image_outputs = vec![Default::default(); 3]), Ok(()));
+        assert_eq!(
+            room_with(|r| r.image_outputs = vec![Default::default(); 3]),
+            Ok(())
+        );
 
         let file = || proto::Output {
             config: Some(proto::output::Config::File(Default::default())),
@@ -928,7 +941,9 @@ mod tests {
         let mut request = unified("r".into(), false, false, 0);
         request.outputs = vec![file(), file()];
         assert_eq!(
-            validate_start_egress(&request).unwrap_err().livekit_message(),
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
             "request has missing or invalid field: multiple file outputs"
         );
     }
@@ -948,7 +963,10 @@ mod tests {
         assert_eq!(with(StreamProtocol::DefaultProtocol, &[RTMP]), Ok(()));
         assert_eq!(with(StreamProtocol::Rtmp, &["mux://key"]), Ok(()));
         assert_eq!(
-            with(StreamProtocol::DefaultProtocol, &["srt://h:9000?streamid=x", "srt://b:1"]),
+            with(
+                StreamProtocol::DefaultProtocol,
+                &["srt://h:9000?streamid=x", "srt://b:1"]
+            ),
             Ok(())
         );
         assert_eq!(
@@ -1058,7 +1076,10 @@ mod tests {
             r.room_name.clear();
             r.file_outputs = vec![Default::default()];
         });
-        assert_eq!(no_room, Err(ValidationError::Missing { field: "room_name" }));
+        assert_eq!(
+            no_room,
+            Err(ValidationError::Missing { field: "room_name" })
+        );
         assert_eq!(
             message(no_room),
             "request has missing or invalid field: token or api key/secret"
@@ -1254,7 +1275,9 @@ mod tests {
             },
         ];
         assert_eq!(
-            validate_start_egress(&request).unwrap_err().livekit_message(),
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
             "request has missing or invalid field: audio_only images"
         );
     }
@@ -1268,7 +1291,9 @@ mod tests {
             Err(ValidationError::EmptyOutput { index: 2 })
         );
         assert_eq!(
-            validate_start_egress(&request).unwrap_err().livekit_message(),
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
             "request has missing or invalid field: output config"
         );
     }

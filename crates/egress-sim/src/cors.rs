@@ -14,12 +14,12 @@
 //!   origin echoed and `Access-Control-Expose-Headers: *`.
 
 use http::HeaderMap;
+use http::Method;
 use http::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
     ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
     ACCESS_CONTROL_REQUEST_METHOD, HeaderValue, ORIGIN, VARY,
 };
-use http::Method;
 
 /// The methods LiveKit allows (`AllowedMethods`); rs/cors always allows `OPTIONS` too.
 const ALLOWED_METHODS: [&str; 6] = ["OPTIONS", "HEAD", "GET", "POST", "PATCH", "DELETE"];
@@ -27,7 +27,8 @@ const ALLOWED_METHODS: [&str; 6] = ["OPTIONS", "HEAD", "GET", "POST", "PATCH", "
 /// `MaxAge: 86400`: browsers may cache a preflight for a day.
 const MAX_AGE: &str = "86400";
 
-const PREFLIGHT_VARY: &str = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
+const PREFLIGHT_VARY: &str =
+    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers";
 
 /// Whether the request is a preflight rs/cors answers itself.
 pub(crate) fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
@@ -54,7 +55,10 @@ pub(crate) fn preflight_headers(request: &HeaderMap) -> HeaderMap {
     out.insert(ACCESS_CONTROL_ALLOW_METHODS, method.clone());
     // rs/cors echoes the header list as sent (every header is allowed), only when the
     // first value is non-empty.
-    let requested: Vec<&HeaderValue> = request.get_all(ACCESS_CONTROL_REQUEST_HEADERS).iter().collect();
+    let requested: Vec<&HeaderValue> = request
+        .get_all(ACCESS_CONTROL_REQUEST_HEADERS)
+        .iter()
+        .collect();
     if requested.first().is_some_and(|v| !v.is_empty()) {
         for value in requested {
             out.append(ACCESS_CONTROL_ALLOW_HEADERS, value.clone());
@@ -103,14 +107,20 @@ mod tests {
         let request = headers(&[
             ("origin", "https://app.example"),
             ("access-control-request-method", "POST"),
-            ("access-control-request-headers", "authorization,content-type"),
+            (
+                "access-control-request-headers",
+                "authorization,content-type",
+            ),
         ]);
         assert!(is_preflight(&Method::OPTIONS, &request));
         assert!(!is_preflight(&Method::POST, &request));
         let out = preflight_headers(&request);
         assert_eq!(out[ACCESS_CONTROL_ALLOW_ORIGIN], "https://app.example");
         assert_eq!(out[ACCESS_CONTROL_ALLOW_METHODS], "POST");
-        assert_eq!(out[ACCESS_CONTROL_ALLOW_HEADERS], "authorization,content-type");
+        assert_eq!(
+            out[ACCESS_CONTROL_ALLOW_HEADERS],
+            "authorization,content-type"
+        );
         assert_eq!(out[ACCESS_CONTROL_MAX_AGE], "86400");
         assert_eq!(out[VARY], PREFLIGHT_VARY);
     }
@@ -133,7 +143,11 @@ mod tests {
         assert_eq!(out[VARY], "Origin");
         assert!(out.get(ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
         let mut out = HeaderMap::new();
-        add_actual_headers(&Method::POST, &headers(&[("origin", "https://x")]), &mut out);
+        add_actual_headers(
+            &Method::POST,
+            &headers(&[("origin", "https://x")]),
+            &mut out,
+        );
         assert_eq!(out[ACCESS_CONTROL_ALLOW_ORIGIN], "https://x");
         assert_eq!(out[ACCESS_CONTROL_EXPOSE_HEADERS], "*");
     }

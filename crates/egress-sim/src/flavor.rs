@@ -73,10 +73,22 @@ impl Flavor {
 /// Twirp-only ones (`bad_route`, `malformed`), which psrpc cannot carry.
 fn code_through_grpc(code: &str) -> &str {
     match code {
-        "canceled" | "unknown" | "invalid_argument" | "deadline_exceeded" | "not_found"
-        | "already_exists" | "permission_denied" | "resource_exhausted"
-        | "failed_precondition" | "aborted" | "out_of_range" | "unimplemented" | "internal"
-        | "unavailable" | "dataloss" | "unauthenticated" => code,
+        "canceled"
+        | "unknown"
+        | "invalid_argument"
+        | "deadline_exceeded"
+        | "not_found"
+        | "already_exists"
+        | "permission_denied"
+        | "resource_exhausted"
+        | "failed_precondition"
+        | "aborted"
+        | "out_of_range"
+        | "unimplemented"
+        | "internal"
+        | "unavailable"
+        | "dataloss"
+        | "unauthenticated" => code,
         _ => "unknown",
     }
 }
@@ -128,7 +140,10 @@ mod tests {
         assert_eq!(Flavor::Oss.shape(native.clone()), native);
 
         let odd = Flavor::Oss.shape(TwirpError::relayed("malformed", "x"));
-        assert_eq!((odd.code.as_str(), odd.msg.as_str()), ("unknown", "twirp error unknown: x"));
+        assert_eq!(
+            (odd.code.as_str(), odd.msg.as_str()),
+            ("unknown", "twirp error unknown: x")
+        );
     }
 
     #[test]
@@ -137,7 +152,10 @@ mod tests {
         assert_eq!("Cloud".parse(), Ok(Flavor::Cloud));
         assert!("enterprise".parse::<Flavor>().is_err());
         assert_eq!(Flavor::default().to_string(), "oss");
-        assert_eq!(Flavor::Cloud.default_page_size(), Some(DEFAULT_CLOUD_PAGE_SIZE));
+        assert_eq!(
+            Flavor::Cloud.default_page_size(),
+            Some(DEFAULT_CLOUD_PAGE_SIZE)
+        );
         assert_eq!(Flavor::Oss.default_page_size(), None);
     }
 }

@@ -98,7 +98,9 @@ async fn main() -> ExitCode {
 }
 
 fn parse_flavor(value: &str) -> Result<Flavor, String> {
-    value.parse().map_err(|e: egress_sim::UnknownFlavor| e.to_string())
+    value
+        .parse()
+        .map_err(|e: egress_sim::UnknownFlavor| e.to_string())
 }
 
 async fn shutdown_signal() {

@@ -247,8 +247,7 @@ pub(crate) fn redact_stream_key(url: &str) -> Option<String> {
 /// `^(mux|twitch)://(\S+)$`: the whole authority is the key.
 fn redact_shorthand(url: &str) -> Option<String> {
     let (scheme, key) = url.split_once("://")?;
-    if !matches!(scheme, "mux" | "twitch") || key.is_empty() || key.contains(char::is_whitespace)
-    {
+    if !matches!(scheme, "mux" | "twitch") || key.is_empty() || key.contains(char::is_whitespace) {
         return None;
     }
     Some(format!("{scheme}://{}", redact_identifier(key)))
@@ -343,7 +342,10 @@ mod tests {
             redact_result_url("rtmp://h/live/abcdefghi"),
             "rtmp://h/live/{abc...ghi}"
         );
-        assert_eq!(redact_result_url("srt://h:1?passphrase=x"), "srt://h:1?passphrase=x");
+        assert_eq!(
+            redact_result_url("srt://h:1?passphrase=x"),
+            "srt://h:1?passphrase=x"
+        );
     }
 
     fn s3(secret: &str) -> lk::S3Upload {
@@ -399,7 +401,11 @@ mod tests {
             panic!("upload kept");
         };
         assert_eq!(
-            (s3.access_key.as_str(), s3.secret.as_str(), s3.session_token.as_str()),
+            (
+                s3.access_key.as_str(),
+                s3.secret.as_str(),
+                s3.session_token.as_str()
+            ),
             ("{access_key}", "{secret}", "{session_token}")
         );
         assert_eq!(s3.assume_role_external_id, "");
@@ -450,15 +456,24 @@ mod tests {
             panic!("storage kept");
         };
         assert_eq!(
-            (azure.account_name.as_str(), azure.account_key.as_str(), azure.container_name.as_str()),
+            (
+                azure.account_name.as_str(),
+                azure.account_key.as_str(),
+                azure.container_name.as_str()
+            ),
             ("{account_name}", "{account_key}", "c")
         );
-        let Some(lk::storage_config::Provider::AliOss(ali)) =
-            r.outputs[0].storage.as_ref().and_then(|s| s.provider.as_ref())
+        let Some(lk::storage_config::Provider::AliOss(ali)) = r.outputs[0]
+            .storage
+            .as_ref()
+            .and_then(|s| s.provider.as_ref())
         else {
             panic!("storage kept");
         };
-        assert_eq!((ali.access_key.as_str(), ali.secret.as_str()), ("{access_key}", "{secret}"));
+        assert_eq!(
+            (ali.access_key.as_str(), ali.secret.as_str()),
+            ("{access_key}", "{secret}")
+        );
         let Some(lk::output::Config::Stream(stream)) = &r.outputs[0].config else {
             panic!("config kept");
         };

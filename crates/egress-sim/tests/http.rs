@@ -383,8 +383,7 @@ async fn not_found_for_unknown_or_empty_ids() {
         let json = answer.twirp("not_found", 404);
         // The open-source server's rewrite of the IO service's psrpc error.
         assert_eq!(
-            json["msg"],
-            "twirp error unknown: egress does not exist",
+            json["msg"], "twirp error unknown: egress does not exist",
             "{method}"
         );
         assert!(json.get("meta").is_none());

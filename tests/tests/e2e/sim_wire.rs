@@ -126,10 +126,19 @@ async fn secrets_never_reach_the_caller() {
         ("list", format!("{listed:?}")),
         ("stop", format!("{stopped:?}")),
     ] {
-        assert!(!text.contains(S3_SECRET), "{what} leaks the S3 secret: {text}");
-        assert!(!text.contains(STREAM_KEY), "{what} leaks the stream key: {text}");
+        assert!(
+            !text.contains(S3_SECRET),
+            "{what} leaks the S3 secret: {text}"
+        );
+        assert!(
+            !text.contains(STREAM_KEY),
+            "{what} leaks the stream key: {text}"
+        );
         assert!(text.contains("{secret}"), "{what}: {text}");
-        assert!(text.contains("rtmp://live.example.com/app/{liv...789}"), "{what}: {text}");
+        assert!(
+            text.contains("rtmp://live.example.com/app/{liv...789}"),
+            "{what}: {text}"
+        );
     }
     assert_eq!(
         stopped.stream_results[0].url,
