@@ -245,12 +245,14 @@ impl Simulator {
         self.shared.requests.clear();
     }
 
-    /// Every egress as ListEgress would show it now, oldest first.
+    /// Every egress as ListEgress would show it now, oldest first, but with the real
+    /// credentials and stream keys: the Twirp answers redact them, this view (like
+    /// `GET /sim/egresses`) is for tests checking what a client sent.
     pub fn egresses(&self) -> Vec<EgressInfo> {
         self.shared.store().list(&ListFilter::default(), now_ns())
     }
 
-    /// One egress as it is now.
+    /// One egress as it is now (secrets unredacted, see [`egresses`](Self::egresses)).
     pub fn egress(&self, egress_id: &str) -> Option<EgressInfo> {
         self.shared.store().get(egress_id, now_ns())
     }

@@ -194,6 +194,11 @@ fn invalid_fault_response() -> Response<SimBody> {
     response
 }
 
+/// Marks an answer a fault made up in LiveKit's place (an error, an intermediary's page):
+/// LiveKit's middleware never saw the request, so no CORS headers are added to it.
+#[derive(Clone, Copy, Debug)]
+struct StandInAnswer;
+
 enum Outcome {
     Respond(Response<SimBody>),
     Drop,
@@ -254,16 +259,16 @@ async fn handle(
     let method = request.method().clone();
     let request_headers = request.headers().clone();
     if cors::is_preflight(&method, &request_headers) {
-        let mut response = Answer::new(204, "", Vec::new()).into_response();
-        response.headers_mut().remove(CONTENT_TYPE);
-        response
-            .headers_mut()
-            .extend(cors::preflight_headers(&request_headers));
+        let mut response = Response::new(SimBody::full(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.headers_mut() = cors::preflight_headers(&request_headers);
         return Ok(response);
     }
     let request = remove_double_slashes(request);
     let mut result = handle_api(shared, request).await;
-    if let Ok(response) = &mut result {
+    if let Ok(response) = &mut result
+        && response.extensions().get::<StandInAnswer>().is_none()
+    {
         cors::add_actual_headers(&method, &request_headers, response.headers_mut());
     }
     result
@@ -434,7 +439,9 @@ async fn respond(
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
     let answer = match fault.action {
-        FaultAction::Latency => process(shared, parts, body),
+        FaultAction::Latency => {
+            return Outcome::Respond(process(shared, parts, body).into_response());
+        }
         FaultAction::TwirpError {
             code,
             msg,
@@ -476,7 +483,9 @@ async fn respond(
             body.unwrap_or_else(|| CAPTIVE_PORTAL_PAGE.to_owned()),
         ),
     };
-    Outcome::Respond(answer.into_response())
+    let mut response = answer.into_response();
+    response.extensions_mut().insert(StandInAnswer);
+    Outcome::Respond(response)
 }
 
 /// What LiveKit would answer: auth middleware, then the mux, then Twirp routing, then the
