@@ -206,9 +206,23 @@ fn rich_outputs() -> Vec<EgressOutput> {
             })),
             ..Default::default()
         }),
-        // A second stream output: order within a kind must be kept.
-        rtmp("rtmp://c.example.com/live/3"),
+        // A second image output: order within a kind must be kept. (LiveKit's worker
+        // takes one stream output, with any number of URLs, but several image outputs.)
+        EgressOutput::Image(proto::ImageOutput {
+            capture_interval: 30,
+            filename_prefix: "stills/{room_name}".into(),
+            ..Default::default()
+        }),
     ]
+}
+
+/// [`rich_outputs`] without the images, for audio-only requests: LiveKit's worker refuses
+/// image outputs without video (`audio_only images`).
+fn rich_audio_outputs() -> Vec<EgressOutput> {
+    rich_outputs()
+        .into_iter()
+        .filter(|o| !matches!(o, EgressOutput::Image(_)))
+        .collect()
 }
 
 #[tokio::test]
@@ -252,7 +266,7 @@ async fn start_room_composite_egress() {
         AudioMixing::DualChannelAgent,
         AudioMixing::DualChannelAlternate,
     ] {
-        let outputs = rich_outputs();
+        let outputs = rich_audio_outputs();
         let (a, b) = differential(
             &sim,
             "StartRoomCompositeEgress",
@@ -465,7 +479,7 @@ async fn start_participant_egress() {
     }
 
     let encoding = lk::encoding::PORTRAIT_H264_1080P_60;
-    let outputs = vec![rtmp("rtmp://live.example.com/alice")];
+    let outputs = vec![rtmp("rtmp://live.example.com/app/alice")];
     let (a, b) = differential(
         &sim,
         "StartParticipantEgress",
@@ -499,7 +513,11 @@ async fn start_track_composite_egress() {
     let Clients { sim, theirs, ours } = setup();
 
     for (audio, video) in [("TR_audio", "TR_video"), ("TR_audio", ""), ("", "TR_video")] {
-        let outputs = rich_outputs();
+        let outputs = if video.is_empty() {
+            rich_audio_outputs()
+        } else {
+            rich_outputs()
+        };
         let (a, b) = differential(
             &sim,
             "StartTrackCompositeEgress",
@@ -611,7 +629,7 @@ async fn start_egress() {
                     }),
                 },
             )
-            .output(rtmp("rtmp://live.example.com/media"))
+            .output(rtmp("rtmp://live.example.com/app/media"))
             .storage(proto::StorageConfig {
                 provider: Some(proto::storage_config::Provider::Gcp(proto::GcpUpload {
                     bucket: "media".into(),
@@ -643,7 +661,7 @@ async fn update_list_and_stop() {
     let first = ours
         .start_room_composite_egress(
             "diff-room",
-            vec![rtmp("rtmp://a.example.com/live")],
+            vec![rtmp("rtmp://a.example.com/live/a")],
             RoomCompositeOptions::default(),
         )
         .await
@@ -651,7 +669,7 @@ async fn update_list_and_stop() {
     let second = ours
         .start_room_composite_egress(
             "other-room",
-            vec![rtmp("rtmp://b.example.com/live")],
+            vec![rtmp("rtmp://b.example.com/live/b")],
             RoomCompositeOptions::default(),
         )
         .await

@@ -40,7 +40,7 @@ async fn validation_errors_are_reported_before_sending() {
         client
             .start_room_composite_egress(
                 "room",
-                vec![rtmp("rtmp://x/y")],
+                vec![rtmp("rtmp://x/app/key")],
                 RoomCompositeOptions {
                     audio_only: true,
                     video_only: true,
@@ -56,14 +56,14 @@ async fn validation_errors_are_reported_before_sending() {
 
     let err = validation(
         client
-            .start_room_composite_egress("", vec![rtmp("rtmp://x/y")], Default::default())
+            .start_room_composite_egress("", vec![rtmp("rtmp://x/app/key")], Default::default())
             .await,
     );
     assert_eq!(err, ValidationError::Missing { field: "room_name" });
 
     let err = validation(
         client
-            .start_web_egress("", vec![rtmp("rtmp://x/y")], WebOptions::default())
+            .start_web_egress("", vec![rtmp("rtmp://x/app/key")], WebOptions::default())
             .await,
     );
     assert_eq!(err, ValidationError::Missing { field: "url" });
@@ -162,16 +162,20 @@ async fn not_found() {
         client.stop_egress("EG_doesnotexist").await,
         client.update_layout("EG_doesnotexist", "grid").await,
         client
-            .update_stream("EG_doesnotexist", vec!["rtmp://x/y".into()], vec![])
+            .update_stream("EG_doesnotexist", vec!["rtmp://x/app/key".into()], vec![])
             .await,
     ] {
         let err = result.unwrap_err();
         assert!(err.is_not_found(), "{err:?}");
         assert_eq!(err.twirp_code(), Some(TwirpCode::NotFound));
         let twirp = twirp_error(&err);
-        assert_eq!(twirp.msg, "egress does not exist");
+        // The open-source server's text (the simulator's default flavor).
+        assert_eq!(twirp.msg, "twirp error unknown: egress does not exist");
         assert_eq!(twirp.http_status, 404);
-        assert_eq!(err.to_string(), "not_found: egress does not exist");
+        assert_eq!(
+            err.to_string(),
+            "not_found: twirp error unknown: egress does not exist"
+        );
     }
     assert_eq!(sim.requests().len(), 3);
 }
@@ -182,7 +186,7 @@ async fn failed_precondition_when_stopping_twice() {
     let client = client_for(&sim.url());
 
     let info = client
-        .start_room_composite_egress("room", vec![rtmp("rtmp://x/y")], Default::default())
+        .start_room_composite_egress("room", vec![rtmp("rtmp://x/app/key")], Default::default())
         .await
         .unwrap();
     client.stop_egress(&info.egress_id).await.unwrap();
@@ -221,7 +225,7 @@ async fn injected_twirp_errors_keep_code_msg_and_meta() {
     );
 
     let err = client
-        .start_room_composite_egress("room", vec![rtmp("rtmp://x/y")], Default::default())
+        .start_room_composite_egress("room", vec![rtmp("rtmp://x/app/key")], Default::default())
         .await
         .unwrap_err();
     let twirp = twirp_error(&err);
@@ -234,7 +238,7 @@ async fn injected_twirp_errors_keep_code_msg_and_meta() {
 
     // The faults were used up: the next calls succeed.
     let info = client
-        .start_room_composite_egress("room", vec![rtmp("rtmp://x/y")], Default::default())
+        .start_room_composite_egress("room", vec![rtmp("rtmp://x/app/key")], Default::default())
         .await
         .unwrap();
     client.stop_egress(&info.egress_id).await.unwrap();
@@ -410,7 +414,7 @@ async fn unknown_encoding_values_are_left_to_the_server() {
             "https://example.com",
             vec![EgressOutput::Stream(proto::StreamOutput {
                 protocol: proto::StreamProtocol::Rtmp as i32,
-                urls: vec!["rtmp://x/y".into()],
+                urls: vec!["rtmp://x/app/key".into()],
                 ..Default::default()
             })],
             WebOptions {

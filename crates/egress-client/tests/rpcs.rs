@@ -38,9 +38,10 @@ async fn room_composite_with_default_options() {
     assert_eq!(info.status(), proto::EgressStatus::EgressStarting);
     assert_eq!(info.source_type(), proto::EgressSourceType::Web);
     assert_eq!(info.stream_results.len(), 1);
+    // LiveKit reports stream URLs with the key redacted.
     assert_eq!(
         info.stream_results[0].url,
-        "rtmp://live.example.com/app/key"
+        "rtmp://live.example.com/app/{k...y}"
     );
     assert_eq!(info.file_results[0].filename, "out/{room_name}.mp4");
 
@@ -58,7 +59,10 @@ async fn room_composite_with_default_options() {
 
     let recorded = last(&sim, "StartRoomCompositeEgress");
     let sent: proto::RoomCompositeEgressRequest = recorded.decode().unwrap();
-    assert_eq!(&sent, echoed);
+    // The echo is what was sent, secrets redacted.
+    let mut redacted = sent.clone();
+    redacted.stream_outputs[0].urls = vec!["rtmp://live.example.com/app/{k...y}".into()];
+    assert_eq!(&redacted, echoed);
     assert_eq!(sim.requests().len(), 1);
 }
 
@@ -112,7 +116,7 @@ async fn room_composite_with_every_option() {
     client
         .start_room_composite_egress(
             "rpc-room",
-            vec![rtmp("rtmp://x.example.com/a")],
+            vec![rtmp("rtmp://x.example.com/app/a")],
             RoomCompositeOptions {
                 encoding: Encoding::ServerDefault,
                 ..Default::default()
@@ -138,7 +142,7 @@ async fn web_egress() {
     let info = client
         .start_web_egress(
             "https://example.com/dashboard",
-            vec![rtmp("rtmp://b.example.com/live"), mp4("web.mp4")],
+            vec![rtmp("rtmp://b.example.com/live/b"), mp4("web.mp4")],
             WebOptions {
                 encoding: custom.into(),
                 audio_only: false,
@@ -160,7 +164,10 @@ async fn web_egress() {
     assert!(echoed.video_only && echoed.await_start_signal);
 
     let sent: proto::WebEgressRequest = last(&sim, "StartWebEgress").decode().unwrap();
-    assert_eq!(&sent, echoed);
+    // The echo is what was sent, the (one-letter) stream key redacted.
+    let mut redacted = sent.clone();
+    redacted.stream_outputs[0].urls = vec!["rtmp://b.example.com/live/{...}".into()];
+    assert_eq!(&redacted, echoed);
     assert_eq!(
         sent.options,
         Some(proto::web_egress_request::Options::Advanced(custom.into()))
@@ -284,7 +291,7 @@ async fn unified_start_egress() {
             ..Default::default()
         },
     )
-    .output(rtmp("rtmp://u.example.com/live"))
+    .output(rtmp("rtmp://u.example.com/live/key"))
     .output(mp4("unified.mp4"))
     .preset(proto::EncodingOptionsPreset::H2641080p60)
     .build()
@@ -293,7 +300,12 @@ async fn unified_start_egress() {
     assert_eq!(info.room_name, "rpc-room");
     assert_eq!(info.stream_results.len(), 1);
     assert_eq!(info.file_results[0].filename, "unified.mp4");
-    assert_eq!(info.request, Some(Request::Egress(request.clone())));
+    // Echoed with the stream key redacted.
+    let mut redacted = request.clone();
+    if let Some(proto::output::Config::Stream(stream)) = &mut redacted.outputs[0].config {
+        stream.urls = vec!["rtmp://u.example.com/live/{k...y}".into()];
+    }
+    assert_eq!(info.request, Some(Request::Egress(redacted)));
 
     let recorded = last(&sim, "StartEgress");
     // Sent exactly as given.
@@ -308,7 +320,7 @@ async fn update_layout_update_stream_list_and_stop() {
     let first = client
         .start_room_composite_egress(
             "room-a",
-            vec![rtmp("rtmp://a.example.com/live")],
+            vec![rtmp("rtmp://a.example.com/live/akey1")],
             RoomCompositeOptions::default(),
         )
         .await
@@ -345,7 +357,7 @@ async fn update_layout_update_stream_list_and_stop() {
         .update_stream(
             &first.egress_id,
             vec!["rtmp://c.example.com/live".into()],
-            vec!["rtmp://a.example.com/live".into()],
+            vec!["rtmp://a.example.com/live/akey1".into()],
         )
         .await
         .unwrap();
@@ -360,13 +372,14 @@ async fn update_layout_update_stream_list_and_stop() {
         status_of("rtmp://c.example.com/live"),
         proto::stream_info::Status::Active
     );
+    // The result names the removed stream with its key redacted.
     assert_eq!(
-        status_of("rtmp://a.example.com/live"),
+        status_of("rtmp://a.example.com/live/{a...1}"),
         proto::stream_info::Status::Finished
     );
     let sent: proto::UpdateStreamRequest = last(&sim, "UpdateStream").decode().unwrap();
     assert_eq!(sent.add_output_urls, ["rtmp://c.example.com/live"]);
-    assert_eq!(sent.remove_output_urls, ["rtmp://a.example.com/live"]);
+    assert_eq!(sent.remove_output_urls, ["rtmp://a.example.com/live/akey1"]);
 
     // ListEgress with every filter.
     let ids = |items: &[proto::EgressInfo]| {

@@ -63,6 +63,34 @@ pub enum ValidationError {
         other: &'static str,
     },
 
+    /// A field is set to a value LiveKit's egress worker cannot use, e.g. a web URL that is
+    /// not `http(s)`.
+    #[error("invalid {field}")]
+    Invalid {
+        /// The proto field.
+        field: &'static str,
+    },
+
+    /// More outputs of one kind than one egress can have: LiveKit records at most one
+    /// file, one stream (with any number of URLs) and one segmented output.
+    #[error("at most one output allowed in {field}")]
+    TooMany {
+        /// The output list (or, for the unified request, `outputs.<kind>`).
+        field: &'static str,
+    },
+
+    /// A stream URL the worker refuses (wrong scheme for the protocol, or an RTMP URL
+    /// without an app and a stream key).
+    #[error("invalid url {url}: {reason}")]
+    InvalidUrl {
+        /// The field holding the URL.
+        field: &'static str,
+        /// The URL as given.
+        url: String,
+        /// Why, in the worker's words.
+        reason: String,
+    },
+
     /// An enum-typed field holds a number the pinned protocol does not define.
     #[error("unknown {field} value {value}")]
     UnknownEnumValue {
@@ -95,8 +123,90 @@ impl ValidationError {
             Self::Missing { field }
             | Self::MissingEither { field, .. }
             | Self::MutuallyExclusive { field, .. }
+            | Self::Invalid { field }
+            | Self::TooMany { field }
+            | Self::InvalidUrl { field, .. }
             | Self::UnknownEnumValue { field, .. } => field,
             Self::NoOutputs | Self::EmptyOutput { .. } => "outputs",
+        }
+    }
+
+    /// The message LiveKit's egress worker answers for this problem: its
+    /// `errors.ErrInvalidInput(field)`, `request has missing or invalid field: <field>`,
+    /// with the worker's own name for the field (livekit/egress `pkg/config/pipeline.go`
+    /// and `output.go`), or for a stream URL its `errors.ErrInvalidUrl`, `invalid url
+    /// <url>: <reason>`.
+    ///
+    /// The worker has no check of its own for a missing room: without one it cannot make
+    /// a room token, so a room-bound request without `room_name` reads `token or api
+    /// key/secret`. An empty WebSocket URL fails its scheme check.
+    ///
+    /// ```
+    /// use egress_core::ValidationError;
+    ///
+    /// assert_eq!(
+    ///     ValidationError::NoOutputs.livekit_message(),
+    ///     "request has missing or invalid field: output",
+    /// );
+    /// assert_eq!(
+    ///     ValidationError::Missing { field: "url" }.livekit_message(),
+    ///     "request has missing or invalid field: web url",
+    /// );
+    /// assert_eq!(
+    ///     ValidationError::TooMany { field: "file_outputs" }.livekit_message(),
+    ///     "request has missing or invalid field: multiple file outputs",
+    /// );
+    /// ```
+    pub fn livekit_message(&self) -> String {
+        match self {
+            Self::InvalidUrl { url, reason, .. } => format!("invalid url {url}: {reason}"),
+            Self::Missing {
+                field: "websocket_url",
+            } => "invalid url : invalid scheme".to_owned(),
+            other => format!(
+                "request has missing or invalid field: {}",
+                other.livekit_field()
+            ),
+        }
+    }
+
+    /// The worker's name for the field (see [`livekit_message`](Self::livekit_message)).
+    fn livekit_field(&self) -> String {
+        let stream_part = |field: &str| field.rsplit('.').next().unwrap_or(field).to_owned();
+        match self {
+            Self::Missing { field } | Self::Invalid { field } => match *field {
+                "url" | "web.url" => "web url".to_owned(),
+                "custom_base_url" | "template.custom_base_url" => "template base url".to_owned(),
+                "room_name" => "token or api key/secret".to_owned(),
+                f if f.ends_with(".protocol") => match self {
+                    Self::Missing { .. } => "stream protocol".to_owned(),
+                    _ => "stream output type".to_owned(),
+                },
+                f if f.ends_with(".urls") => "stream url".to_owned(),
+                f => f.to_owned(),
+            },
+            Self::MissingEither {
+                field: "media.video",
+                ..
+            } => "audio or video".to_owned(),
+            Self::MissingEither { field, other } => format!("{field} or {other}"),
+            Self::MutuallyExclusive {
+                other: "audio_only",
+                ..
+            } => "audio_only images".to_owned(),
+            Self::MutuallyExclusive { field, other } => {
+                format!("{} and {}", stream_part(field), stream_part(other))
+            }
+            Self::NoOutputs => "output".to_owned(),
+            Self::EmptyOutput { .. } => "output config".to_owned(),
+            Self::TooMany { field } => match stream_part(field).as_str() {
+                "file_outputs" | "file" => "multiple file outputs".to_owned(),
+                "stream_outputs" | "stream" => "multiple stream outputs".to_owned(),
+                _ => "multiple segmented file outputs".to_owned(),
+            },
+            Self::InvalidUrl { field, .. } | Self::UnknownEnumValue { field, .. } => {
+                (*field).to_owned()
+            }
         }
     }
 }

@@ -63,6 +63,7 @@ pub mod presets;
 pub mod requests;
 pub mod rpc;
 pub mod storage;
+pub mod stream_url;
 pub mod unknown;
 pub mod validate;
 pub mod view;

@@ -989,7 +989,7 @@ mod tests {
             .audio_mixing(AudioMixing::DualChannelAlternate)
             .custom_base_url("https://layouts.example.com")
             .webhook(webhook.clone())
-            .outputs([file("a"), stream("rtmp://b"), file("c")])
+            .outputs([file("a"), stream("rtmp://b.example.com/live/key")])
             .build()
             .unwrap();
         assert_eq!(request.layout, "speaker");
@@ -1005,7 +1005,7 @@ mod tests {
             .iter()
             .map(|f| f.filepath.as_str())
             .collect();
-        assert_eq!(paths, ["a", "c"]);
+        assert_eq!(paths, ["a"]);
         assert_eq!(request.stream_outputs.len(), 1);
         assert!(request.output.is_none());
     }
@@ -1017,7 +1017,7 @@ mod tests {
             ..Default::default()
         })
         .room_name("r")
-        .output(stream("rtmp://a"))
+        .output(stream("rtmp://a.example.com/live/key"))
         .raw_output(proto::Output {
             config: Some(proto::output::Config::Images(Default::default())),
             storage: None,
@@ -1050,11 +1050,42 @@ mod tests {
         (0u8..4, "[a-z]{1,6}").prop_map(|(kind, name)| crate::outputs::tests::named(kind, name))
     }
 
+    /// Output sets LiveKit's worker accepts: at most one file, stream and segmented output
+    /// (the stream with a well-formed RTMP URL), any number of images, in any order.
+    fn accepted_outputs_strategy() -> impl Strategy<Value = Vec<EgressOutput>> {
+        (
+            any::<[bool; 3]>(),
+            0usize..4,
+            "[a-z]{1,6}",
+            any::<prop::sample::Index>(),
+        )
+            .prop_filter("needs an output", |(once, images, _, _)| {
+                once.iter().any(|b| *b) || *images > 0
+            })
+            .prop_map(|(once, images, name, rotate)| {
+                let mut outputs: Vec<EgressOutput> = (0u8..3)
+                    .filter(|kind| once[usize::from(*kind)])
+                    .map(|kind| crate::outputs::tests::named(kind, name.clone()))
+                    .chain((0..images).map(|_| crate::outputs::tests::named(3, name.clone())))
+                    .map(|output| match output {
+                        EgressOutput::Stream(mut s) => {
+                            s.urls = vec![format!("rtmp://live.example.com/app/{name}")];
+                            EgressOutput::Stream(s)
+                        }
+                        other => other,
+                    })
+                    .collect();
+                let len = outputs.len();
+                outputs.rotate_left(rotate.index(len));
+                outputs
+            })
+    }
+
     proptest! {
         #[test]
         fn room_composite_builder_passes_with_room_and_outputs(
             room in ".{1,16}",
-            outputs in prop::collection::vec(output_strategy(), 1..10),
+            outputs in accepted_outputs_strategy(),
         ) {
             let request = RoomCompositeRequest::new(room.clone())
                 .outputs(outputs.clone())

@@ -7,20 +7,28 @@
 //! before anything is sent, and for the simulator, which answers the way
 //! LiveKit would. They are one rule set shared by all of them.
 //!
-//! The rules only catch requests LiveKit is certain to reject (or that are
-//! certainly mistakes): a missing room, URL, track or identity, a request
-//! without any output, or `audio_only` together with `video_only`. They do
-//! not second-guess values the server is better placed to judge (bitrates,
-//! URLs' reachability, unknown-but-possibly-newer enum values).
+//! The rules are the ones LiveKit's **egress worker** applies when it takes a
+//! request (`PipelineConfig.Update` in livekit/egress `pkg/config/pipeline.go`
+//! and the output checks in `pkg/config/output.go` and `urls.go`); LiveKit's
+//! server forwards Start requests unchecked. They catch what the worker is
+//! certain to reject: a missing URL, track or identity, no output, more than
+//! one file, stream or segmented output, `audio_only` together with
+//! `video_only`, images without video, stream URLs whose scheme does not fit
+//! the protocol or RTMP URLs without an app and a key, web pages that are not
+//! `http(s)`. They do not judge what only a running pipeline finds out
+//! (reachability, encoder limits, storage credentials).
 //!
-//! Checks run in a fixed order — what to record, then flags, then outputs —
-//! so a request with several problems always reports the same one.
+//! Checks run in the worker's order — the source (what to record, then the
+//! flags), then the outputs, then the room (the worker needs it last, to join)
+//! — so a request with several problems reports the problem LiveKit would.
+//! [`ValidationError::livekit_message`] gives the worker's text for each.
 //!
 //! Outputs are counted across the repeated `*_outputs` fields **and** the
 //! deprecated single `output` oneof, because older clients still send the
 //! latter and LiveKit still honours it.
 
-use crate::outputs::V1Outputs;
+use crate::outputs::{LegacyOutput, V1Outputs};
+use crate::stream_url::{StreamKind, go_url_scheme, is_http_url, split_rtmp};
 use crate::{ValidationError, proto};
 
 /// A request type that can be validated.
@@ -49,6 +57,26 @@ fn require(value: &str, field: &'static str) -> Result<(), ValidationError> {
     }
 }
 
+/// `isHttp` on a page URL: empty is missing, anything but `http(s)` invalid.
+fn require_http(value: &str, field: &'static str) -> Result<(), ValidationError> {
+    require(value, field)?;
+    if is_http_url(value) {
+        Ok(())
+    } else {
+        Err(ValidationError::Invalid { field })
+    }
+}
+
+/// A custom template URL replaces the configured template only when set, and must then be
+/// `http(s)` (the worker's `template base url` check).
+fn optional_http(value: &str, field: &'static str) -> Result<(), ValidationError> {
+    if value.is_empty() || is_http_url(value) {
+        Ok(())
+    } else {
+        Err(ValidationError::Invalid { field })
+    }
+}
+
 fn exclusive(
     audio_only: bool,
     video_only: bool,
@@ -62,52 +90,191 @@ fn exclusive(
     }
 }
 
-fn require_outputs(count: usize) -> Result<(), ValidationError> {
-    if count == 0 {
-        Err(ValidationError::NoOutputs)
+/// Fails when more than one output of a kind is given (`multiple … outputs`).
+fn at_most_one(count: usize, field: &'static str) -> Result<(), ValidationError> {
+    if count > 1 {
+        Err(ValidationError::TooMany { field })
     } else {
         Ok(())
     }
 }
 
-/// Number of outputs of a room composite request, including the deprecated
-/// single `output`.
+/// Field names of a stream output's parts, for the v1 lists or the unified `outputs`.
+#[derive(Clone, Copy)]
+struct StreamFields {
+    protocol: &'static str,
+    urls: &'static str,
+}
+
+const V1_STREAM: StreamFields = StreamFields {
+    protocol: "stream_outputs.protocol",
+    urls: "stream_outputs.urls",
+};
+const V2_STREAM: StreamFields = StreamFields {
+    protocol: "outputs.stream.protocol",
+    urls: "outputs.stream.urls",
+};
+
+/// A stream output's target URLs: `urls`, then the URLs of `destinations`. The released
+/// worker predates `destinations` (protocol 1.52); they are read here as the URLs they
+/// name, so a request that uses them is judged like one that lists the same URLs.
+fn stream_targets(stream: &proto::StreamOutput) -> impl Iterator<Item = &String> {
+    stream
+        .urls
+        .iter()
+        .chain(stream.destinations.iter().map(|d| &d.url))
+}
+
+/// One stream output as the worker reads it: what the protocol (or, for
+/// `DEFAULT_PROTOCOL`, the first URL's scheme) says it streams to, then every URL through
+/// `StreamConfig.ValidateUrl`. Returns the kind (`None` for a protocol the worker does not
+/// know).
+fn validate_stream(
+    stream: &proto::StreamOutput,
+    fields: StreamFields,
+    websocket_protocol: bool,
+) -> Result<Option<StreamKind>, ValidationError> {
+    use proto::StreamProtocol;
+    let kind = match StreamProtocol::try_from(stream.protocol) {
+        Ok(StreamProtocol::DefaultProtocol) => {
+            let Some(first) = stream_targets(stream).next() else {
+                return Err(ValidationError::Missing {
+                    field: fields.protocol,
+                });
+            };
+            let scheme = go_url_scheme(first).map_err(|reason| ValidationError::InvalidUrl {
+                field: fields.urls,
+                url: first.clone(),
+                reason,
+            })?;
+            let Some(kind) = StreamKind::of_scheme(&scheme) else {
+                return Err(ValidationError::InvalidUrl {
+                    field: fields.urls,
+                    url: first.clone(),
+                    reason: "invalid protocol".to_owned(),
+                });
+            };
+            Some(kind)
+        }
+        Ok(StreamProtocol::Rtmp) => Some(StreamKind::Rtmp),
+        Ok(StreamProtocol::Srt) => Some(StreamKind::Srt),
+        // Only the unified request's outputs know the WebSocket protocol.
+        Ok(StreamProtocol::Websocket) if websocket_protocol => Some(StreamKind::WebSocket),
+        _ => None,
+    };
+    for url in stream_targets(stream) {
+        validate_stream_url(url, kind, fields.urls, fields.protocol)?;
+    }
+    Ok(kind)
+}
+
+/// `StreamConfig.ValidateUrl`: the scheme must name the kind being streamed, and an RTMP
+/// URL must have an app and a stream key (the `mux://` and `twitch://` shorthands carry
+/// only the key).
+fn validate_stream_url(
+    url: &str,
+    kind: Option<StreamKind>,
+    field: &'static str,
+    protocol_field: &'static str,
+) -> Result<(), ValidationError> {
+    let invalid = |reason: String| ValidationError::InvalidUrl {
+        field,
+        url: url.to_owned(),
+        reason,
+    };
+    let scheme = go_url_scheme(url).map_err(invalid)?;
+    let url_kind = StreamKind::of_scheme(&scheme);
+    if url_kind != kind {
+        return Err(invalid("invalid scheme".to_owned()));
+    }
+    match kind {
+        None => Err(ValidationError::Invalid {
+            field: protocol_field,
+        }),
+        Some(StreamKind::Rtmp) if scheme == "rtmp" || scheme == "rtmps" => {
+            if split_rtmp(url).is_some() {
+                Ok(())
+            } else {
+                Err(invalid(RTMP_FORMAT.to_owned()))
+            }
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// The worker's reason for an RTMP URL it cannot find the stream key in.
+const RTMP_FORMAT: &str =
+    "rtmp urls must be of format rtmp(s)://{host}(/{path})/{app}/{stream_key}( live=1)";
+
+/// `updateEncodedOutputs`: the outputs of a v1 request, in the worker's order (file,
+/// stream, segments, images, then "is there any").
+fn validate_v1_outputs(
+    request: &impl V1Outputs,
+    video_enabled: bool,
+) -> Result<(), ValidationError> {
+    let files = request.file_outputs();
+    let streams = request.stream_outputs();
+    let segments = request.segment_outputs();
+    let images = request.image_outputs();
+    let legacy = request.legacy_output();
+
+    at_most_one(files.len(), "file_outputs")?;
+    let has_file = !files.is_empty() || matches!(legacy, Some(LegacyOutput::File(_)));
+
+    at_most_one(streams.len(), "stream_outputs")?;
+    let stream = streams.first().or(match legacy {
+        Some(LegacyOutput::Stream(s)) if streams.is_empty() => Some(s),
+        _ => None,
+    });
+    let mut stream_urls = 0;
+    if let Some(stream) = stream {
+        validate_stream(stream, V1_STREAM, false)?;
+        // An empty stream output is only allowed next to other outputs (the lists; the
+        // worker does not count the deprecated single output here).
+        stream_urls = stream_targets(stream).count();
+        if files.len() + segments.len() + images.len() == 0 && stream_urls == 0 {
+            return Err(ValidationError::Missing {
+                field: V1_STREAM.urls,
+            });
+        }
+    }
+
+    at_most_one(segments.len(), "segment_outputs")?;
+    let has_segments = !segments.is_empty() || matches!(legacy, Some(LegacyOutput::Segments(_)));
+
+    if !images.is_empty() && !video_enabled {
+        return Err(ValidationError::MutuallyExclusive {
+            field: "image_outputs",
+            other: "audio_only",
+        });
+    }
+    // The worker counts stream URLs, not stream outputs.
+    if usize::from(has_file) + stream_urls + usize::from(has_segments) + images.len() == 0 {
+        return Err(ValidationError::NoOutputs);
+    }
+    Ok(())
+}
+
+/// Number of outputs of a v1 request (room composite, web, participant, track composite),
+/// including the deprecated single `output`.
 ///
 /// ```
-/// use egress_core::{proto, validate::room_composite_output_count};
+/// use egress_core::{proto, validate::output_count};
 ///
 /// let request = proto::RoomCompositeEgressRequest {
 ///     stream_outputs: vec![proto::StreamOutput::default()],
 ///     ..Default::default()
 /// };
-/// assert_eq!(room_composite_output_count(&request), 1);
+/// assert_eq!(output_count(&request), 1);
 /// ```
-pub fn room_composite_output_count(request: &proto::RoomCompositeEgressRequest) -> usize {
-    request.output_count()
-}
-
-/// Number of outputs of a web request, including the deprecated single
-/// `output`.
-pub fn web_output_count(request: &proto::WebEgressRequest) -> usize {
-    request.output_count()
-}
-
-/// Number of outputs of a participant request (it has no deprecated single
-/// `output`).
-pub fn participant_output_count(request: &proto::ParticipantEgressRequest) -> usize {
-    request.output_count()
-}
-
-/// Number of outputs of a track composite request, including the deprecated
-/// single `output`.
-pub fn track_composite_output_count(request: &proto::TrackCompositeEgressRequest) -> usize {
+pub fn output_count(request: &impl V1Outputs) -> usize {
     request.output_count()
 }
 
 /// Validates a `StartRoomCompositeEgress` request.
 ///
-/// Requires `room_name` and at least one output; rejects `audio_only`
-/// together with `video_only`.
+/// A custom template URL must be `http(s)`; `audio_only` with `video_only` is refused;
+/// then the outputs; then `room_name` is required.
 ///
 /// # Example
 ///
@@ -131,20 +298,21 @@ pub fn track_composite_output_count(request: &proto::TrackCompositeEgressRequest
 pub fn validate_room_composite(
     request: &proto::RoomCompositeEgressRequest,
 ) -> Result<(), ValidationError> {
-    require(&request.room_name, "room_name")?;
+    optional_http(&request.custom_base_url, "custom_base_url")?;
     exclusive(
         request.audio_only,
         request.video_only,
         "audio_only",
         "video_only",
     )?;
-    require_outputs(room_composite_output_count(request))
+    validate_v1_outputs(request, !request.audio_only)?;
+    require(&request.room_name, "room_name")
 }
 
 /// Validates a `StartWebEgress` request.
 ///
-/// Requires `url` and at least one output; rejects `audio_only` together
-/// with `video_only`.
+/// Requires an `http(s)` `url`, refuses `audio_only` with `video_only`, then checks the
+/// outputs (a web egress joins no room).
 ///
 /// ```
 /// use egress_core::{proto, validate::validate_web};
@@ -156,19 +324,19 @@ pub fn validate_room_composite(
 /// assert_eq!(validate_web(&request).unwrap_err().to_string(), "missing url");
 /// ```
 pub fn validate_web(request: &proto::WebEgressRequest) -> Result<(), ValidationError> {
-    require(&request.url, "url")?;
+    require_http(&request.url, "url")?;
     exclusive(
         request.audio_only,
         request.video_only,
         "audio_only",
         "video_only",
     )?;
-    require_outputs(web_output_count(request))
+    validate_v1_outputs(request, !request.audio_only)
 }
 
 /// Validates a `StartParticipantEgress` request.
 ///
-/// Requires `room_name`, the participant `identity` and at least one output.
+/// Requires the participant `identity`, then the outputs, then `room_name`.
 ///
 /// ```
 /// use egress_core::{proto, validate::validate_participant};
@@ -183,15 +351,15 @@ pub fn validate_web(request: &proto::WebEgressRequest) -> Result<(), ValidationE
 pub fn validate_participant(
     request: &proto::ParticipantEgressRequest,
 ) -> Result<(), ValidationError> {
-    require(&request.room_name, "room_name")?;
     require(&request.identity, "identity")?;
-    require_outputs(participant_output_count(request))
+    validate_v1_outputs(request, true)?;
+    require(&request.room_name, "room_name")
 }
 
 /// Validates a `StartTrackCompositeEgress` request.
 ///
-/// Requires `room_name`, at least one of `audio_track_id` /
-/// `video_track_id`, and at least one output.
+/// Requires at least one of `audio_track_id` / `video_track_id`, then the outputs (images
+/// need the video track), then `room_name`.
 ///
 /// ```
 /// use egress_core::{proto, validate::validate_track_composite};
@@ -209,21 +377,21 @@ pub fn validate_participant(
 pub fn validate_track_composite(
     request: &proto::TrackCompositeEgressRequest,
 ) -> Result<(), ValidationError> {
-    require(&request.room_name, "room_name")?;
     if request.audio_track_id.is_empty() && request.video_track_id.is_empty() {
         return Err(ValidationError::MissingEither {
             field: "audio_track_id",
             other: "video_track_id",
         });
     }
-    require_outputs(track_composite_output_count(request))
+    validate_v1_outputs(request, !request.video_track_id.is_empty())?;
+    require(&request.room_name, "room_name")
 }
 
 /// Validates a `StartTrackEgress` request.
 ///
-/// Requires `room_name`, `track_id` and an `output`; a WebSocket output
-/// needs a non-empty URL. (A file output's `filepath` may be empty: LiveKit
-/// then uses its default naming template.)
+/// Requires `track_id` and an `output`; a WebSocket output needs a `ws(s)` URL. (A file
+/// output's `filepath` may be empty: LiveKit then uses its default naming template.) Then
+/// `room_name` is required.
 ///
 /// ```
 /// use egress_core::{proto, validate::validate_track};
@@ -237,28 +405,31 @@ pub fn validate_track_composite(
 /// assert_eq!(validate_track(&request).unwrap_err().to_string(), "missing output");
 /// ```
 pub fn validate_track(request: &proto::TrackEgressRequest) -> Result<(), ValidationError> {
-    require(&request.room_name, "room_name")?;
     require(&request.track_id, "track_id")?;
     match &request.output {
-        None => Err(ValidationError::Missing { field: "output" }),
+        None => return Err(ValidationError::Missing { field: "output" }),
         Some(proto::track_egress_request::Output::WebsocketUrl(url)) => {
-            require(url, "websocket_url")
+            require(url, "websocket_url")?;
+            validate_stream_url(
+                url,
+                Some(StreamKind::WebSocket),
+                "websocket_url",
+                "websocket_url",
+            )?;
         }
-        Some(proto::track_egress_request::Output::File(_)) => Ok(()),
+        Some(proto::track_egress_request::Output::File(_)) => {}
     }
+    require(&request.room_name, "room_name")
 }
 
 /// Validates a unified `StartEgress` request.
 ///
-/// * A `source` is required.
-/// * Template and media sources need `room_name`; a web source needs
-///   `web.url`.
-/// * Template and web sources reject `audio_only` with `video_only`.
-/// * A media source must capture something (`media.video` or
-///   `media.audio`); a video track id, participant identity or audio route
-///   it names must not be empty.
-/// * At least one output is required, and each must say what it produces
-///   (have a `config`).
+/// * A `source` is required. A template's custom base URL and a web source's `web.url`
+///   must be `http(s)`; both refuse `audio_only` with `video_only`; a media source must
+///   capture video or audio (a video choice, `capture_all`, or audio routes).
+/// * At least one output is required, each must say what it produces (have a
+///   `config`), and there is at most one file, one stream and one segmented output.
+/// * Template and media sources then need `room_name`.
 ///
 /// # Example
 ///
@@ -284,70 +455,88 @@ pub fn validate_track(request: &proto::TrackEgressRequest) -> Result<(), Validat
 /// ```
 pub fn validate_start_egress(request: &proto::StartEgressRequest) -> Result<(), ValidationError> {
     use proto::start_egress_request::Source;
-    match &request.source {
+    // `applyV2Source`, then `updateOutputs`, then the connection info.
+    let (audio, mut video, joins_room) = match &request.source {
         None => return Err(ValidationError::Missing { field: "source" }),
         Some(Source::Template(template)) => {
-            require(&request.room_name, "room_name")?;
+            optional_http(&template.custom_base_url, "template.custom_base_url")?;
             exclusive(
                 template.audio_only,
                 template.video_only,
                 "template.audio_only",
                 "template.video_only",
             )?;
+            (!template.video_only, !template.audio_only, true)
         }
         Some(Source::Web(web)) => {
-            require(&web.url, "web.url")?;
+            require_http(&web.url, "web.url")?;
             exclusive(
                 web.audio_only,
                 web.video_only,
                 "web.audio_only",
                 "web.video_only",
             )?;
+            (!web.video_only, !web.audio_only, false)
         }
         Some(Source::Media(media)) => {
-            require(&request.room_name, "room_name")?;
-            validate_media(media)?;
+            let video = media.video.is_some();
+            let audio = media
+                .audio
+                .as_ref()
+                .is_some_and(|a| a.capture_all || !a.routes.is_empty());
+            if !video && !audio {
+                return Err(ValidationError::MissingEither {
+                    field: "media.video",
+                    other: "media.audio",
+                });
+            }
+            (audio, video, true)
         }
-    }
-    require_outputs(request.outputs.len())?;
-    if let Some(index) = request.outputs.iter().position(|o| o.config.is_none()) {
-        return Err(ValidationError::EmptyOutput { index });
-    }
-    Ok(())
-}
+    };
 
-fn validate_media(media: &proto::MediaSource) -> Result<(), ValidationError> {
-    use proto::audio_route::Match;
-    use proto::media_source::Video;
-
-    if media.video.is_none() && media.audio.is_none() {
-        return Err(ValidationError::MissingEither {
-            field: "media.video",
-            other: "media.audio",
-        });
+    if request.outputs.is_empty() {
+        return Err(ValidationError::NoOutputs);
     }
-    match &media.video {
-        Some(Video::VideoTrackId(id)) => require(id, "media.video_track_id")?,
-        Some(Video::ParticipantVideo(p)) => {
-            require(&p.identity, "media.participant_video.identity")?
-        }
-        None => {}
-    }
-    if let Some(audio) = &media.audio {
-        for route in &audio.routes {
-            match &route.r#match {
-                None => {
-                    return Err(ValidationError::Missing {
-                        field: "media.audio.routes.match",
+    let (mut files, mut streams, mut segments, mut counted) = (0, 0, 0, 0);
+    for (index, output) in request.outputs.iter().enumerate() {
+        match &output.config {
+            Some(proto::output::Config::File(_)) => {
+                files += 1;
+                at_most_one(files, "outputs.file")?;
+                counted += 1;
+            }
+            Some(proto::output::Config::Stream(stream)) => {
+                streams += 1;
+                at_most_one(streams, "outputs.stream")?;
+                let kind = validate_stream(stream, V2_STREAM, true)?;
+                // A WebSocket carries audio only: the worker drops video when it has both.
+                if kind == Some(StreamKind::WebSocket) && audio && video {
+                    video = false;
+                }
+                counted += stream_targets(stream).count();
+            }
+            Some(proto::output::Config::Segments(_)) => {
+                segments += 1;
+                at_most_one(segments, "outputs.segments")?;
+                counted += 1;
+            }
+            Some(proto::output::Config::Images(_)) => {
+                if !video {
+                    return Err(ValidationError::MutuallyExclusive {
+                        field: "outputs.images",
+                        other: "audio_only",
                     });
                 }
-                Some(Match::TrackId(id)) => require(id, "media.audio.routes.track_id")?,
-                Some(Match::ParticipantIdentity(identity)) => {
-                    require(identity, "media.audio.routes.participant_identity")?
-                }
-                Some(Match::ParticipantKind(_)) => {}
+                counted += 1;
             }
+            None => return Err(ValidationError::EmptyOutput { index }),
         }
+    }
+    if counted == 0 {
+        return Err(ValidationError::NoOutputs);
+    }
+    if joins_room {
+        require(&request.room_name, "room_name")?;
     }
     Ok(())
 }
@@ -421,8 +610,18 @@ mod tests {
     use proptest::prelude::*;
     use proto::start_egress_request::Source;
 
-    /// Counts of each output list plus whether the deprecated single output
-    /// is set.
+    const RTMP: &str = "rtmp://live.example.com/app/streamkey";
+
+    fn stream(url: &str) -> proto::StreamOutput {
+        proto::StreamOutput {
+            urls: vec![url.to_owned()],
+            ..Default::default()
+        }
+    }
+
+    /// Which outputs a v1 request has: at most one file, stream and segmented output (the
+    /// worker refuses more), any number of images, and whether the deprecated single
+    /// output is set.
     #[derive(Debug, Clone)]
     struct OutputShape {
         files: usize,
@@ -439,7 +638,7 @@ mod tests {
     }
 
     fn shape() -> impl Strategy<Value = OutputShape> {
-        (0usize..3, 0usize..3, 0usize..3, 0usize..3, any::<bool>()).prop_map(
+        (0usize..2, 0usize..2, 0usize..2, 0usize..3, any::<bool>()).prop_map(
             |(files, streams, segments, images, legacy)| OutputShape {
                 files,
                 streams,
@@ -450,17 +649,13 @@ mod tests {
         )
     }
 
-    fn non_empty_shape() -> impl Strategy<Value = OutputShape> {
-        shape().prop_filter("needs an output", |s| s.total() > 0)
-    }
-
     /// Fills a v1 request's four output lists to the shape's counts (the
     /// deprecated single output is set by each helper: its oneof differs).
     macro_rules! with_outputs {
         ($request:expr, $s:expr $(,)?) => {{
             let mut request = $request;
             request.file_outputs = vec![Default::default(); $s.files];
-            request.stream_outputs = vec![Default::default(); $s.streams];
+            request.stream_outputs = vec![stream(RTMP); $s.streams];
             request.segment_outputs = vec![Default::default(); $s.segments];
             request.image_outputs = vec![Default::default(); $s.images];
             request
@@ -481,9 +676,9 @@ mod tests {
                 room_name: room,
                 audio_only,
                 video_only,
-                output: s.legacy.then(|| {
-                    proto::room_composite_egress_request::Output::Stream(Default::default())
-                }),
+                output: s
+                    .legacy
+                    .then(|| proto::room_composite_egress_request::Output::Stream(stream(RTMP))),
                 ..Default::default()
             },
             s,
@@ -517,6 +712,7 @@ mod tests {
             proto::TrackCompositeEgressRequest {
                 room_name: room,
                 audio_track_id: "TR_audio".into(),
+                video_track_id: "TR_video".into(),
                 output: s.legacy.then(|| {
                     proto::track_composite_egress_request::Output::Segments(Default::default())
                 }),
@@ -550,12 +746,19 @@ mod tests {
                 video_only,
                 ..Default::default()
             })),
-            outputs: (0..outputs)
-                .map(|_| proto::Output {
-                    config: Some(proto::output::Config::Stream(Default::default())),
-                    storage: None,
-                })
-                .collect(),
+            // One file, then segments: both may appear once.
+            outputs: [
+                proto::output::Config::File(Default::default()),
+                proto::output::Config::Segments(Default::default()),
+                proto::output::Config::Stream(stream(RTMP)),
+            ]
+            .into_iter()
+            .take(outputs)
+            .map(|config| proto::Output {
+                config: Some(config),
+                storage: None,
+            })
+            .collect(),
             ..Default::default()
         }
     }
@@ -565,21 +768,25 @@ mod tests {
         other: "video_only",
     };
 
-    /// What a room composite or web request must get, in the rules' order:
-    /// the required field, then the flags, then the outputs.
+    /// What a room composite request must get, in the worker's order: the flags, then
+    /// the outputs (images need video), then the room.
     fn expected_outcome(
-        required: &str,
-        field: &'static str,
+        room: &str,
         audio_only: bool,
         video_only: bool,
-        outputs: usize,
+        s: &OutputShape,
     ) -> Result<(), ValidationError> {
-        if required.is_empty() {
-            Err(ValidationError::Missing { field })
-        } else if audio_only && video_only {
+        if audio_only && video_only {
             Err(AV_CONFLICT)
-        } else if outputs == 0 {
+        } else if s.images > 0 && audio_only {
+            Err(ValidationError::MutuallyExclusive {
+                field: "image_outputs",
+                other: "audio_only",
+            })
+        } else if s.total() == 0 {
             Err(ValidationError::NoOutputs)
+        } else if room.is_empty() {
+            Err(ValidationError::Missing { field: "room_name" })
         } else {
             Ok(())
         }
@@ -587,63 +794,43 @@ mod tests {
 
     proptest! {
         #[test]
-        fn room_composite_with_room_and_outputs_passes(
-            room in ".{1,20}",
-            s in non_empty_shape(),
-            (a, v) in (any::<bool>(), any::<bool>()).prop_filter("not both", |(a, v)| !(*a && *v)),
-        ) {
-            let request = room_composite(room, a, v, &s);
-            prop_assert_eq!(validate_room_composite(&request), Ok(()));
-        }
-
-        #[test]
-        fn room_composite_without_outputs_fails(room in ".{1,20}", audio_only: bool) {
-            let s = OutputShape { files: 0, streams: 0, segments: 0, images: 0, legacy: false };
-            let request = room_composite(room, audio_only, false, &s);
-            prop_assert_eq!(validate_room_composite(&request), Err(ValidationError::NoOutputs));
+        fn room_composite_outcome_is_fully_determined(room in ".{0,8}", s in shape(), a: bool, v: bool) {
+            let request = room_composite(room.clone(), a, v, &s);
+            prop_assert_eq!(validate_room_composite(&request), expected_outcome(&room, a, v, &s));
+            prop_assert_eq!(output_count(&request), s.total());
         }
 
         #[test]
         fn room_composite_audio_and_video_only_always_fails(room in ".{0,20}", s in shape()) {
-            let request = room_composite(room.clone(), true, true, &s);
-            let err = validate_room_composite(&request).unwrap_err();
-            if room.is_empty() {
-                prop_assert_eq!(err, ValidationError::Missing { field: "room_name" });
+            let request = room_composite(room, true, true, &s);
+            prop_assert_eq!(validate_room_composite(&request), Err(AV_CONFLICT));
+        }
+
+        #[test]
+        fn web_outcome_is_fully_determined(s in shape(), a: bool, v: bool, http: bool) {
+            let url = if http { "https://example.com/page" } else { "" };
+            let request = web(url.to_owned(), a, v, &s);
+            // A web egress joins no room, so the room is never what fails.
+            let expected = if url.is_empty() {
+                Err(ValidationError::Missing { field: "url" })
             } else {
-                prop_assert_eq!(err, AV_CONFLICT);
-            }
-        }
-
-        #[test]
-        fn room_composite_empty_room_always_fails(s in shape(), a: bool, v: bool) {
-            let request = room_composite(String::new(), a, v, &s);
-            prop_assert_eq!(
-                validate_room_composite(&request),
-                Err(ValidationError::Missing { field: "room_name" })
-            );
-        }
-
-        #[test]
-        fn room_composite_outcome_is_fully_determined(room in ".{0,8}", s in shape(), a: bool, v: bool) {
-            let request = room_composite(room.clone(), a, v, &s);
-            let expected = expected_outcome(&room, "room_name", a, v, s.total());
-            prop_assert_eq!(validate_room_composite(&request), expected);
-            prop_assert_eq!(room_composite_output_count(&request), s.total());
-        }
-
-        #[test]
-        fn web_outcome_is_fully_determined(url in ".{0,8}", s in shape(), a: bool, v: bool) {
-            let request = web(url.clone(), a, v, &s);
-            let expected = expected_outcome(&url, "url", a, v, s.total());
+                expected_outcome("room", a, v, &s)
+            };
             prop_assert_eq!(validate_web(&request), expected);
         }
 
         #[test]
-        fn participant_passes_iff_outputs(room in ".{1,20}", s in shape()) {
+        fn participant_passes_iff_outputs_and_room(room in ".{0,8}", s in shape()) {
             // Participant requests have no deprecated single output.
             let s = OutputShape { legacy: false, ..s };
-            let request = participant(room, &s);
-            let expected = if s.total() == 0 { Err(ValidationError::NoOutputs) } else { Ok(()) };
+            let request = participant(room.clone(), &s);
+            let expected = if s.total() == 0 {
+                Err(ValidationError::NoOutputs)
+            } else if room.is_empty() {
+                Err(ValidationError::Missing { field: "room_name" })
+            } else {
+                Ok(())
+            };
             prop_assert_eq!(validate_participant(&request), expected);
         }
 
@@ -657,15 +844,15 @@ mod tests {
         #[test]
         fn unified_outcome_is_fully_determined(room in ".{0,8}", outputs in 0usize..4, a: bool, v: bool) {
             let request = unified(room.clone(), a, v, outputs);
-            let expected = if room.is_empty() {
-                Err(ValidationError::Missing { field: "room_name" })
-            } else if a && v {
+            let expected = if a && v {
                 Err(ValidationError::MutuallyExclusive {
                     field: "template.audio_only",
                     other: "template.video_only",
                 })
             } else if outputs == 0 {
                 Err(ValidationError::NoOutputs)
+            } else if room.is_empty() {
+                Err(ValidationError::Missing { field: "room_name" })
             } else {
                 Ok(())
             };
@@ -694,6 +881,21 @@ mod tests {
         }
     }
 
+    fn room_with(
+        f: impl FnOnce(&mut proto::RoomCompositeEgressRequest),
+    ) -> Result<(), ValidationError> {
+        let mut request = proto::RoomCompositeEgressRequest {
+            room_name: "r".into(),
+            ..Default::default()
+        };
+        f(&mut request);
+        validate_room_composite(&request)
+    }
+
+    fn message(result: Result<(), ValidationError>) -> String {
+        result.unwrap_err().livekit_message()
+    }
+
     #[test]
     #[allow(deprecated)]
     fn deprecated_single_output_counts() {
@@ -708,10 +910,196 @@ mod tests {
     }
 
     #[test]
+    fn one_file_stream_and_segmented_output_at_most() {
+        let err = message(room_with(|r| r.file_outputs = vec![Default::default(); 2]));
+        assert_eq!(
+            err,
+            "request has missing or invalid field: multiple file outputs"
+        );
+        let err = message(room_with(|r| r.stream_outputs = vec![stream(RTMP); 2]));
+        assert_eq!(
+            err,
+            "request has missing or invalid field: multiple stream outputs"
+        );
+        let err = message(room_with(|r| {
+            r.segment_outputs = vec![Default::default(); 2]
+        }));
+        assert_eq!(
+            err,
+            "request has missing or invalid field: multiple segmented file outputs"
+        );
+        // Several images are fine.
+        assert_eq!(
+            room_with(|r| r.image_outputs = vec![Default::default(); 3]),
+            Ok(())
+        );
+
+        let file = || proto::Output {
+            config: Some(proto::output::Config::File(Default::default())),
+            storage: None,
+        };
+        let mut request = unified("r".into(), false, false, 0);
+        request.outputs = vec![file(), file()];
+        assert_eq!(
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
+            "request has missing or invalid field: multiple file outputs"
+        );
+    }
+
+    #[test]
+    fn stream_urls_are_checked_like_the_worker() {
+        use proto::StreamProtocol;
+        let with = |protocol: StreamProtocol, urls: &[&str]| {
+            room_with(|r| {
+                r.stream_outputs = vec![proto::StreamOutput {
+                    protocol: protocol as i32,
+                    urls: urls.iter().map(|u| u.to_string()).collect(),
+                    ..Default::default()
+                }];
+            })
+        };
+        assert_eq!(with(StreamProtocol::DefaultProtocol, &[RTMP]), Ok(()));
+        assert_eq!(with(StreamProtocol::Rtmp, &["mux://key"]), Ok(()));
+        assert_eq!(
+            with(
+                StreamProtocol::DefaultProtocol,
+                &["srt://h:9000?streamid=x", "srt://b:1"]
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            message(with(StreamProtocol::DefaultProtocol, &[])),
+            "request has missing or invalid field: stream protocol"
+        );
+        assert_eq!(
+            message(with(StreamProtocol::Rtmp, &[])),
+            "request has missing or invalid field: stream url"
+        );
+        assert_eq!(
+            message(with(StreamProtocol::DefaultProtocol, &["https://x/y/z"])),
+            "invalid url https://x/y/z: invalid protocol"
+        );
+        assert_eq!(
+            message(with(StreamProtocol::Rtmp, &["srt://h:1"])),
+            "invalid url srt://h:1: invalid scheme"
+        );
+        assert_eq!(
+            message(with(StreamProtocol::DefaultProtocol, &[RTMP, "srt://h:1"])),
+            "invalid url srt://h:1: invalid scheme"
+        );
+        assert_eq!(
+            message(with(StreamProtocol::DefaultProtocol, &["rtmp://host/live"])),
+            format!("invalid url rtmp://host/live: {RTMP_FORMAT}")
+        );
+        // An empty stream output next to a file is fine (URLs can be added later).
+        assert_eq!(
+            room_with(|r| {
+                r.stream_outputs = vec![proto::StreamOutput {
+                    protocol: StreamProtocol::Rtmp as i32,
+                    ..Default::default()
+                }];
+                r.file_outputs = vec![Default::default()];
+            }),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn destinations_count_as_stream_urls() {
+        let with = |url: &str| {
+            room_with(|r| {
+                r.stream_outputs = vec![proto::StreamOutput {
+                    protocol: proto::StreamProtocol::Rtmp as i32,
+                    destinations: vec![proto::StreamDestination {
+                        id: "main".into(),
+                        url: url.into(),
+                    }],
+                    ..Default::default()
+                }];
+            })
+        };
+        assert_eq!(with(RTMP), Ok(()));
+        assert_eq!(
+            message(with("srt://h:1")),
+            "invalid url srt://h:1: invalid scheme"
+        );
+    }
+
+    #[test]
+    fn web_and_template_urls_must_be_http() {
+        let web = |url: &str| proto::WebEgressRequest {
+            url: url.into(),
+            file_outputs: vec![Default::default()],
+            ..Default::default()
+        };
+        assert_eq!(validate_web(&web("HTTPS://example.com")), Ok(()));
+        for url in ["", "example.com", "ftp://example.com", "://x"] {
+            assert_eq!(
+                validate_web(&web(url)).unwrap_err().livekit_message(),
+                "request has missing or invalid field: web url",
+                "{url}"
+            );
+        }
+        assert_eq!(
+            message(room_with(|r| {
+                r.custom_base_url = "file:///etc/passwd".into();
+                r.file_outputs = vec![Default::default()];
+            })),
+            "request has missing or invalid field: template base url"
+        );
+    }
+
+    #[test]
+    fn worker_texts() {
+        let audio_only_images = room_with(|r| {
+            r.audio_only = true;
+            r.image_outputs = vec![Default::default()];
+        });
+        assert_eq!(
+            message(audio_only_images),
+            "request has missing or invalid field: audio_only images"
+        );
+        assert_eq!(
+            message(room_with(|r| {
+                r.audio_only = true;
+                r.video_only = true;
+            })),
+            "request has missing or invalid field: audio_only and video_only"
+        );
+        assert_eq!(
+            message(room_with(|_| {})),
+            "request has missing or invalid field: output"
+        );
+        let no_room = room_with(|r| {
+            r.room_name.clear();
+            r.file_outputs = vec![Default::default()];
+        });
+        assert_eq!(
+            no_room,
+            Err(ValidationError::Missing { field: "room_name" })
+        );
+        assert_eq!(
+            message(no_room),
+            "request has missing or invalid field: token or api key/secret"
+        );
+        let tracks = proto::TrackCompositeEgressRequest {
+            room_name: "r".into(),
+            file_outputs: vec![Default::default()],
+            ..Default::default()
+        };
+        assert_eq!(
+            message(validate_track_composite(&tracks)),
+            "request has missing or invalid field: audio_track_id or video_track_id"
+        );
+    }
+
+    #[test]
     fn participant_needs_identity() {
         let request = proto::ParticipantEgressRequest {
             room_name: "r".into(),
-            stream_outputs: vec![Default::default()],
+            stream_outputs: vec![stream(RTMP)],
             ..Default::default()
         };
         assert_eq!(
@@ -730,6 +1118,9 @@ mod tests {
         };
         assert_eq!(validate_track_composite(&request), Ok(()));
         request.video_track_id.clear();
+        request.audio_track_id = "TR_a".into();
+        assert_eq!(validate_track_composite(&request), Ok(()));
+        request.audio_track_id.clear();
         assert_eq!(
             validate_track_composite(&request).unwrap_err().field(),
             "audio_track_id"
@@ -766,9 +1157,17 @@ mod tests {
             output: Some(Output::WebsocketUrl(String::new())),
             ..base.clone()
         };
+        let err = validate_track(&empty_ws).unwrap_err();
+        assert_eq!(err.field(), "websocket_url");
+        assert_eq!(err.livekit_message(), "invalid url : invalid scheme");
+
+        let not_ws = proto::TrackEgressRequest {
+            output: Some(Output::WebsocketUrl("https://x".into())),
+            ..base.clone()
+        };
         assert_eq!(
-            validate_track(&empty_ws).unwrap_err().field(),
-            "websocket_url"
+            validate_track(&not_ws).unwrap_err().livekit_message(),
+            "invalid url https://x: invalid scheme"
         );
 
         let ws = proto::TrackEgressRequest {
@@ -794,17 +1193,21 @@ mod tests {
         assert_eq!(
             validate_start_egress(&missing_source)
                 .unwrap_err()
-                .to_string(),
-            "missing source"
+                .livekit_message(),
+            "request has missing or invalid field: source"
         );
 
-        // Web sources do not need a room, but they need a URL.
+        // Web sources do not need a room, but they need an http(s) URL.
         let web = proto::StartEgressRequest {
             source: Some(Source::Web(proto::WebSource::default())),
             outputs: vec![output.clone()],
             ..Default::default()
         };
         assert_eq!(validate_start_egress(&web).unwrap_err().field(), "web.url");
+        assert_eq!(
+            validate_start_egress(&web).unwrap_err().livekit_message(),
+            "request has missing or invalid field: web url"
+        );
         let web = proto::StartEgressRequest {
             source: Some(Source::Web(proto::WebSource {
                 url: "https://example.com".into(),
@@ -823,43 +1226,21 @@ mod tests {
         assert_eq!(
             validate_start_egress(&media(proto::MediaSource::default()))
                 .unwrap_err()
-                .to_string(),
-            "missing media.video or media.audio"
+                .livekit_message(),
+            "request has missing or invalid field: audio or video"
         );
-        assert_eq!(
-            validate_start_egress(&media(proto::MediaSource {
-                video: Some(Video::VideoTrackId(String::new())),
-                audio: None,
-            }))
-            .unwrap_err()
-            .field(),
-            "media.video_track_id"
-        );
-        assert_eq!(
-            validate_start_egress(&media(proto::MediaSource {
-                video: Some(Video::ParticipantVideo(proto::ParticipantVideo::default())),
-                audio: None,
-            }))
-            .unwrap_err()
-            .field(),
-            "media.participant_video.identity"
-        );
+        // Audio that routes nothing captures nothing.
         assert_eq!(
             validate_start_egress(&media(proto::MediaSource {
                 video: None,
                 audio: Some(proto::AudioConfig {
                     capture_all: false,
-                    routes: vec![proto::AudioRoute {
-                        r#match: Some(
-                            proto::audio_route::Match::ParticipantIdentity(String::new())
-                        ),
-                        channel: 0,
-                    }],
+                    routes: vec![],
                 }),
             }))
             .unwrap_err()
             .field(),
-            "media.audio.routes.participant_identity"
+            "media.video"
         );
         assert_eq!(
             validate_start_egress(&media(proto::MediaSource {
@@ -871,6 +1252,34 @@ mod tests {
             })),
             Ok(())
         );
+        // A WebSocket output takes the audio only, so images then lack video.
+        let mut request = media(proto::MediaSource {
+            video: Some(Video::VideoTrackId("TR_v".into())),
+            audio: Some(proto::AudioConfig {
+                capture_all: true,
+                routes: vec![],
+            }),
+        });
+        request.outputs = vec![
+            proto::Output {
+                config: Some(proto::output::Config::Stream(proto::StreamOutput {
+                    protocol: proto::StreamProtocol::Websocket as i32,
+                    urls: vec!["wss://sink/ws".into()],
+                    ..Default::default()
+                })),
+                storage: None,
+            },
+            proto::Output {
+                config: Some(proto::output::Config::Images(Default::default())),
+                storage: None,
+            },
+        ];
+        assert_eq!(
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
+            "request has missing or invalid field: audio_only images"
+        );
     }
 
     #[test]
@@ -880,6 +1289,12 @@ mod tests {
         assert_eq!(
             validate_start_egress(&request),
             Err(ValidationError::EmptyOutput { index: 2 })
+        );
+        assert_eq!(
+            validate_start_egress(&request)
+                .unwrap_err()
+                .livekit_message(),
+            "request has missing or invalid field: output config"
         );
     }
 }

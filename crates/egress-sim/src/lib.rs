@@ -16,12 +16,19 @@
 //!   [`activate_after`](SimulatorBuilder::activate_after)), and on StopEgress `EGRESS_ENDING`
 //!   → `EGRESS_COMPLETE` (after [`complete_after`](SimulatorBuilder::complete_after)),
 //!   computed lazily from timestamps.
-//! * Invalid Start requests get `invalid_argument`
-//!   `request has missing or invalid field: <field>` (rules from `egress-core`), unknown ids
-//!   `not_found` `egress does not exist`, finished egresses `failed_precondition`
-//!   `egress with status EGRESS_COMPLETE cannot be stopped` (or `… cannot be updated`).
-//! * ListEgress ignores `page_token` like the open-source server unless
-//!   [`paginate`](SimulatorBuilder::paginate) turns on LiveKit-Cloud-like pages.
+//! * Invalid Start requests get `invalid_argument` with the egress worker's text
+//!   (`request has missing or invalid field: output`, `invalid url …: invalid scheme`;
+//!   rules from `egress-core`), unknown ids `not_found` `egress does not exist`, finished
+//!   egresses `failed_precondition` `egress with status EGRESS_COMPLETE cannot be stopped`
+//!   (or `… cannot be updated`).
+//! * A [`Flavor`] picks the deployment: `oss` (default) rewrites errors relayed from
+//!   LiveKit's internal RPC layer to `twirp error unknown: <msg>` and ignores ListEgress
+//!   `page_token`; `cloud` keeps plain texts and pages (see
+//!   [`paginate`](SimulatorBuilder::paginate)).
+//! * Storage credentials and stream keys in answers are redacted with LiveKit's
+//!   placeholders (`{secret}`, `rtmp://host/app/{abc...xyz}`).
+//! * LiveKit's HTTP front: `//twirp/…` works, other paths get Go's plain `404 page not
+//!   found`, and CORS preflights (`OPTIONS`) are answered for any origin.
 //!
 //! Tests drive failures with [`Fault`]s, from Rust through [`Simulator::faults`] or over
 //! HTTP with `POST /sim/faults`, and check what a client sent with
@@ -54,8 +61,11 @@
 
 mod auth;
 mod codec;
+mod cors;
 mod fault;
+mod flavor;
 mod record;
+mod redact;
 mod rpc;
 mod server;
 mod service;
@@ -76,6 +86,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use fault::{Fault, FaultAction, Faults, rpc_status};
+pub use flavor::{DEFAULT_CLOUD_PAGE_SIZE, Flavor, UnknownFlavor};
 pub use record::{DecodeBodyError, REQUEST_LOG_CAPACITY, RecordedRequest};
 pub use rpc::Rpc;
 pub use twirp::twirp_status;
@@ -96,6 +107,7 @@ pub struct SimulatorBuilder {
     credentials: Vec<Credentials>,
     prefix: String,
     timing: Timing,
+    flavor: Flavor,
     page_size: Option<usize>,
     max_body: usize,
 }
@@ -142,11 +154,20 @@ impl SimulatorBuilder {
         self
     }
 
+    /// The LiveKit deployment to imitate (default [`Flavor::Oss`], the open-source server):
+    /// how errors relayed from LiveKit's internal RPC layer read, and whether ListEgress
+    /// pages. See [`Flavor`].
+    pub fn flavor(mut self, flavor: Flavor) -> Self {
+        self.flavor = flavor;
+        self
+    }
+
     /// Paginates ListEgress like LiveKit Cloud: at most `page_size` items per answer (at least
     /// one), `next_page_token` set while more remain, `page_token` honoured (an opaque
-    /// offset; a token the simulator did not issue is `invalid_argument`). By default the
-    /// simulator behaves like the open-source server: everything in one answer, `page_token`
-    /// ignored, `next_page_token` never set.
+    /// offset; a token the simulator did not issue is `invalid_argument`). This overrides the
+    /// flavor's paging: [`Flavor::Cloud`] pages by [`DEFAULT_CLOUD_PAGE_SIZE`] without it,
+    /// and [`Flavor::Oss`] (like the open-source server) returns everything in one answer,
+    /// ignores `page_token` and never sets `next_page_token` unless this is called.
     pub fn paginate(mut self, page_size: usize) -> Self {
         self.page_size = Some(page_size.max(1));
         self
@@ -164,7 +185,8 @@ impl SimulatorBuilder {
             shared: Arc::new(Shared {
                 credentials: self.credentials,
                 prefix: self.prefix,
-                page_size: self.page_size,
+                flavor: self.flavor,
+                page_size: self.page_size.or(self.flavor.default_page_size()),
                 max_body: self.max_body,
                 store: Mutex::new(Store::new(self.timing)),
                 faults: Faults::default(),
@@ -183,7 +205,7 @@ pub struct Simulator {
 
 impl Simulator {
     /// A builder with the defaults: no credentials, no prefix, 500 ms to active, 200 ms to
-    /// complete, open-source ListEgress, 10 MiB body limit.
+    /// complete, the open-source flavor ([`Flavor::Oss`]), 10 MiB body limit.
     pub fn builder() -> SimulatorBuilder {
         SimulatorBuilder {
             credentials: Vec::new(),
@@ -192,9 +214,15 @@ impl Simulator {
                 activate_after: DEFAULT_ACTIVATE_AFTER,
                 complete_after: DEFAULT_COMPLETE_AFTER,
             },
+            flavor: Flavor::Oss,
             page_size: None,
             max_body: DEFAULT_MAX_BODY,
         }
+    }
+
+    /// The LiveKit deployment this simulator imitates.
+    pub fn flavor(&self) -> Flavor {
+        self.shared.flavor
     }
 
     /// The path prefix before `/twirp` (`""` or e.g. `/lk`).
@@ -217,12 +245,14 @@ impl Simulator {
         self.shared.requests.clear();
     }
 
-    /// Every egress as ListEgress would show it now, oldest first.
+    /// Every egress as ListEgress would show it now, oldest first, but with the real
+    /// credentials and stream keys: the Twirp answers redact them, this view (like
+    /// `GET /sim/egresses`) is for tests checking what a client sent.
     pub fn egresses(&self) -> Vec<EgressInfo> {
         self.shared.store().list(&ListFilter::default(), now_ns())
     }
 
-    /// One egress as it is now.
+    /// One egress as it is now (secrets unredacted, see [`egresses`](Self::egresses)).
     pub fn egress(&self, egress_id: &str) -> Option<EgressInfo> {
         self.shared.store().get(egress_id, now_ns())
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use egress_auth::Credentials;
-use egress_sim::Simulator;
+use egress_sim::{Flavor, Simulator};
 
 /// LiveKit egress simulator: LiveKit's Twirp Egress API on loopback, with in-memory state and
 /// fault injection (`/sim/...`). Keys come from LIVEKIT_API_KEY and LIVEKIT_API_SECRET.
@@ -34,8 +34,14 @@ struct Args {
     #[arg(long, default_value_t = 200)]
     complete_after_ms: u64,
 
-    /// Paginate ListEgress like LiveKit Cloud with this page size (default: open-source
-    /// behaviour, no pagination).
+    /// LiveKit deployment to imitate: `oss` (the open-source server: relayed errors read
+    /// `twirp error unknown: …`, ListEgress ignores page_token) or `cloud` (plain error
+    /// texts, ListEgress paginated).
+    #[arg(long, default_value = "oss", value_parser = parse_flavor)]
+    flavor: Flavor,
+
+    /// Paginate ListEgress with this page size, whatever the flavor (default: none for
+    /// `oss`, 100 for `cloud`).
     #[arg(long)]
     page_size: Option<usize>,
 }
@@ -62,6 +68,7 @@ async fn main() -> ExitCode {
     let mut builder = Simulator::builder()
         .credentials(credentials)
         .prefix(args.prefix)
+        .flavor(args.flavor)
         .activate_after(Duration::from_millis(args.activate_after_ms))
         .complete_after(Duration::from_millis(args.complete_after_ms));
     if let Some(page_size) = args.page_size {
@@ -88,6 +95,12 @@ async fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_flavor(value: &str) -> Result<Flavor, String> {
+    value
+        .parse()
+        .map_err(|e: egress_sim::UnknownFlavor| e.to_string())
 }
 
 async fn shutdown_signal() {

@@ -23,7 +23,9 @@ use tokio::time::Sleep;
 
 use crate::auth;
 use crate::codec::{self, WireFormat};
+use crate::cors;
 use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction};
+use crate::flavor::Flavor;
 use crate::record::RecordedRequest;
 use crate::rpc::Rpc;
 use crate::service;
@@ -127,8 +129,21 @@ impl Answer {
         )
     }
 
-    fn twirp(error: &TwirpError) -> Self {
+    /// A Twirp error as the simulated deployment writes it: the one place the flavor
+    /// reshapes relayed errors (see [`Flavor::shape`]).
+    fn twirp(error: TwirpError, flavor: Flavor) -> Self {
+        let error = flavor.shape(error);
         Self::new(error.http_status(), "application/json", error.body())
+    }
+
+    /// What Go's `http.NotFound` writes, LiveKit's answer for a path none of its handlers
+    /// serves (`LivekitServer.defaultHandler`).
+    fn not_found_page() -> Self {
+        let mut answer = Self::plain(404, "404 page not found\n");
+        answer
+            .headers
+            .insert("x-content-type-options".to_owned(), "nosniff".to_owned());
+        answer
     }
 
     fn head(&self, declared_len: usize) -> http::response::Builder {
@@ -178,6 +193,11 @@ fn invalid_fault_response() -> Response<SimBody> {
     *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
     response
 }
+
+/// Marks an answer a fault made up in LiveKit's place (an error, an intermediary's page):
+/// LiveKit's middleware never saw the request, so no CORS headers are added to it.
+#[derive(Clone, Copy, Debug)]
+struct StandInAnswer;
 
 enum Outcome {
     Respond(Response<SimBody>),
@@ -231,10 +251,60 @@ async fn handle(
     shared: Arc<Shared>,
     request: Request<Incoming>,
 ) -> Result<Response<SimBody>, DropConnection> {
-    let path = request.uri().path().to_owned();
-    if path == "/sim" || path.starts_with("/sim/") {
+    if request.uri().path() == "/sim" || request.uri().path().starts_with("/sim/") {
         return Ok(control(&shared, request).await.into_response());
     }
+    // LiveKit's middleware chain, in its order: CORS (a preflight ends there), then
+    // `RemoveDoubleSlashes`, then auth and the mux (in `process`).
+    let method = request.method().clone();
+    let request_headers = request.headers().clone();
+    if cors::is_preflight(&method, &request_headers) {
+        let mut response = Response::new(SimBody::full(Bytes::new()));
+        *response.status_mut() = StatusCode::NO_CONTENT;
+        *response.headers_mut() = cors::preflight_headers(&request_headers);
+        return Ok(response);
+    }
+    let request = remove_double_slashes(request);
+    let mut result = handle_api(shared, request).await;
+    if let Ok(response) = &mut result
+        && response.extensions().get::<StandInAnswer>().is_none()
+    {
+        cors::add_actual_headers(&method, &request_headers, response.headers_mut());
+    }
+    result
+}
+
+/// livekit/livekit `RemoveDoubleSlashes` (`pkg/service/utils.go`): a path starting with
+/// `//` loses its first slash, so `//twirp/livekit.Egress/…` (a base URL with a trailing
+/// slash) reaches the Twirp handler.
+fn remove_double_slashes<B>(request: Request<B>) -> Request<B> {
+    if !request.uri().path().starts_with("//") {
+        return request;
+    }
+    let (mut parts, body) = request.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("", |pq| pq.as_str())
+        .get(1..)
+        .unwrap_or("")
+        .to_owned();
+    let mut uri = http::uri::Parts::from(parts.uri.clone());
+    if let Ok(pq) = path_and_query.parse() {
+        uri.path_and_query = Some(pq);
+        if let Ok(cleaned) = http::Uri::from_parts(uri) {
+            parts.uri = cleaned;
+        }
+    }
+    Request::from_parts(parts, body)
+}
+
+/// Everything behind the CORS and path middleware: health, recording, faults, the API.
+async fn handle_api(
+    shared: Arc<Shared>,
+    request: Request<Incoming>,
+) -> Result<Response<SimBody>, DropConnection> {
+    let path = request.uri().path().to_owned();
     // LiveKit answers `GET /` with `OK`; gateways probe it for health. Like the control
     // routes it is never faulted or recorded, so probes don't use up a test's faults.
     if path == "/" && request.method() == hyper::Method::GET {
@@ -282,7 +352,8 @@ async fn handle(
         Some(deadline) => match tokio::time::timeout(deadline, work).await {
             Ok(outcome) => outcome,
             Err(_) => {
-                Outcome::Respond(Answer::twirp(&TwirpError::deadline_exceeded()).into_response())
+                let answer = Answer::twirp(TwirpError::deadline_exceeded(), shared.flavor);
+                Outcome::Respond(answer.into_response())
             }
         },
     };
@@ -368,7 +439,9 @@ async fn respond(
         tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
     }
     let answer = match fault.action {
-        FaultAction::Latency => process(shared, parts, body),
+        FaultAction::Latency => {
+            return Outcome::Respond(process(shared, parts, body).into_response());
+        }
         FaultAction::TwirpError {
             code,
             msg,
@@ -382,7 +455,7 @@ async fn respond(
                 error.meta.insert("error_details".to_owned(), details);
             }
             error.status = status;
-            Answer::twirp(&error)
+            Answer::twirp(error, shared.flavor)
         }
         FaultAction::Http {
             status,
@@ -410,47 +483,56 @@ async fn respond(
             body.unwrap_or_else(|| CAPTIVE_PORTAL_PAGE.to_owned()),
         ),
     };
-    Outcome::Respond(answer.into_response())
+    let mut response = answer.into_response();
+    response.extensions_mut().insert(StandInAnswer);
+    Outcome::Respond(response)
 }
 
-/// What LiveKit would answer: auth middleware, then Twirp routing, then the service.
+/// What LiveKit would answer: auth middleware, then the mux, then Twirp routing, then the
+/// service.
 fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer {
     let claims = match auth::authenticate(&shared.credentials, &parts.headers, parts.uri.query()) {
         Ok(claims) => claims,
         Err(message) => return Answer::plain(401, message),
     };
+    let flavor = shared.flavor;
+    let bad_route = |msg: String| {
+        Answer::twirp(
+            TwirpError::bad_route(msg, parts.method.as_str(), parts.uri.path()),
+            flavor,
+        )
+    };
 
     let method = parts.method.as_str();
     let path = parts.uri.path();
+    // The mux (`NewLivekitServer`): the Egress Twirp server owns everything under its
+    // path prefix (`xtwirp.RegisterServer` registers `PathPrefix()`); `/` is the health
+    // check, and any other path gets `http.NotFound` from `defaultHandler`. The simulator
+    // serves only livekit.Egress, so the other Twirp services' paths are unknown here.
+    if path == "/" {
+        return Answer::plain(200, "OK");
+    }
+    if !path.starts_with(&format!("{}/twirp/{SERVICE}/", shared.prefix)) {
+        return Answer::not_found_page();
+    }
+    // From here on, Twirp's generated `ServeHTTP`, in its order.
     if parts.method != Method::POST {
-        return Answer::twirp(&TwirpError::bad_route(
-            format!("unsupported method {method:?} (only POST is allowed)"),
-            method,
-            path,
+        return bad_route(format!(
+            "unsupported method {method:?} (only POST is allowed)"
         ));
     }
     let (prefix, service, rpc_name) = parse_twirp_path(path);
     if service != SERVICE {
-        return Answer::twirp(&TwirpError::bad_route(
-            format!("no handler for path {path:?}"),
-            method,
-            path,
-        ));
+        return bad_route(format!("no handler for path {path:?}"));
     }
     let expected = format!("{}/twirp", shared.prefix);
     if prefix != expected {
-        return Answer::twirp(&TwirpError::bad_route(
-            format!("invalid path prefix {prefix:?}, expected {expected:?}, on path {path:?}"),
-            method,
-            path,
+        return bad_route(format!(
+            "invalid path prefix {prefix:?}, expected {expected:?}, on path {path:?}"
         ));
     }
     let Some(rpc) = Rpc::from_method(rpc_name) else {
-        return Answer::twirp(&TwirpError::bad_route(
-            format!("no handler for path {path:?}"),
-            method,
-            path,
-        ));
+        return bad_route(format!("no handler for path {path:?}"));
     };
     let content_type = parts
         .headers
@@ -458,18 +540,14 @@ fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
         .unwrap_or_default();
     let Some(encoding) = WireFormat::from_content_type(&content_type) else {
-        return Answer::twirp(&TwirpError::bad_route(
-            format!("unexpected Content-Type: {content_type:?}"),
-            method,
-            path,
-        ));
+        return bad_route(format!("unexpected Content-Type: {content_type:?}"));
     };
 
     match service::call(shared, rpc, encoding, body, claims.as_ref()) {
         Ok(bytes) => Answer::new(200, encoding.content_type(), bytes),
         Err(error) => {
             tracing::debug!(%rpc, code = %error.code, msg = %error.msg, "twirp error");
-            Answer::twirp(&error)
+            Answer::twirp(error, flavor)
         }
     }
 }

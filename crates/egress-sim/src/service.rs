@@ -10,18 +10,22 @@ use egress_proto::livekit::{
 };
 
 use crate::codec::{self, WireFormat};
+use crate::redact::Redact;
 use crate::rpc::Rpc;
 use crate::state::{ListFilter, NewEgress, Shared, now_ns};
 use crate::twirp::TwirpError;
 
-/// Rejects requests LiveKit's egress would reject, naming the field as LiveKit does:
-/// `invalid_argument` `request has missing or invalid field: <field>`.
+/// Rejects requests LiveKit's egress worker would reject, with the worker's text
+/// (`ValidationError::livekit_message`, e.g. `request has missing or invalid field:
+/// output`). The worker validates when it takes the request (`GetValidatedPipelineConfig`
+/// in livekit/egress `pkg/server/server_rpc.go`); LiveKit's server checks nothing before
+/// the RPC (livekit/livekit `EgressService.startEgress`), so the error is relayed.
 ///
-/// The rules are egress-core's, shared with the gateway.
+/// The rules are egress-core's, shared with the client's request builders.
 fn check<T: Validate>(request: &T) -> Result<(), TwirpError> {
     request
         .validate()
-        .map_err(|e| TwirpError::invalid_field(e.field()))
+        .map_err(|e| TwirpError::relayed("invalid_argument", e.livekit_message()))
 }
 
 /// Runs one RPC: decode (`malformed` on failure), check the `roomRecord` grant
@@ -41,7 +45,10 @@ pub(crate) fn call(
         body: &[u8],
         claims: Option<&Claims>,
         f: impl FnOnce(Req) -> Result<Req::Response, TwirpError>,
-    ) -> Result<Vec<u8>, TwirpError> {
+    ) -> Result<Vec<u8>, TwirpError>
+    where
+        Req::Response: Redact,
+    {
         let rpc = Req::RPC;
         let request: Req = codec::decode(encoding, rpc.request_type(), body).map_err(|e| {
             tracing::debug!(%rpc, error = %e, "malformed request");
@@ -50,7 +57,9 @@ pub(crate) fn call(
         if !claims.is_some_and(|c| c.video.room_record) {
             return Err(TwirpError::permission_denied());
         }
-        let response = f(request)?;
+        let mut response = f(request)?;
+        // Every answer carries EgressInfos; none leaves with a secret in it.
+        response.redact();
         Ok(codec::encode(encoding, rpc.response_type(), &response))
     }
 

@@ -19,6 +19,7 @@ use std::sync::{Mutex, MutexGuard};
 use egress_auth::Credentials;
 
 use crate::fault::Faults;
+use crate::flavor::Flavor;
 use crate::record::RequestLog;
 use crate::twirp::TwirpError;
 
@@ -28,6 +29,9 @@ pub(crate) struct Shared {
     pub(crate) credentials: Vec<Credentials>,
     /// `""` or a path like `/lk` (leading slash, no trailing slash).
     pub(crate) prefix: String,
+    /// How answers are shaped: see [`Flavor`].
+    pub(crate) flavor: Flavor,
+    /// ListEgress page size; `None` returns everything and ignores `page_token`.
     pub(crate) page_size: Option<usize>,
     pub(crate) max_body: usize,
     pub(crate) store: Mutex<Store>,

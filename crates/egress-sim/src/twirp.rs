@@ -111,19 +111,25 @@ impl TwirpError {
         Self::new("unauthenticated", "permissions denied")
     }
 
+    /// An invalid request as the egress worker rejects it (`errors.ErrInvalidInput` in
+    /// livekit/egress `pkg/errors`): the worker validates, so the error is relayed.
     pub(crate) fn invalid_field(field: &str) -> Self {
-        Self::new(
+        Self::relayed(
             "invalid_argument",
             format!("request has missing or invalid field: {field}"),
         )
     }
 
+    /// An unknown egress id: the IO service's `LoadEgress` answers livekit/livekit's
+    /// `ErrEgressNotFound` (a psrpc error), so it is relayed.
     pub(crate) fn not_found() -> Self {
-        Self::new("not_found", "egress does not exist")
+        Self::relayed("not_found", "egress does not exist")
     }
 
+    /// The caller's deadline (`X-Twirp-Timeout-Ms`) ran out: the psrpc call behind the
+    /// handler gives up with `psrpc.ErrRequestTimedOut`, so it is relayed.
     pub(crate) fn deadline_exceeded() -> Self {
-        Self::new("deadline_exceeded", "request timed out")
+        Self::relayed("deadline_exceeded", "request timed out")
     }
 }
 

@@ -70,7 +70,7 @@ async fn livekit_rust_sdk_round_trip() {
     let web = client
         .start_web_egress(
             "https://example.com/dashboard",
-            vec![rtmp("rtmp://b.example.com/live")],
+            vec![rtmp("rtmp://b.example.com/live/stream-key")],
             WebOptions::default(),
         )
         .await
@@ -235,13 +235,14 @@ async fn livekit_rust_sdk_errors() {
     let (code, msg) = twirp_code(client.stop_egress("EG_unknown").await.unwrap_err());
     assert_eq!(
         (code.as_str(), msg.as_str()),
-        ("not_found", "egress does not exist")
+        // As the open-source server rewrites the IO service's error.
+        ("not_found", "twirp error unknown: egress does not exist")
     );
 
     let info = client
         .start_room_composite_egress(
             "r",
-            vec![rtmp("rtmp://x.example.com/live")],
+            vec![rtmp("rtmp://x.example.com/live/stream-key")],
             RoomCompositeOptions::default(),
         )
         .await
@@ -259,7 +260,10 @@ async fn livekit_rust_sdk_errors() {
             .unwrap_err(),
     );
     assert_eq!(code, "invalid_argument");
-    assert_eq!(msg, "request has missing or invalid field: outputs");
+    assert_eq!(
+        msg,
+        "twirp error unknown: request has missing or invalid field: output"
+    );
 
     // Wrong secret: a plain-text 401, which the SDK cannot parse as a Twirp error.
     let wrong = EgressClient::with_api_key(&sim.url(), KEY, "not-the-secret");

@@ -14,5 +14,6 @@ mod packaging;
 mod reliability;
 mod rpcs;
 mod schema;
+mod sim_wire;
 mod tls;
 mod upstream_failures;
