@@ -66,7 +66,6 @@ impl TwirpError {
 
     /// An error produced behind LiveKit's internal RPC layer rather than by its Twirp
     /// handler, e.g. `no response from servers` or an unknown egress id from the IO service.
-    #[allow(dead_code)] // until the flavors and the no-worker path use it
     pub(crate) fn relayed(code: &str, msg: impl Into<String>) -> Self {
         Self {
             relayed: true,
