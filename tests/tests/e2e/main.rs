@@ -13,5 +13,6 @@ mod packaging;
 mod reliability;
 mod rpcs;
 mod schema;
+mod sim_lifecycle;
 mod tls;
 mod upstream_failures;
