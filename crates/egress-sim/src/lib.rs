@@ -10,17 +10,32 @@
 //! * LiveKit's auth middleware: a malformed or wrongly signed token is an HTTP 401 with a
 //!   plain-text body; a request without grants (no token at all, or a token without
 //!   `roomRecord`) gets Twirp `unauthenticated` `permissions denied`.
-//! * Bodies over 10 MiB get HTTP 413 (plain text); `X-Twirp-Timeout-Ms` is honoured with
-//!   `deadline_exceeded` `request timed out`.
+//! * Bodies over 10 MiB get HTTP 413 (plain text). `X-Twirp-Timeout-Ms` bounds every wait
+//!   the handler makes (protocol `xtwirp.ServerPassTimeout`): a wait for an egress worker
+//!   it cuts short ends as LiveKit's internal RPC does (`canceled` `request canceled`), an
+//!   injected latency as `deadline_exceeded` `request timed out`.
 //! * Egresses go `EGRESS_STARTING` → `EGRESS_ACTIVE` (after
-//!   [`activate_after`](SimulatorBuilder::activate_after)), and on StopEgress `EGRESS_ENDING`
+//!   [`start_delay`](SimulatorBuilder::start_delay)), and on StopEgress `EGRESS_ENDING`
 //!   → `EGRESS_COMPLETE` (after [`complete_after`](SimulatorBuilder::complete_after)),
-//!   computed lazily from timestamps.
+//!   computed lazily from timestamps. StopEgress while STARTING aborts (`EGRESS_ABORTED`);
+//!   a second StopEgress while ENDING answers the egress as it is.
+//! * Rooms: created on demand, or ([`Rooms::Strict`]) room egresses need a live room
+//!   (`not_found` `requested room does not exist`); ending a room ends its egresses.
+//! * Egress workers: without them ([`egress_workers`](SimulatorBuilder::egress_workers))
+//!   Start RPCs fail with `unavailable` `no response from servers` after
+//!   [`no_worker_delay`](SimulatorBuilder::no_worker_delay) (20 s). StopEgress and
+//!   UpdateStream on an egress no worker runs (unknown, ended, or its worker
+//!   [dropped](Simulator::drop_worker)) answer from the store after
+//!   [`gone_worker_delay`](SimulatorBuilder::gone_worker_delay) (3 s).
 //! * Invalid Start requests get `invalid_argument`
-//!   `request has missing or invalid field: <field>` (rules from `egress-core`), unknown ids
-//!   `not_found` `egress does not exist`, finished egresses `failed_precondition`
+//!   `request has missing or invalid field: <field>` (rules from `egress-core`, checked
+//!   where LiveKit's worker checks them), unknown ids `not_found` `egress does not exist`,
+//!   finished egresses `failed_precondition`
 //!   `egress with status EGRESS_COMPLETE cannot be stopped` (or `… cannot be updated`).
-//! * ListEgress ignores `page_token` like the open-source server unless
+//!   UpdateStream follows the egress worker: `UpdateStream called on non-streaming
+//!   egress`, `stream <url> not found`, and removing the last output ends the egress.
+//! * ListEgress by id returns that egress whatever the other filters; it ignores
+//!   `page_token` like the open-source server unless
 //!   [`paginate`](SimulatorBuilder::paginate) turns on LiveKit-Cloud-like pages.
 //!
 //! Tests drive failures with [`Fault`]s, from Rust through [`Simulator::faults`] or over
