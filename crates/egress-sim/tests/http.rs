@@ -1250,3 +1250,75 @@ async fn several_api_keys() {
     assert_eq!(answer.status, 200);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn room_and_worker_control_endpoints() {
+    let sim = spawn(builder().rooms(egress_sim::Rooms::Strict));
+    let base = sim.url();
+    let c = client();
+
+    let created = send(
+        c.post(format!("{base}/sim/rooms"))
+            .body(r#"{"name": "my room"}"#),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let sid = created.json()["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("RM_"));
+    let listed = send(c.get(format!("{base}/sim/rooms"))).await.json();
+    assert_eq!(listed["rooms"][0]["name"], "my room");
+    for bad in [r#"{"name": ""}"#, "{}", "not json"] {
+        let answer = send(c.post(format!("{base}/sim/rooms")).body(bad)).await;
+        assert_eq!(answer.status, 400, "{bad}");
+    }
+
+    let info = start_room(&sim, "my room").await;
+    assert_eq!(info.room_id, sid);
+    let ended = send(c.delete(format!("{base}/sim/rooms/my%20room"))).await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    assert_eq!(ended.json()["ended"][0], info.egress_id.as_str());
+    assert_eq!(
+        send(c.delete(format!("{base}/sim/rooms/my%20room")))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(send(c.put(format!("{base}/sim/rooms/x"))).await.status, 405);
+
+    let workers = send(c.get(format!("{base}/sim/workers"))).await.json();
+    assert_eq!(workers, serde_json::json!({"available": true}));
+    let off = send(
+        c.put(format!("{base}/sim/workers"))
+            .body(r#"{"available": false}"#),
+    )
+    .await;
+    assert_eq!(off.json(), serde_json::json!({"available": false}));
+    assert!(!sim.egress_workers());
+    assert_eq!(
+        send(c.put(format!("{base}/sim/workers")).body("{}"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        send(c.post(format!("{base}/sim/workers"))).await.status,
+        405
+    );
+
+    let gone = send(c.delete(format!("{base}/sim/egresses/{}/worker", info.egress_id))).await;
+    assert_eq!(gone.status, 200, "{}", gone.text());
+    assert_eq!(gone.json()["egress_id"], info.egress_id.as_str());
+    assert_eq!(
+        send(c.delete(format!("{base}/sim/egresses/EG_nope/worker")))
+            .await
+            .status,
+        404
+    );
+
+    // A reset forgets the rooms and reconnects the workers.
+    sim.reset();
+    assert!(sim.egress_workers());
+    let listed = send(c.get(format!("{base}/sim/rooms"))).await.json();
+    assert_eq!(listed["rooms"], serde_json::json!([]));
+    sim.shutdown().await;
+}
