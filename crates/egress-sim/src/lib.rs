@@ -101,9 +101,10 @@ use state::{ListFilter, Store, Timing, Waits, now_ns};
 
 /// LiveKit's default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
-/// Default time from Start to `EGRESS_ACTIVE` (the worker's pipeline starting; a real
-/// egress takes a few seconds).
-pub const DEFAULT_ACTIVATE_AFTER: Duration = Duration::from_secs(2);
+/// Default time from Start to `EGRESS_ACTIVE` for the library: short, so that embedding
+/// programs (the gateway's `--dev` mode) and tests see egresses run soon. The `egress-sim`
+/// binary's `--start-delay` defaults to 2 s, closer to a real worker's pipeline start.
+pub const DEFAULT_ACTIVATE_AFTER: Duration = Duration::from_millis(500);
 /// Default time a Start RPC waits when no egress worker is connected before it fails with
 /// `unavailable` `no response from servers` (the egress client's psrpc retries).
 pub const DEFAULT_NO_WORKER_DELAY: Duration = Duration::from_secs(20);
@@ -158,7 +159,7 @@ impl SimulatorBuilder {
     }
 
     /// How long an egress stays `EGRESS_STARTING` before `EGRESS_ACTIVE` (default
-    /// [`DEFAULT_ACTIVATE_AFTER`], 2 s). StopEgress in that window aborts it, as LiveKit's
+    /// [`DEFAULT_ACTIVATE_AFTER`], 500 ms). StopEgress in that window aborts it, as LiveKit's
     /// worker does (`EGRESS_ABORTED`, `Stop called before pipeline could start`).
     pub fn start_delay(mut self, delay: Duration) -> Self {
         self.timing.activate_after = delay;
@@ -250,7 +251,7 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// A builder with the defaults: no credentials, no prefix, 2 s to active, 200 ms to
+    /// A builder with the defaults: no credentials, no prefix, 500 ms to active, 200 ms to
     /// complete, rooms created on demand, workers connected (20 s wait without them, 3 s
     /// for a gone worker), open-source ListEgress, 10 MiB body limit.
     pub fn builder() -> SimulatorBuilder {
