@@ -1322,3 +1322,66 @@ async fn room_and_worker_control_endpoints() {
     assert_eq!(listed["rooms"], serde_json::json!([]));
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn waits_for_workers_do_not_hold_up_other_requests_and_faults_still_apply() {
+    let sim = spawn(
+        builder()
+            .egress_workers(false)
+            .no_worker_delay(Duration::from_millis(1500)),
+    );
+    let waiting = {
+        let request = room_composite("r");
+        let url = sim.url();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = send(
+                client()
+                    .post(format!(
+                        "{url}/twirp/livekit.Egress/StartRoomCompositeEgress"
+                    ))
+                    .header("content-type", "application/protobuf")
+                    .bearer_auth(token())
+                    .body(request.encode_to_vec()),
+            )
+            .await;
+            (answer, started.elapsed())
+        })
+    };
+    // While the Start waits for a worker, other calls are answered at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let listed = list(&sim, lk::ListEgressRequest::default()).await;
+    assert!(listed.items.is_empty());
+    assert!(started.elapsed() < Duration::from_millis(1000));
+
+    let (answer, elapsed) = waiting.await.unwrap();
+    let json = answer.twirp("unavailable", 503);
+    assert_eq!(json["msg"], "no response from servers");
+    assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+
+    // A latency fault comes before the wait, and both count against the deadline.
+    sim.faults().push(
+        Fault::latency(Duration::from_millis(200))
+            .method("StartRoomCompositeEgress")
+            .times(1),
+    );
+    let started = Instant::now();
+    let answer = send(
+        client()
+            .post(rpc_url(&sim, "StartRoomCompositeEgress"))
+            .header("content-type", "application/protobuf")
+            .header("x-twirp-timeout-ms", "500")
+            .bearer_auth(token())
+            .body(room_composite("r").encode_to_vec()),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let json = answer.twirp("canceled", 408);
+    assert_eq!(json["msg"], "request canceled");
+    assert!(
+        (Duration::from_millis(450)..Duration::from_millis(1400)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    sim.shutdown().await;
+}
