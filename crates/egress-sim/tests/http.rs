@@ -214,6 +214,8 @@ async fn every_rpc_over_protobuf() {
     assert_eq!(all.items.len(), 6);
     assert!(all.next_page_token.is_none());
 
+    // Active first (150 ms here): stopped while starting, LiveKit aborts it instead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped: EgressInfo = call(
         &sim,
         "StopEgress",
