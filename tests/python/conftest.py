@@ -132,8 +132,16 @@ class Sim:
         return self.process.returncode
 
 
-def start_sim(*args: str, activate_after_ms: int = 200, complete_after_ms: int = 100) -> Sim:
-    """Starts egress-sim on a free loopback port and waits until it answers."""
+def start_sim(
+    *args: str,
+    activate_after_ms: int = 200,
+    complete_after_ms: int = 100,
+    gone_worker_delay_ms: int = 200,
+) -> Sim:
+    """Starts egress-sim on a free loopback port and waits until it answers.
+
+    ``gone_worker_delay_ms`` shortens LiveKit's 3 s wait before StopEgress / UpdateStream on
+    an egress without a worker (unknown or ended) answer from the store."""
     binary = sim_binary()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIVEKIT_")}
     env.update(
@@ -152,6 +160,8 @@ def start_sim(*args: str, activate_after_ms: int = 200, complete_after_ms: int =
         str(activate_after_ms),
         "--complete-after-ms",
         str(complete_after_ms),
+        "--gone-worker-delay",
+        f"{gone_worker_delay_ms}ms",
         *args,
     ]
     process = subprocess.Popen(

@@ -152,6 +152,8 @@ def test_errors_reach_the_sdk_as_twirp_errors(sim):
         info = await eg.start_room_composite_egress(
             egress.RoomCompositeEgressRequest(room_name="r", stream_outputs=[rtmp("rtmp://x.example.com/live/key")])
         )
+        # Active first (200 ms), so that it ends COMPLETE rather than ABORTED.
+        await asyncio.sleep(0.3)
         await eg.stop_egress(egress.StopEgressRequest(egress_id=info.egress_id))
         await asyncio.sleep(0.25)
         with pytest.raises(api.TwirpError) as finished:
@@ -245,7 +247,8 @@ def test_node_style_json_camel_case(sim):
     status, content_type, raw = _post(
         stop_url, json.dumps({"egressId": info["egress_id"]}).encode(), headers
     )
-    assert status == 200 and json.loads(raw)["status"] == "EGRESS_ENDING"
+    # Stopped while still starting: LiveKit's worker aborts it.
+    assert status == 200 and json.loads(raw)["status"] == "EGRESS_ABORTED"
 
     status, content_type, raw = _post(stop_url, b'{"egress_id":"EG_nope"}', headers)
     assert (status, content_type) == (404, "application/json")

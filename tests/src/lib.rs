@@ -23,14 +23,28 @@ use tonic::transport::Channel;
 pub const API_KEY: &str = "e2e-key";
 pub const API_SECRET: &str = "e2e-secret-that-must-never-be-logged";
 
-/// The simulator on a free loopback port with the test credentials.
+/// The simulator on a free loopback port with the test credentials: egresses ACTIVE after
+/// 500 ms, and a short wait (100 ms instead of LiveKit's 3 s) before StopEgress /
+/// UpdateStream on an egress without a worker (unknown or ended) answer from the store.
 pub fn sim() -> egress_sim::SimHandle {
-    sim_with(egress_sim::Simulator::builder())
+    sim_with(sim_builder())
 }
 
 /// The simulator, its egresses turning ACTIVE `delay` after they start.
 pub fn sim_activating_after(delay: Duration) -> egress_sim::SimHandle {
-    sim_with(egress_sim::Simulator::builder().activate_after(delay))
+    sim_with(sim_builder().start_delay(delay))
+}
+
+/// [`sim`]'s configuration, to refine (rooms, workers, delays) before [`spawn_sim`].
+pub fn sim_builder() -> egress_sim::SimulatorBuilder {
+    egress_sim::Simulator::builder()
+        .start_delay(Duration::from_millis(500))
+        .gone_worker_delay(Duration::from_millis(100))
+}
+
+/// Starts a simulator from `builder` (e.g. [`sim_builder`]) with the test credentials.
+pub fn spawn_sim(builder: egress_sim::SimulatorBuilder) -> egress_sim::SimHandle {
+    sim_with(builder)
 }
 
 fn sim_with(builder: egress_sim::SimulatorBuilder) -> egress_sim::SimHandle {

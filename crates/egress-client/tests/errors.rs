@@ -189,6 +189,8 @@ async fn failed_precondition_when_stopping_twice() {
         .start_room_composite_egress("room", vec![rtmp("rtmp://x/app/key")], Default::default())
         .await
         .unwrap();
+    // Active first (100 ms here): stopped while starting, LiveKit aborts it instead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     client.stop_egress(&info.egress_id).await.unwrap();
     // The simulator completes a stopped egress after 100 ms here.
     tokio::time::sleep(Duration::from_millis(250)).await;

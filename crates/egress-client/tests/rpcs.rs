@@ -420,7 +420,9 @@ async fn update_layout_update_stream_list_and_stop() {
         .unwrap();
     assert!(page.items.is_empty());
 
-    // StopEgress, then `active` filtering once it has completed.
+    // StopEgress, then `active` filtering once it has completed. Active first (100 ms
+    // here): stopped while starting, LiveKit aborts it instead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped = client.stop_egress(&first.egress_id).await.unwrap();
     assert_eq!(stopped.egress_id, first.egress_id);
     assert_eq!(stopped.status(), proto::EgressStatus::EgressEnding);

@@ -381,8 +381,13 @@ pub async fn simulate(
     #[cfg(feature = "simulator")]
     {
         let credentials = egress_auth::Credentials::from_env().map_err(AppError::SimulatorKeys)?;
+        // Friendly rather than strict: rooms appear on demand, workers are connected, and
+        // egresses turn ACTIVE quickly, so `grpcurl` Start then List shows a running egress.
         let sim = egress_sim::Simulator::builder()
             .credentials(credentials)
+            .rooms(egress_sim::Rooms::Auto)
+            .egress_workers(true)
+            .start_delay(std::time::Duration::from_millis(500))
             .build();
         let listener = server::bind(listen)
             .await

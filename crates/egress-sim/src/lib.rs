@@ -10,17 +10,31 @@
 //! * LiveKit's auth middleware: a malformed or wrongly signed token is an HTTP 401 with a
 //!   plain-text body; a request without grants (no token at all, or a token without
 //!   `roomRecord`) gets Twirp `unauthenticated` `permissions denied`.
-//! * Bodies over 10 MiB get HTTP 413 (plain text); `X-Twirp-Timeout-Ms` is honoured with
-//!   `deadline_exceeded` `request timed out`.
+//! * Bodies over 10 MiB get HTTP 413 (plain text). `X-Twirp-Timeout-Ms` bounds every wait
+//!   the handler makes (protocol `xtwirp.ServerPassTimeout`): a wait for an egress worker
+//!   it cuts short ends as LiveKit's internal RPC does (`canceled` `request canceled`), an
+//!   injected latency as `deadline_exceeded` `request timed out`.
 //! * Egresses go `EGRESS_STARTING` → `EGRESS_ACTIVE` (after
-//!   [`activate_after`](SimulatorBuilder::activate_after)), and on StopEgress `EGRESS_ENDING`
+//!   [`start_delay`](SimulatorBuilder::start_delay)), and on StopEgress `EGRESS_ENDING`
 //!   → `EGRESS_COMPLETE` (after [`complete_after`](SimulatorBuilder::complete_after)),
-//!   computed lazily from timestamps.
+//!   computed lazily from timestamps. StopEgress while STARTING aborts (`EGRESS_ABORTED`);
+//!   a second StopEgress while ENDING answers the egress as it is.
+//! * Rooms: created on demand, or ([`Rooms::Strict`]) room egresses need a live room
+//!   (`not_found` `requested room does not exist`); ending a room ends its egresses.
+//! * Egress workers: without them ([`egress_workers`](SimulatorBuilder::egress_workers))
+//!   Start RPCs fail with `unavailable` `no response from servers` after
+//!   [`no_worker_delay`](SimulatorBuilder::no_worker_delay) (20 s). StopEgress and
+//!   UpdateStream on an egress no worker runs (unknown, ended, or its worker
+//!   [dropped](Simulator::drop_worker)) answer from the store after
+//!   [`gone_worker_delay`](SimulatorBuilder::gone_worker_delay) (3 s).
 //! * Invalid Start requests get `invalid_argument` with the egress worker's text
 //!   (`request has missing or invalid field: output`, `invalid url …: invalid scheme`;
-//!   rules from `egress-core`), unknown ids `not_found` `egress does not exist`, finished
-//!   egresses `failed_precondition` `egress with status EGRESS_COMPLETE cannot be stopped`
-//!   (or `… cannot be updated`).
+//!   rules from `egress-core`, checked where LiveKit's worker checks them), unknown ids
+//!   `not_found` `egress does not exist`, finished egresses `failed_precondition`
+//!   `egress with status EGRESS_COMPLETE cannot be stopped` (or `… cannot be updated`).
+//!   UpdateStream follows the egress worker: `UpdateStream called on non-streaming
+//!   egress`, `stream <url> not found`, and removing the last output ends the egress.
+//! * ListEgress by id returns that egress whatever the other filters.
 //! * A [`Flavor`] picks the deployment: `oss` (default) rewrites errors relayed from
 //!   LiveKit's internal RPC layer to `twirp error unknown: <msg>` and ignores ListEgress
 //!   `page_token`; `cloud` keeps plain texts and pages (see
@@ -91,13 +105,23 @@ pub use record::{DecodeBodyError, REQUEST_LOG_CAPACITY, RecordedRequest};
 pub use rpc::Rpc;
 pub use twirp::twirp_status;
 
+pub use state::Rooms;
 use state::Shared;
-use state::{ListFilter, Store, Timing, now_ns};
+use state::{ListFilter, Store, Timing, Waits, now_ns};
 
 /// LiveKit's default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
-/// Default time from Start to `EGRESS_ACTIVE`.
+/// Default time from Start to `EGRESS_ACTIVE` for the library: short, so that embedding
+/// programs (the gateway's `--dev` mode) and tests see egresses run soon. The `egress-sim`
+/// binary's `--start-delay` defaults to 2 s, closer to a real worker's pipeline start.
 pub const DEFAULT_ACTIVATE_AFTER: Duration = Duration::from_millis(500);
+/// Default time a Start RPC waits when no egress worker is connected before it fails with
+/// `unavailable` `no response from servers` (the egress client's psrpc retries).
+pub const DEFAULT_NO_WORKER_DELAY: Duration = Duration::from_secs(20);
+/// Default time StopEgress / UpdateStream wait for the worker of an egress that has none
+/// (unknown, ended, or its worker gone) before answering from the store (psrpc: three
+/// one-second claim attempts).
+pub const DEFAULT_GONE_WORKER_DELAY: Duration = Duration::from_secs(3);
 /// Default time from StopEgress to `EGRESS_COMPLETE`.
 pub const DEFAULT_COMPLETE_AFTER: Duration = Duration::from_millis(200);
 
@@ -108,6 +132,9 @@ pub struct SimulatorBuilder {
     prefix: String,
     timing: Timing,
     flavor: Flavor,
+    waits: Waits,
+    rooms: Rooms,
+    workers: bool,
     page_size: Option<usize>,
     max_body: usize,
 }
@@ -142,9 +169,49 @@ impl SimulatorBuilder {
         self
     }
 
-    /// Time from Start to `EGRESS_ACTIVE` (default 500 ms).
-    pub fn activate_after(mut self, delay: Duration) -> Self {
+    /// How long an egress stays `EGRESS_STARTING` before `EGRESS_ACTIVE` (default
+    /// [`DEFAULT_ACTIVATE_AFTER`], 500 ms). StopEgress in that window aborts it, as LiveKit's
+    /// worker does (`EGRESS_ABORTED`, `Stop called before pipeline could start`).
+    pub fn start_delay(mut self, delay: Duration) -> Self {
         self.timing.activate_after = delay;
+        self
+    }
+
+    /// Same as [`start_delay`](Self::start_delay) (its older name).
+    pub fn activate_after(self, delay: Duration) -> Self {
+        self.start_delay(delay)
+    }
+
+    /// Whether Start RPCs need a live room (default [`Rooms::Auto`]: rooms are created on
+    /// demand). With [`Rooms::Strict`], create rooms with [`Simulator::create_room`] or
+    /// `POST /sim/rooms`.
+    pub fn rooms(mut self, rooms: Rooms) -> Self {
+        self.rooms = rooms;
+        self
+    }
+
+    /// Whether egress workers are connected at start (default `true`). Without them Start
+    /// RPCs fail with `unavailable` `no response from servers` after
+    /// [`no_worker_delay`](Self::no_worker_delay). Switch at runtime with
+    /// [`Simulator::set_egress_workers`] or `PUT /sim/workers`.
+    pub fn egress_workers(mut self, available: bool) -> Self {
+        self.workers = available;
+        self
+    }
+
+    /// How long a Start RPC waits for a worker when none is connected (default
+    /// [`DEFAULT_NO_WORKER_DELAY`], 20 s), unless the caller's `X-Twirp-Timeout-Ms` ends
+    /// it first.
+    pub fn no_worker_delay(mut self, delay: Duration) -> Self {
+        self.waits.no_worker = delay;
+        self
+    }
+
+    /// How long StopEgress / UpdateStream wait for an egress's worker when it has none
+    /// (unknown id, ended egress, worker gone) before answering from the store (default
+    /// [`DEFAULT_GONE_WORKER_DELAY`], 3 s).
+    pub fn gone_worker_delay(mut self, delay: Duration) -> Self {
+        self.waits.gone_worker = delay;
         self
     }
 
@@ -188,9 +255,10 @@ impl SimulatorBuilder {
                 flavor: self.flavor,
                 page_size: self.page_size.or(self.flavor.default_page_size()),
                 max_body: self.max_body,
-                store: Mutex::new(Store::new(self.timing)),
+                store: Mutex::new(Store::new(self.timing, self.rooms, self.workers)),
                 faults: Faults::default(),
                 requests: Default::default(),
+                waits: self.waits,
             }),
         }
     }
@@ -205,7 +273,8 @@ pub struct Simulator {
 
 impl Simulator {
     /// A builder with the defaults: no credentials, no prefix, 500 ms to active, 200 ms to
-    /// complete, the open-source flavor ([`Flavor::Oss`]), 10 MiB body limit.
+    /// complete, rooms created on demand, workers connected (20 s wait without them, 3 s
+    /// for a gone worker), the open-source flavor ([`Flavor::Oss`]), 10 MiB body limit.
     pub fn builder() -> SimulatorBuilder {
         SimulatorBuilder {
             credentials: Vec::new(),
@@ -215,6 +284,12 @@ impl Simulator {
                 complete_after: DEFAULT_COMPLETE_AFTER,
             },
             flavor: Flavor::Oss,
+            waits: Waits {
+                no_worker: DEFAULT_NO_WORKER_DELAY,
+                gone_worker: DEFAULT_GONE_WORKER_DELAY,
+            },
+            rooms: Rooms::Auto,
+            workers: true,
             page_size: None,
             max_body: DEFAULT_MAX_BODY,
         }
@@ -263,7 +338,40 @@ impl Simulator {
         self.shared.store().fail(egress_id, error, now_ns())
     }
 
-    /// Forgets all egresses, faults and recorded requests.
+    /// Makes a room live (idempotent) and returns its id (`RM_…`). Needed before starting
+    /// room egresses with [`Rooms::Strict`].
+    pub fn create_room(&self, room_name: &str) -> String {
+        self.shared.store().create_room(room_name)
+    }
+
+    /// Ends a live room; its running egresses end as LiveKit's do when their source closes
+    /// (STARTING → `EGRESS_ABORTED`, ACTIVE → `EGRESS_ENDING` → `EGRESS_COMPLETE`, details
+    /// `End reason: Source closed`). Returns the ids of those egresses, or `None` if the
+    /// room was not live.
+    pub fn end_room(&self, room_name: &str) -> Option<Vec<String>> {
+        self.shared.store().end_room(room_name, now_ns())
+    }
+
+    /// Connects (`true`) or disconnects all egress workers. [`reset`](Self::reset) restores
+    /// the builder's setting.
+    pub fn set_egress_workers(&self, available: bool) {
+        self.shared.store().set_workers(available);
+    }
+
+    /// Whether egress workers are connected.
+    pub fn egress_workers(&self) -> bool {
+        self.shared.store().workers()
+    }
+
+    /// Makes the worker of one egress go away without a word to the store (a crashed
+    /// worker): its state freezes, and StopEgress / UpdateStream on it answer from the
+    /// store after the gone-worker delay. `None` if there is no such egress.
+    pub fn drop_worker(&self, egress_id: &str) -> Option<EgressInfo> {
+        self.shared.store().drop_worker(egress_id, now_ns())
+    }
+
+    /// Forgets all egresses, rooms, faults and recorded requests, and reconnects the
+    /// workers as the builder set them.
     pub fn reset(&self) {
         self.shared.store().clear();
         self.shared.faults.clear();

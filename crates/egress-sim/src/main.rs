@@ -9,9 +9,18 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use egress_auth::Credentials;
-use egress_sim::{Flavor, Simulator};
+use egress_sim::{Flavor, Rooms, Simulator};
+
+/// `--rooms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum RoomsArg {
+    /// Rooms are created on demand by the first egress that names them.
+    Auto,
+    /// Room egresses need a live room (POST /sim/rooms), like LiveKit.
+    Strict,
+}
 
 /// LiveKit egress simulator: LiveKit's Twirp Egress API on loopback, with in-memory state and
 /// fault injection (`/sim/...`). Keys come from LIVEKIT_API_KEY and LIVEKIT_API_SECRET.
@@ -26,9 +35,33 @@ struct Args {
     #[arg(long, default_value = "")]
     prefix: String,
 
-    /// Milliseconds from Start to EGRESS_ACTIVE.
-    #[arg(long, default_value_t = 500)]
-    activate_after_ms: u64,
+    /// How long an egress stays EGRESS_STARTING before EGRESS_ACTIVE (e.g. 2s, 500ms, or
+    /// bare milliseconds); StopEgress meanwhile aborts it.
+    #[arg(long, value_parser = parse_duration, default_value = "2s")]
+    start_delay: Duration,
+
+    /// Older form of --start-delay, in milliseconds.
+    #[arg(long, hide = true, conflicts_with = "start_delay")]
+    activate_after_ms: Option<u64>,
+
+    /// auto: rooms exist once an egress names them; strict: room egresses need a live room
+    /// (POST /sim/rooms), else not_found "requested room does not exist".
+    #[arg(long, value_enum, default_value = "auto")]
+    rooms: RoomsArg,
+
+    /// Start with no egress worker connected: Start RPCs fail with unavailable "no response
+    /// from servers" after --no-worker-delay (PUT /sim/workers switches at runtime).
+    #[arg(long)]
+    no_egress_workers: bool,
+
+    /// How long a Start RPC waits for a worker when none is connected.
+    #[arg(long, value_parser = parse_duration, default_value = "20s")]
+    no_worker_delay: Duration,
+
+    /// How long StopEgress / UpdateStream wait for the worker of an egress that has none
+    /// (unknown, ended, or gone) before answering from the store.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    gone_worker_delay: Duration,
 
     /// Milliseconds from StopEgress to EGRESS_COMPLETE.
     #[arg(long, default_value_t = 200)]
@@ -69,8 +102,18 @@ async fn main() -> ExitCode {
         .credentials(credentials)
         .prefix(args.prefix)
         .flavor(args.flavor)
-        .activate_after(Duration::from_millis(args.activate_after_ms))
-        .complete_after(Duration::from_millis(args.complete_after_ms));
+        .start_delay(
+            args.activate_after_ms
+                .map_or(args.start_delay, Duration::from_millis),
+        )
+        .complete_after(Duration::from_millis(args.complete_after_ms))
+        .rooms(match args.rooms {
+            RoomsArg::Auto => Rooms::Auto,
+            RoomsArg::Strict => Rooms::Strict,
+        })
+        .egress_workers(!args.no_egress_workers)
+        .no_worker_delay(args.no_worker_delay)
+        .gone_worker_delay(args.gone_worker_delay);
     if let Some(page_size) = args.page_size {
         builder = builder.paginate(page_size);
     }
@@ -124,4 +167,65 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     ctrl_c.await;
+}
+
+/// A duration as `2s`, `1.5s`, `300ms`, or bare milliseconds (`300`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let invalid = || format!("{text:?} is not a duration (e.g. 2s, 1.5s, 300ms, 300)");
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 0.001)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| invalid())?;
+    Duration::try_from_secs_f64(value * scale).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("300ms"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("300"), Ok(Duration::from_millis(300)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn flags_parse() {
+        let args = Args::try_parse_from([
+            "egress-sim",
+            "--rooms",
+            "strict",
+            "--no-egress-workers",
+            "--no-worker-delay",
+            "500ms",
+            "--start-delay",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(args.rooms, RoomsArg::Strict);
+        assert!(args.no_egress_workers);
+        assert_eq!(args.no_worker_delay, Duration::from_millis(500));
+        assert_eq!(args.start_delay, Duration::from_secs(1));
+        assert_eq!(args.gone_worker_delay, Duration::from_secs(3));
+        assert!(
+            Args::try_parse_from([
+                "egress-sim",
+                "--start-delay",
+                "1s",
+                "--activate-after-ms",
+                "5"
+            ])
+            .is_err()
+        );
+    }
 }

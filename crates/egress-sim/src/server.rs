@@ -6,7 +6,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
@@ -345,19 +345,9 @@ async fn handle_api(
     record.fault = fault.as_ref().map(|f| f.action.kind().to_owned());
     shared.requests.push(record);
 
-    let deadline = twirp_timeout(&parts.headers);
-    let work = respond(&shared, &parts, &body, fault);
-    let outcome = match deadline {
-        None => work.await,
-        Some(deadline) => match tokio::time::timeout(deadline, work).await {
-            Ok(outcome) => outcome,
-            Err(_) => {
-                let answer = Answer::twirp(TwirpError::deadline_exceeded(), shared.flavor);
-                Outcome::Respond(answer.into_response())
-            }
-        },
-    };
-    match outcome {
+    // LiveKit starts the clock in a Twirp interceptor, once the request is read.
+    let deadline = twirp_timeout(&parts.headers).map(|timeout| Instant::now() + timeout);
+    match respond(&shared, &parts, &body, fault, deadline).await {
         Outcome::Respond(response) => Ok(response),
         Outcome::Drop => Err(DropConnection),
     }
@@ -370,11 +360,13 @@ fn rpc_from_path(path: &str) -> Option<String> {
     (segments.next()? == SERVICE && Rpc::from_method(method).is_some()).then(|| method.to_owned())
 }
 
-/// `X-Twirp-Timeout-Ms`, when it is a positive integer.
+/// `X-Twirp-Timeout-Ms` read as protocol `xtwirp.ServerPassTimeout` reads it: any
+/// integer Go's `strconv.ParseInt` accepts (zero or negative: already expired); anything
+/// else is no deadline.
 fn twirp_timeout(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get("x-twirp-timeout-ms")?.to_str().ok()?;
-    let ms: u64 = value.trim().parse().ok()?;
-    (ms > 0).then(|| Duration::from_millis(ms))
+    let ms: i64 = value.parse().ok()?;
+    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// Headers for the log, with the authorization value replaced by its JWT claims.
@@ -431,16 +423,29 @@ async fn respond(
     parts: &http::request::Parts,
     body: &[u8],
     fault: Option<Fault>,
+    deadline: Option<Instant>,
 ) -> Outcome {
     let Some(fault) = fault else {
-        return Outcome::Respond(process(shared, parts, body).into_response());
+        return Outcome::Respond(process(shared, parts, body, deadline).await.into_response());
     };
     if fault.delay_ms > 0 {
-        tokio::time::sleep(Duration::from_millis(fault.delay_ms)).await;
+        // An injected delay stands for slowness anywhere before the handler answers; the
+        // caller's deadline cuts it short with LiveKit's `deadline_exceeded`.
+        let (until, cut) = service::give_up_at(
+            Instant::now(),
+            Duration::from_millis(fault.delay_ms),
+            deadline,
+        );
+        tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+        if cut {
+            return Outcome::Respond(
+                Answer::twirp(TwirpError::deadline_exceeded(), shared.flavor).into_response(),
+            );
+        }
     }
     let answer = match fault.action {
         FaultAction::Latency => {
-            return Outcome::Respond(process(shared, parts, body).into_response());
+            return Outcome::Respond(process(shared, parts, body, deadline).await.into_response());
         }
         FaultAction::TwirpError {
             code,
@@ -470,12 +475,16 @@ async fn respond(
         },
         FaultAction::Drop { after_processing } => {
             if after_processing {
-                let _ = process(shared, parts, body);
+                let _ = process(shared, parts, body, deadline).await;
             }
             return Outcome::Drop;
         }
         FaultAction::Truncate { keep_bytes } => {
-            return Outcome::Respond(process(shared, parts, body).into_truncated(keep_bytes));
+            return Outcome::Respond(
+                process(shared, parts, body, deadline)
+                    .await
+                    .into_truncated(keep_bytes),
+            );
         }
         FaultAction::Html200 { body } => Answer::new(
             200,
@@ -490,7 +499,12 @@ async fn respond(
 
 /// What LiveKit would answer: auth middleware, then the mux, then Twirp routing, then the
 /// service.
-fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer {
+async fn process(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    body: &[u8],
+    deadline: Option<Instant>,
+) -> Answer {
     let claims = match auth::authenticate(&shared.credentials, &parts.headers, parts.uri.query()) {
         Ok(claims) => claims,
         Err(message) => return Answer::plain(401, message),
@@ -543,13 +557,38 @@ fn process(shared: &Shared, parts: &http::request::Parts, body: &[u8]) -> Answer
         return bad_route(format!("unexpected Content-Type: {content_type:?}"));
     };
 
-    match service::call(shared, rpc, encoding, body, claims.as_ref()) {
+    match service::call(shared, rpc, encoding, body, claims.as_ref(), deadline).await {
         Ok(bytes) => Answer::new(200, encoding.content_type(), bytes),
         Err(error) => {
             tracing::debug!(%rpc, code = %error.code, msg = %error.msg, "twirp error");
             Answer::twirp(error, flavor)
         }
     }
+}
+
+/// Decodes `%XX` escapes in a path segment (room names may hold any character); invalid
+/// escapes stay as they are.
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Splits `[<prefix>]/<package>.<Service>/<Method>` the way Twirp's Go server does.
@@ -637,14 +676,74 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
                 None => Answer::plain(404, "egress does not exist"),
             }
         }
+        (&Method::DELETE, ["egresses", id, "worker"]) => {
+            match shared.store().drop_worker(id, now_ns()) {
+                Some(info) => Answer::new(
+                    200,
+                    "application/json",
+                    codec::encode(WireFormat::Json, "livekit.EgressInfo", &info),
+                ),
+                None => Answer::plain(404, "egress does not exist"),
+            }
+        }
+        (&Method::GET, ["rooms"]) => {
+            let rooms: Vec<_> = shared
+                .store()
+                .rooms()
+                .into_iter()
+                .map(|(name, sid)| serde_json::json!({ "name": name, "sid": sid }))
+                .collect();
+            Answer::json(200, &serde_json::json!({ "rooms": rooms }))
+        }
+        (&Method::POST, ["rooms"]) => {
+            #[derive(serde::Deserialize)]
+            struct RoomBody {
+                name: String,
+            }
+            match serde_json::from_slice::<RoomBody>(&body) {
+                Ok(room) if !room.name.is_empty() => {
+                    let sid = shared.store().create_room(&room.name);
+                    Answer::json(200, &serde_json::json!({ "name": room.name, "sid": sid }))
+                }
+                Ok(_) => Answer::plain(400, "a room needs a name"),
+                Err(error) => Answer::plain(400, format!("invalid JSON: {error}")),
+            }
+        }
+        (&Method::DELETE, ["rooms", name]) => {
+            let name = percent_decode(name);
+            match shared.store().end_room(&name, now_ns()) {
+                Some(ended) => {
+                    Answer::json(200, &serde_json::json!({ "name": name, "ended": ended }))
+                }
+                None => Answer::plain(404, format!("room {name:?} is not live")),
+            }
+        }
+        (&Method::GET, ["workers"]) => Answer::json(
+            200,
+            &serde_json::json!({ "available": shared.store().workers() }),
+        ),
+        (&Method::PUT, ["workers"]) => {
+            #[derive(serde::Deserialize)]
+            struct WorkersBody {
+                available: bool,
+            }
+            match serde_json::from_slice::<WorkersBody>(&body) {
+                Ok(workers) => {
+                    shared.store().set_workers(workers.available);
+                    Answer::json(200, &serde_json::json!({ "available": workers.available }))
+                }
+                Err(error) => Answer::plain(400, format!("invalid JSON: {error}")),
+            }
+        }
         (&Method::POST, ["reset"]) => {
             shared.faults.clear();
             shared.requests.clear();
             shared.store().clear();
             Answer::json(200, &serde_json::json!({ "reset": true }))
         }
-        (_, ["health" | "faults" | "requests" | "egresses" | "reset"])
-        | (_, ["egresses", _, "fail"]) => Answer::plain(405, "method not allowed"),
+        (_, ["health" | "faults" | "requests" | "egresses" | "reset" | "rooms" | "workers"])
+        | (_, ["egresses", _, "fail" | "worker"])
+        | (_, ["rooms", _]) => Answer::plain(405, "method not allowed"),
         _ => Answer::plain(404, format!("no simulator endpoint {path}")),
     }
 }
@@ -672,6 +771,14 @@ mod tests {
     }
 
     #[test]
+    fn room_names_in_paths_are_percent_decoded() {
+        assert_eq!(percent_decode("my%20room"), "my room");
+        assert_eq!(percent_decode("a%2Fb"), "a/b");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz%"), "bad%zz%");
+    }
+
+    #[test]
     fn rpc_names_from_paths() {
         assert_eq!(
             rpc_from_path("/x/twirp/livekit.Egress/StopEgress").as_deref(),
@@ -689,7 +796,14 @@ mod tests {
         assert_eq!(twirp_timeout(&h), Some(Duration::from_millis(250)));
         h.insert("x-twirp-timeout-ms", "soon".parse().unwrap());
         assert_eq!(twirp_timeout(&h), None);
+        // Go's ParseInt takes these, and a zero or negative timeout is already over.
         h.insert("x-twirp-timeout-ms", "0".parse().unwrap());
+        assert_eq!(twirp_timeout(&h), Some(Duration::ZERO));
+        h.insert("x-twirp-timeout-ms", "-5".parse().unwrap());
+        assert_eq!(twirp_timeout(&h), Some(Duration::ZERO));
+        h.insert("x-twirp-timeout-ms", "+7".parse().unwrap());
+        assert_eq!(twirp_timeout(&h), Some(Duration::from_millis(7)));
+        h.insert("x-twirp-timeout-ms", "1.5".parse().unwrap());
         assert_eq!(twirp_timeout(&h), None);
     }
 

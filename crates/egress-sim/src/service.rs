@@ -1,18 +1,27 @@
 //! The Egress service itself: decoded requests in, messages or Twirp errors out.
+//!
+//! Each RPC follows livekit's `pkg/service/egress.go` (v1.13.5): Start RPCs look the room up
+//! and then need an egress worker; StopEgress and UpdateStream go to the egress's worker
+//! and, when none answers, fall back to the store; ListEgress and UpdateLayout read the
+//! store. Waiting for a worker that never answers is async and bounded by the caller's
+//! `X-Twirp-Timeout-Ms`, so other requests go on meanwhile.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use egress_auth::Claims;
 use egress_core::{RpcRequest, Validate};
 use egress_proto::livekit::{
-    self as lk, EgressInfo, EgressSourceType, ListEgressResponse, TokenPagination, egress_info,
-    start_egress_request,
+    self as lk, EgressInfo, EgressSourceType, EgressStatus, ListEgressResponse, TokenPagination,
+    egress_info, start_egress_request,
 };
 
 use crate::codec::{self, WireFormat};
 use crate::redact::Redact;
 use crate::rpc::Rpc;
-use crate::state::{ListFilter, NewEgress, Shared, now_ns};
+use crate::state::{ListFilter, NewEgress, Shared, WorkerAnswer, now_ns};
 use crate::twirp::TwirpError;
 
 /// Rejects requests LiveKit's egress worker would reject, with the worker's text
@@ -28,25 +37,59 @@ fn check<T: Validate>(request: &T) -> Result<(), TwirpError> {
         .map_err(|e| TwirpError::relayed("invalid_argument", e.livekit_message()))
 }
 
+/// [`check`] as the egress worker runs it on a Start request (egress `errors.ErrInvalidInput`):
+/// the error comes back through the internal RPC layer, so it is relayed.
+fn check_on_worker<T: Validate>(request: &T) -> Result<(), TwirpError> {
+    check(request).map_err(|e| TwirpError::relayed(&e.code, e.msg))
+}
+
+/// When an internal RPC that nobody answers gives up: after `wait`, or at the caller's
+/// deadline if that comes first (protocol `xtwirp.ServerPassTimeout` puts
+/// `X-Twirp-Timeout-Ms` on the handler's context, which psrpc's request honours).
+/// The flag says whether the deadline cut the wait short.
+pub(crate) fn give_up_at(
+    now: Instant,
+    wait: Duration,
+    deadline: Option<Instant>,
+) -> (Instant, bool) {
+    let end = now.checked_add(wait).unwrap_or(now);
+    match deadline {
+        Some(deadline) if deadline < end => (deadline, true),
+        _ => (end, false),
+    }
+}
+
+/// Waits for an internal RPC that no worker answers; `true` if the caller's deadline cut
+/// the wait short.
+async fn wait_for_nobody(wait: Duration, deadline: Option<Instant>) -> bool {
+    let (until, cut) = give_up_at(Instant::now(), wait, deadline);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+    cut
+}
+
 /// Runs one RPC: decode (`malformed` on failure), check the `roomRecord` grant
 /// (`unauthenticated` `permissions denied`), then the RPC's logic; the answer is encoded in
-/// the request's encoding.
-pub(crate) fn call(
+/// the request's encoding. `deadline` is the caller's `X-Twirp-Timeout-Ms`.
+pub(crate) async fn call(
     shared: &Shared,
     rpc: Rpc,
     encoding: WireFormat,
     body: &[u8],
     claims: Option<&Claims>,
+    deadline: Option<Instant>,
 ) -> Result<Vec<u8>, TwirpError> {
     // The request's type names the RPC, and the table its response type, so a handler
     // cannot answer with the wrong message.
-    fn run<Req: RpcRequest>(
+    async fn run<Req, F, Fut>(
         encoding: WireFormat,
         body: &[u8],
         claims: Option<&Claims>,
-        f: impl FnOnce(Req) -> Result<Req::Response, TwirpError>,
+        f: F,
     ) -> Result<Vec<u8>, TwirpError>
     where
+        Req: RpcRequest,
+        F: FnOnce(Req) -> Fut,
+        Fut: Future<Output = Result<Req::Response, TwirpError>>,
         Req::Response: Redact,
     {
         let rpc = Req::RPC;
@@ -57,107 +100,258 @@ pub(crate) fn call(
         if !claims.is_some_and(|c| c.video.room_record) {
             return Err(TwirpError::permission_denied());
         }
-        let mut response = f(request)?;
+        let mut response = f(request).await?;
         // Every answer carries EgressInfos; none leaves with a secret in it.
         response.redact();
         Ok(codec::encode(encoding, rpc.response_type(), &response))
     }
 
-    let start = |new: NewEgress| -> Result<EgressInfo, TwirpError> {
-        Ok(shared.store().start(new, now_ns()))
-    };
-
     match rpc {
-        Rpc::StartRoomCompositeEgress => run(
-            encoding,
-            body,
-            claims,
-            |r: lk::RoomCompositeEgressRequest| {
-                check(&r)?;
-                start(NewEgress {
-                    room_name: r.room_name.clone(),
+        Rpc::StartRoomCompositeEgress => {
+            run(
+                encoding,
+                body,
+                claims,
+                |r: lk::RoomCompositeEgressRequest| {
+                    let new = NewEgress {
+                        room_name: r.room_name.clone(),
+                        source_type: EgressSourceType::Web,
+                        request: egress_info::Request::RoomComposite(r.clone()),
+                    };
+                    start(shared, r, new, deadline)
+                },
+            )
+            .await
+        }
+        Rpc::StartWebEgress => {
+            run(encoding, body, claims, |r: lk::WebEgressRequest| {
+                let new = NewEgress {
+                    room_name: String::new(),
                     source_type: EgressSourceType::Web,
-                    request: egress_info::Request::RoomComposite(r),
-                })
-            },
-        ),
-        Rpc::StartWebEgress => run(encoding, body, claims, |r: lk::WebEgressRequest| {
-            check(&r)?;
-            start(NewEgress {
-                room_name: String::new(),
-                source_type: EgressSourceType::Web,
-                request: egress_info::Request::Web(r),
+                    request: egress_info::Request::Web(r.clone()),
+                };
+                start(shared, r, new, deadline)
             })
-        }),
+            .await
+        }
         Rpc::StartParticipantEgress => {
             run(encoding, body, claims, |r: lk::ParticipantEgressRequest| {
-                check(&r)?;
-                start(NewEgress {
+                let new = NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Sdk,
-                    request: egress_info::Request::Participant(r),
-                })
+                    request: egress_info::Request::Participant(r.clone()),
+                };
+                start(shared, r, new, deadline)
             })
+            .await
         }
-        Rpc::StartTrackCompositeEgress => run(
-            encoding,
-            body,
-            claims,
-            |r: lk::TrackCompositeEgressRequest| {
-                check(&r)?;
-                start(NewEgress {
+        Rpc::StartTrackCompositeEgress => {
+            run(
+                encoding,
+                body,
+                claims,
+                |r: lk::TrackCompositeEgressRequest| {
+                    let new = NewEgress {
+                        room_name: r.room_name.clone(),
+                        source_type: EgressSourceType::Sdk,
+                        request: egress_info::Request::TrackComposite(r.clone()),
+                    };
+                    start(shared, r, new, deadline)
+                },
+            )
+            .await
+        }
+        Rpc::StartTrackEgress => {
+            run(encoding, body, claims, |r: lk::TrackEgressRequest| {
+                let new = NewEgress {
                     room_name: r.room_name.clone(),
                     source_type: EgressSourceType::Sdk,
-                    request: egress_info::Request::TrackComposite(r),
-                })
-            },
-        ),
-        Rpc::StartTrackEgress => run(encoding, body, claims, |r: lk::TrackEgressRequest| {
-            check(&r)?;
-            start(NewEgress {
-                room_name: r.room_name.clone(),
-                source_type: EgressSourceType::Sdk,
-                request: egress_info::Request::Track(r),
+                    request: egress_info::Request::Track(r.clone()),
+                };
+                start(shared, r, new, deadline)
             })
-        }),
-        Rpc::StartEgress => run(encoding, body, claims, |r: lk::StartEgressRequest| {
-            check(&r)?;
-            let source_type = match r.source {
-                Some(start_egress_request::Source::Media(_)) => EgressSourceType::Sdk,
-                _ => EgressSourceType::Web,
-            };
-            start(NewEgress {
-                room_name: r.room_name.clone(),
-                source_type,
-                request: egress_info::Request::Egress(r),
+            .await
+        }
+        Rpc::StartEgress => {
+            run(encoding, body, claims, |r: lk::StartEgressRequest| {
+                let source_type = match r.source {
+                    Some(start_egress_request::Source::Media(_)) => EgressSourceType::Sdk,
+                    _ => EgressSourceType::Web,
+                };
+                let new = NewEgress {
+                    room_name: r.room_name.clone(),
+                    source_type,
+                    request: egress_info::Request::Egress(r.clone()),
+                };
+                start(shared, r, new, deadline)
             })
-        }),
+            .await
+        }
         // LiveKit looks the egress up before anything else, so an empty id is `not_found`
         // rather than `invalid_argument`.
-        Rpc::UpdateLayout => run(encoding, body, claims, |r: lk::UpdateLayoutRequest| {
-            shared
-                .store()
-                .update_layout(&r.egress_id, &r.layout, now_ns())
-        }),
-        Rpc::UpdateStream => run(encoding, body, claims, |r: lk::UpdateStreamRequest| {
-            shared.store().update_stream(&r, now_ns())
-        }),
-        Rpc::StopEgress => run(encoding, body, claims, |r: lk::StopEgressRequest| {
-            shared.store().stop(&r.egress_id, now_ns())
-        }),
-        Rpc::ListEgress => run(encoding, body, claims, |r: lk::ListEgressRequest| {
-            check(&r)?;
-            let items = shared.store().list(
-                &ListFilter {
-                    room_name: &r.room_name,
-                    egress_id: &r.egress_id,
-                    active: r.active,
+        Rpc::UpdateLayout => {
+            run(
+                encoding,
+                body,
+                claims,
+                |r: lk::UpdateLayoutRequest| async move {
+                    shared
+                        .store()
+                        .update_layout(&r.egress_id, &r.layout, now_ns())
                 },
-                now_ns(),
-            );
-            paginate(items, shared.page_size, r.page_token.as_ref())
-        }),
+            )
+            .await
+        }
+        Rpc::UpdateStream => {
+            run(encoding, body, claims, |r: lk::UpdateStreamRequest| {
+                update_stream(shared, r, deadline)
+            })
+            .await
+        }
+        Rpc::StopEgress => {
+            run(encoding, body, claims, |r: lk::StopEgressRequest| {
+                stop(shared, r.egress_id, deadline)
+            })
+            .await
+        }
+        Rpc::ListEgress => {
+            run(
+                encoding,
+                body,
+                claims,
+                |r: lk::ListEgressRequest| async move {
+                    check(&r)?;
+                    list(shared, &r)
+                },
+            )
+            .await
+        }
     }
+}
+
+/// A Start RPC (livekit `egressLauncher.StartEgress`): the room a request names must be
+/// live (`LoadRoom`, see [`Rooms`](crate::Rooms)); then an egress worker must take the
+/// request, and it is the worker that validates it. With no worker, the internal RPC's
+/// retries run out (`unavailable` `no response from servers`), or the caller's deadline
+/// ends them first (`canceled` `request canceled`: psrpc's retry gives up with
+/// `ErrRequestCanceled` once the context is done).
+async fn start<T: Validate>(
+    shared: &Shared,
+    request: T,
+    new: NewEgress,
+    deadline: Option<Instant>,
+) -> Result<EgressInfo, TwirpError> {
+    let (room_id, workers) = {
+        let mut store = shared.store();
+        (store.room_for_start(&new.room_name)?, store.workers())
+    };
+    if !workers {
+        return Err(if wait_for_nobody(shared.waits.no_worker, deadline).await {
+            TwirpError::request_canceled()
+        } else {
+            TwirpError::no_response()
+        });
+    }
+    check_on_worker(&request)?;
+    Ok(shared.store().start(new, room_id, now_ns()))
+}
+
+/// StopEgress (livekit `EgressService.StopEgress`): the egress's worker ends it (see
+/// `Store::stop`). When no worker answers (unknown id, ended egress, worker gone) the
+/// internal RPC gives up after the gone-worker wait, and the handler answers from the
+/// store: `not_found` for an unknown id, `failed_precondition` `egress with status … cannot
+/// be stopped` unless the stored status is STARTING or ACTIVE, and otherwise the RPC's
+/// error: `request timed out` (the handler maps `no response from servers` to it), or
+/// `request canceled` when the caller's deadline ended the wait.
+async fn stop(
+    shared: &Shared,
+    egress_id: String,
+    deadline: Option<Instant>,
+) -> Result<EgressInfo, TwirpError> {
+    let answer = shared.store().stop(&egress_id, now_ns());
+    if let WorkerAnswer::Answered(info) = answer {
+        return Ok(info);
+    }
+    let cut = wait_for_nobody(shared.waits.gone_worker, deadline).await;
+    let rpc_error = if cut {
+        TwirpError::request_canceled()
+    } else {
+        TwirpError::request_timed_out()
+    };
+    Err(store_fallback(shared, &egress_id, rpc_error, "stopped"))
+}
+
+/// UpdateStream (livekit `EgressService.UpdateStream`): the egress's worker applies it
+/// (see `Store::update_stream`); its error, or no worker answering (after the gone-worker
+/// wait, or at the caller's deadline), falls back to the store like [`stop`], except that
+/// a worker that never answers stays `unavailable` `no response from servers`.
+async fn update_stream(
+    shared: &Shared,
+    request: lk::UpdateStreamRequest,
+    deadline: Option<Instant>,
+) -> Result<EgressInfo, TwirpError> {
+    let answer = shared.store().update_stream(&request, now_ns());
+    let rpc_error = match answer {
+        WorkerAnswer::Answered(Ok(info)) => return Ok(info),
+        WorkerAnswer::Answered(Err(error)) => error,
+        WorkerAnswer::NoWorker => {
+            if wait_for_nobody(shared.waits.gone_worker, deadline).await {
+                TwirpError::request_canceled()
+            } else {
+                TwirpError::no_response()
+            }
+        }
+    };
+    Err(store_fallback(
+        shared,
+        &request.egress_id,
+        rpc_error,
+        "updated",
+    ))
+}
+
+/// What livekit's Stop/UpdateStream handlers answer after the worker's RPC failed: they
+/// load the egress (`IOInfoService.GetEgress`: `not_found` if unknown) and pass the RPC's
+/// error on only while it is STARTING or ACTIVE; otherwise `failed_precondition`.
+fn store_fallback(
+    shared: &Shared,
+    egress_id: &str,
+    rpc_error: TwirpError,
+    verb: &str,
+) -> TwirpError {
+    let Some(info) = shared.store().get(egress_id, now_ns()) else {
+        return TwirpError::not_found();
+    };
+    match EgressStatus::try_from(info.status) {
+        Ok(EgressStatus::EgressStarting | EgressStatus::EgressActive) => rpc_error,
+        Ok(status) => crate::state::precondition(status, verb),
+        Err(_) => rpc_error,
+    }
+}
+
+/// ListEgress (livekit `IOInfoService.ListEgress`): an egress id looks that one egress up
+/// and ignores the other filters (`not_found` if unknown); otherwise the room and `active`
+/// filters apply.
+fn list(shared: &Shared, r: &lk::ListEgressRequest) -> Result<ListEgressResponse, TwirpError> {
+    if !r.egress_id.is_empty() {
+        let info = shared
+            .store()
+            .get(&r.egress_id, now_ns())
+            .ok_or_else(TwirpError::not_found)?;
+        return Ok(ListEgressResponse {
+            items: vec![info],
+            next_page_token: None,
+        });
+    }
+    let items = shared.store().list(
+        &ListFilter {
+            room_name: &r.room_name,
+            egress_id: "",
+            active: r.active,
+        },
+        now_ns(),
+    );
+    paginate(items, shared.page_size, r.page_token.as_ref())
 }
 
 const TOKEN_PREFIX: &str = "sim-offset:";
@@ -213,6 +407,19 @@ mod tests {
                 ..Default::default()
             })
             .collect()
+    }
+
+    #[test]
+    fn waits_end_at_the_deadline_when_it_comes_first() {
+        let now = Instant::now();
+        let wait = Duration::from_secs(3);
+        assert_eq!(give_up_at(now, wait, None), (now + wait, false));
+        let soon = now + Duration::from_millis(300);
+        assert_eq!(give_up_at(now, wait, Some(soon)), (soon, true));
+        let late = now + Duration::from_secs(5);
+        assert_eq!(give_up_at(now, wait, Some(late)), (now + wait, false));
+        // An already expired deadline (X-Twirp-Timeout-Ms: 0) ends the wait at once.
+        assert_eq!(give_up_at(now, wait, Some(now)), (now, true));
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Faults,
     pub(crate) requests: RequestLog,
+    /// How long LiveKit's internal RPCs take to give up when no egress worker answers.
+    pub(crate) waits: Waits,
 }
 
 impl Shared {
@@ -72,8 +74,49 @@ pub(crate) fn random_id(prefix: &str) -> String {
 /// How long the lifecycle stages take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Timing {
+    /// STARTING → ACTIVE (the worker's pipeline starting).
     pub(crate) activate_after: Duration,
+    /// ENDING → COMPLETE.
     pub(crate) complete_after: Duration,
+}
+
+/// How long LiveKit's internal RPC layer (psrpc) waits for an egress worker that never
+/// answers, before the Twirp handler gets an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Waits {
+    /// A Start RPC with no egress worker: the egress client's nested retries (protocol
+    /// `rpc/egress_client.go` `NewEgressClient`: three claims of a second each with backoff,
+    /// inside the generic three-attempt retry) add up to about 20 s before
+    /// `no response from servers`.
+    pub(crate) no_worker: Duration,
+    /// StopEgress / UpdateStream on an egress no worker serves (unknown, ended, or its
+    /// worker gone): three one-second claim attempts (psrpc `DefaultAffinityTimeout`,
+    /// protocol `DefaultPSRPCConfig.MaxAttempts`) before the handler falls back to the
+    /// store (livekit `pkg/service/egress.go` `StopEgress` / `UpdateStream`).
+    pub(crate) gone_worker: Duration,
+}
+
+/// Whether Start RPCs need a live room.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rooms {
+    /// A room springs into existence the first time an egress names it (handy for tests
+    /// that do not care about rooms).
+    #[default]
+    Auto,
+    /// Like LiveKit: room-bound egresses need a live room (`POST /sim/rooms`,
+    /// [`Simulator::create_room`](crate::Simulator::create_room)); otherwise `not_found`
+    /// `requested room does not exist` (livekit `egressLauncher.StartEgress` →
+    /// `LoadRoom` → `ErrRoomNotFound`).
+    Strict,
+}
+
+/// The end reasons LiveKit's egress records in `EgressInfo.details` (protocol
+/// `livekit/livekit_egress.go`), and its abort message.
+pub(crate) mod reason {
+    pub(crate) const API: &str = "StopEgress API";
+    pub(crate) const SOURCE_CLOSED: &str = "Source closed";
+    pub(crate) const STREAMS_STOPPED: &str = "All streams stopped";
+    pub(crate) const STOPPED_BEFORE_STARTED: &str = "Stop called before pipeline could start";
 }
 
 /// What a Start RPC asks for, already turned into an egress description.
@@ -96,12 +139,33 @@ struct Entry {
     touched_ns: i64,
     /// Forced failure (time, error message).
     failure: Option<(i64, String)>,
+    /// Ended before it became active (time, message): `EGRESS_ABORTED`.
+    aborted: Option<(i64, String)>,
+    /// Why it ended, as the worker records it (first reason wins: the worker's `SendEOS`
+    /// runs once).
+    end_reason: Option<String>,
+    /// Whether a room's egress (room composite, participant, track, track composite):
+    /// those end when their room does.
+    room_bound: bool,
+    /// Whether it has stream outputs (the worker's stream config): UpdateStream needs one.
+    streaming: bool,
+    /// Outputs other than streams (files, segments, images): they keep the egress alive
+    /// when its last stream is removed.
+    other_outputs: usize,
+    /// When its worker went away without telling the store: from then on nothing changes
+    /// its stored state, and no worker answers for it.
+    gone_ns: Option<i64>,
 }
 
 impl Entry {
     fn status(&self, now: i64) -> EgressStatus {
+        // Nobody updates the store once the worker is gone: its state freezes.
+        let now = self.gone_ns.map_or(now, |gone| now.min(gone));
         if self.failure.is_some() {
             return EgressStatus::EgressFailed;
+        }
+        if self.aborted.is_some() {
+            return EgressStatus::EgressAborted;
         }
         match (self.stop_ns, self.complete_ns) {
             (_, Some(complete)) if now >= complete => EgressStatus::EgressComplete,
@@ -118,23 +182,63 @@ impl Entry {
         )
     }
 
+    /// Whether a worker still runs this egress and answers for it: it has not ended and
+    /// its worker was not made to go away.
+    fn has_worker(&self, now: i64) -> bool {
+        self.gone_ns.is_none()
+            && matches!(
+                self.status(now),
+                EgressStatus::EgressStarting
+                    | EgressStatus::EgressActive
+                    | EgressStatus::EgressEnding
+            )
+    }
+
+    /// The worker's end of an egress (egress `pipeline/controller.go` `SendEOS`, which
+    /// runs once): a STARTING egress is aborted (`Stop called before pipeline could
+    /// start`), an ACTIVE one goes ENDING then COMPLETE, an ENDING one stays as it is.
+    fn send_eos(&mut self, reason: &str, now: i64, complete_after: i64) {
+        if self.end_reason.is_some() {
+            return;
+        }
+        self.end_reason = Some(reason.to_owned());
+        match self.status(now) {
+            EgressStatus::EgressStarting => {
+                self.aborted = Some((now, reason::STOPPED_BEFORE_STARTED.to_owned()));
+            }
+            EgressStatus::EgressActive => {
+                self.stop_ns = Some(now);
+                self.complete_ns = Some(now.saturating_add(complete_after));
+            }
+            _ => {}
+        }
+    }
+
     fn snapshot(&self, now: i64) -> EgressInfo {
+        let now = self.gone_ns.map_or(now, |gone| now.min(gone));
         let mut info = self.info.clone();
         let status = self.status(now);
         info.status = status as i32;
 
         // The egress became active only if that happened before it was stopped or failed.
-        let cut = [self.stop_ns, self.failure.as_ref().map(|(t, _)| *t)]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or(i64::MAX);
+        let cut = [
+            self.stop_ns,
+            self.failure.as_ref().map(|(t, _)| *t),
+            self.aborted.as_ref().map(|(t, _)| *t),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(i64::MAX);
         let mut updated = self.created_ns.max(self.touched_ns);
         if self.activate_ns <= now && self.activate_ns < cut {
             updated = updated.max(self.activate_ns);
         }
         if let Some(stop) = self.stop_ns {
             updated = updated.max(stop);
+        }
+        if let Some(reason) = &self.end_reason {
+            info.details = format!("End reason: {reason}");
         }
         match status {
             EgressStatus::EgressComplete => {
@@ -149,6 +253,15 @@ impl Entry {
                 info.error = error;
                 updated = updated.max(ended);
                 finish_results(&mut info, ended, stream_info::Status::Failed);
+            }
+            EgressStatus::EgressAborted => {
+                // protocol `EgressInfo.SetAborted`: the message, and 412 as its error code.
+                let (ended, error) = self.aborted.clone().unwrap_or((now, String::new()));
+                info.ended_at = ended;
+                info.error = error;
+                info.error_code = 412;
+                updated = updated.max(ended);
+                finish_results(&mut info, ended, stream_info::Status::Finished);
             }
             _ => {}
         }
@@ -186,20 +299,37 @@ pub(crate) struct ListFilter<'a> {
     pub(crate) active: bool,
 }
 
-/// All egresses and the room ids handed out so far.
+/// What a worker-bound RPC (StopEgress, UpdateStream) found.
+#[derive(Debug)]
+pub(crate) enum WorkerAnswer<T> {
+    /// A worker runs the egress and answered.
+    Answered(T),
+    /// No worker answers for this egress id (unknown, ended, or its worker gone): the
+    /// caller waits for the internal RPC to give up, then falls back to the store.
+    NoWorker,
+}
+
+/// All egresses, the live rooms and whether egress workers are connected.
 #[derive(Debug)]
 pub(crate) struct Store {
     entries: Vec<Entry>,
+    /// Live rooms: name → room id.
     rooms: HashMap<String, String>,
     timing: Timing,
+    room_mode: Rooms,
+    workers: bool,
+    workers_default: bool,
 }
 
 impl Store {
-    pub(crate) fn new(timing: Timing) -> Self {
+    pub(crate) fn new(timing: Timing, room_mode: Rooms, workers: bool) -> Self {
         Self {
             entries: Vec::new(),
             rooms: HashMap::new(),
             timing,
+            room_mode,
+            workers,
+            workers_default: workers,
         }
     }
 
@@ -210,20 +340,73 @@ impl Store {
             .ok_or_else(TwirpError::not_found)
     }
 
-    fn room_id(&mut self, room_name: &str) -> String {
+    /// The room id a Start RPC records, as livekit `egressLauncher.StartEgress` looks the
+    /// room up (`LoadRoom`) whenever the request names one: in [`Rooms::Strict`] a room
+    /// that is not live is `not_found` `requested room does not exist`; in [`Rooms::Auto`]
+    /// it is created. No room name (web egress) needs no room.
+    pub(crate) fn room_for_start(&mut self, room_name: &str) -> Result<String, TwirpError> {
         if room_name.is_empty() {
-            return String::new();
+            return Ok(String::new());
         }
+        if let Some(sid) = self.rooms.get(room_name) {
+            return Ok(sid.clone());
+        }
+        match self.room_mode {
+            Rooms::Auto => Ok(self.create_room(room_name)),
+            Rooms::Strict => Err(TwirpError::room_not_found()),
+        }
+    }
+
+    /// Makes a room live (idempotent); returns its id.
+    pub(crate) fn create_room(&mut self, room_name: &str) -> String {
         self.rooms
             .entry(room_name.to_owned())
             .or_insert_with(|| random_id("RM_"))
             .clone()
     }
 
-    /// Creates an egress in `EGRESS_STARTING`.
-    pub(crate) fn start(&mut self, new: NewEgress, now: i64) -> EgressInfo {
+    /// Live rooms: (name, id), sorted by name.
+    pub(crate) fn rooms(&self) -> Vec<(String, String)> {
+        let mut rooms: Vec<_> = self
+            .rooms
+            .iter()
+            .map(|(name, sid)| (name.clone(), sid.clone()))
+            .collect();
+        rooms.sort();
+        rooms
+    }
+
+    /// Ends a room: each of its egresses that a worker still runs ends as the worker's
+    /// source closes (egress `controller.go`: `EndRecording` → `SendEOS(Source closed)`).
+    /// Returns the ids of the egresses it ended, or `None` if the room is not live.
+    pub(crate) fn end_room(&mut self, room_name: &str, now: i64) -> Option<Vec<String>> {
+        self.rooms.remove(room_name)?;
+        let complete_after = ns(self.timing.complete_after);
+        let mut ended = Vec::new();
+        for entry in &mut self.entries {
+            if entry.room_bound && entry.info.room_name == room_name && entry.has_worker(now) {
+                entry.send_eos(reason::SOURCE_CLOSED, now, complete_after);
+                ended.push(entry.info.egress_id.clone());
+            }
+        }
+        Some(ended)
+    }
+
+    /// Whether egress workers are connected (Start RPCs find one).
+    pub(crate) fn workers(&self) -> bool {
+        self.workers
+    }
+
+    pub(crate) fn set_workers(&mut self, available: bool) {
+        self.workers = available;
+    }
+
+    /// Creates an egress in `EGRESS_STARTING` in the room `room_id` (from
+    /// [`room_for_start`](Self::room_for_start)).
+    pub(crate) fn start(&mut self, new: NewEgress, room_id: String, now: i64) -> EgressInfo {
         let egress_id = random_id("EG_");
-        let room_id = self.room_id(&new.room_name);
+        let room_bound =
+            !new.room_name.is_empty() && !matches!(new.request, egress_info::Request::Web(_));
         let mut info = EgressInfo {
             egress_id,
             room_id,
@@ -236,6 +419,9 @@ impl Store {
         };
         add_results(&mut info, &new.request, now);
         info.request = Some(new.request);
+        let streaming = !info.stream_results.is_empty();
+        let other_outputs =
+            info.file_results.len() + info.segment_results.len() + info.image_results.len();
         let entry = Entry {
             info,
             created_ns: now,
@@ -244,6 +430,12 @@ impl Store {
             complete_ns: None,
             touched_ns: now,
             failure: None,
+            aborted: None,
+            end_reason: None,
+            room_bound,
+            streaming,
+            other_outputs,
+            gone_ns: None,
         };
         let snapshot = entry.snapshot(now);
         self.entries.push(entry);
@@ -256,17 +448,24 @@ impl Store {
         Some(self.entries[index].snapshot(now))
     }
 
-    /// StopEgress: `EGRESS_ENDING`, then `EGRESS_COMPLETE` after `complete_after`.
-    pub(crate) fn stop(&mut self, egress_id: &str, now: i64) -> Result<EgressInfo, TwirpError> {
-        let index = self.find(egress_id)?;
-        let complete_after = ns(self.timing.complete_after);
+    fn worker_entry(&mut self, egress_id: &str, now: i64) -> Option<&mut Entry> {
+        let index = self.find(egress_id).ok()?;
         let entry = &mut self.entries[index];
-        if !entry.is_open(now) {
-            return Err(precondition(entry.status(now), "stopped"));
+        entry.has_worker(now).then_some(entry)
+    }
+
+    /// StopEgress as the egress's worker handles it (egress `handler_rpc.go` `StopEgress`
+    /// → `SendEOS(StopEgress API)`): STARTING → `EGRESS_ABORTED`, ACTIVE → `EGRESS_ENDING`
+    /// (then `EGRESS_COMPLETE` after `complete_after`), ENDING answered as it is.
+    pub(crate) fn stop(&mut self, egress_id: &str, now: i64) -> WorkerAnswer<EgressInfo> {
+        let complete_after = ns(self.timing.complete_after);
+        match self.worker_entry(egress_id, now) {
+            Some(entry) => {
+                entry.send_eos(reason::API, now, complete_after);
+                WorkerAnswer::Answered(entry.snapshot(now))
+            }
+            None => WorkerAnswer::NoWorker,
         }
-        entry.stop_ns = Some(now);
-        entry.complete_ns = Some(now.saturating_add(complete_after));
-        Ok(entry.snapshot(now))
     }
 
     /// UpdateLayout: changes the layout of a room composite or template egress.
@@ -291,13 +490,28 @@ impl Store {
         Ok(entry.snapshot(now))
     }
 
-    /// UpdateStream: adds stream URLs (new `ACTIVE` stream results) and finishes removed ones.
+    /// UpdateStream as the egress's worker handles it (egress `pipeline/controller.go`
+    /// `UpdateStream`): an egress without stream outputs is `invalid_argument`
+    /// `UpdateStream called on non-streaming egress`; added URLs become `ACTIVE` stream
+    /// results; each removed URL that is not streaming is `not_found` `stream <url> not
+    /// found` (the others are still applied, and several errors are joined by newlines
+    /// under the first one's code, as its `ErrArray` does); removing the last output ends
+    /// the egress (`SendEOS(All streams stopped)`).
     pub(crate) fn update_stream(
         &mut self,
         request: &lk::UpdateStreamRequest,
         now: i64,
-    ) -> Result<EgressInfo, TwirpError> {
-        let entry = self.open_for_update(&request.egress_id, now)?;
+    ) -> WorkerAnswer<Result<EgressInfo, TwirpError>> {
+        let complete_after = ns(self.timing.complete_after);
+        let Some(entry) = self.worker_entry(&request.egress_id, now) else {
+            return WorkerAnswer::NoWorker;
+        };
+        if !entry.streaming {
+            return WorkerAnswer::Answered(Err(TwirpError::relayed(
+                "invalid_argument",
+                "UpdateStream called on non-streaming egress",
+            )));
+        }
         let active = stream_info::Status::Active as i32;
         // Added URLs carry no id; added destinations carry theirs into the result.
         let added = request.add_output_urls.iter().map(|url| (url, "")).chain(
@@ -322,16 +536,37 @@ impl Store {
                 });
             }
         }
-        let remove = &request.remove_output_urls;
-        for stream in &mut entry.info.stream_results {
-            if stream.status == active && remove.contains(&stream.url) {
-                stream.status = stream_info::Status::Finished as i32;
-                stream.ended_at = now;
-                stream.duration = now - stream.started_at;
+        let mut errors = Vec::new();
+        for url in &request.remove_output_urls {
+            let stream = entry
+                .info
+                .stream_results
+                .iter_mut()
+                .find(|s| &s.url == url && s.status == active);
+            match stream {
+                Some(stream) => {
+                    stream.status = stream_info::Status::Finished as i32;
+                    stream.ended_at = now;
+                    stream.duration = now - stream.started_at;
+                }
+                None => errors.push(format!("stream {url} not found")),
             }
         }
+        let streams_left = entry
+            .info
+            .stream_results
+            .iter()
+            .filter(|s| s.status == active)
+            .count();
+        if streams_left + entry.other_outputs == 0 {
+            entry.send_eos(reason::STREAMS_STOPPED, now, complete_after);
+        }
         entry.touched_ns = now;
-        Ok(entry.snapshot(now))
+        if errors.is_empty() {
+            WorkerAnswer::Answered(Ok(entry.snapshot(now)))
+        } else {
+            WorkerAnswer::Answered(Err(TwirpError::relayed("not_found", errors.join("\n"))))
+        }
     }
 
     fn open_for_update(&mut self, egress_id: &str, now: i64) -> Result<&mut Entry, TwirpError> {
@@ -343,7 +578,8 @@ impl Store {
         Ok(entry)
     }
 
-    /// ListEgress, oldest first.
+    /// ListEgress, oldest first (livekit `IOInfoService.ListEgress` over the store's
+    /// `ListEgress`): by room name, and `active` keeps STARTING, ACTIVE and ENDING.
     pub(crate) fn list(&self, filter: &ListFilter<'_>, now: i64) -> Vec<EgressInfo> {
         self.entries
             .iter()
@@ -370,14 +606,26 @@ impl Store {
         Some(entry.snapshot(now))
     }
 
-    /// Forgets every egress (room ids too).
+    /// Makes an egress's worker go away without telling the store (a crashed or
+    /// partitioned worker): its stored state freezes, and StopEgress / UpdateStream wait
+    /// for the internal RPC to give up before answering from the store.
+    pub(crate) fn drop_worker(&mut self, egress_id: &str, now: i64) -> Option<EgressInfo> {
+        let index = self.find(egress_id).ok()?;
+        let entry = &mut self.entries[index];
+        entry.gone_ns.get_or_insert(now);
+        Some(entry.snapshot(now))
+    }
+
+    /// Forgets every egress and room, and reconnects the workers as configured.
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
         self.rooms.clear();
+        self.workers = self.workers_default;
     }
 }
 
-fn precondition(status: EgressStatus, verb: &str) -> TwirpError {
+/// livekit `egress.go`'s own answer for an egress that cannot be stopped or updated.
+pub(crate) fn precondition(status: EgressStatus, verb: &str) -> TwirpError {
     TwirpError::new(
         "failed_precondition",
         format!(
@@ -499,11 +747,32 @@ mod tests {
 
     const MS: i64 = 1_000_000;
 
+    fn store_with(rooms: Rooms) -> Store {
+        Store::new(
+            Timing {
+                activate_after: Duration::from_millis(500),
+                complete_after: Duration::from_millis(200),
+            },
+            rooms,
+            true,
+        )
+    }
+
     fn store() -> Store {
-        Store::new(Timing {
-            activate_after: Duration::from_millis(500),
-            complete_after: Duration::from_millis(200),
-        })
+        store_with(Rooms::Auto)
+    }
+
+    /// A Start RPC as the service runs it: room first, then the egress.
+    fn start(s: &mut Store, new: NewEgress, now: i64) -> EgressInfo {
+        let room_id = s.room_for_start(&new.room_name).unwrap();
+        s.start(new, room_id, now)
+    }
+
+    fn answered<T>(answer: WorkerAnswer<T>) -> T {
+        match answer {
+            WorkerAnswer::Answered(value) => value,
+            WorkerAnswer::NoWorker => panic!("no worker answered"),
+        }
     }
 
     fn room_composite(room: &str, urls: &[&str]) -> NewEgress {
@@ -524,6 +793,19 @@ mod tests {
         }
     }
 
+    /// Stream outputs only (no file): removing the last URL ends it.
+    fn stream_only(room: &str, urls: &[&str]) -> NewEgress {
+        let mut new = room_composite(room, urls);
+        if let egress_info::Request::RoomComposite(r) = &mut new.request {
+            r.file_outputs.clear();
+        }
+        new
+    }
+
+    fn status(info: &EgressInfo) -> EgressStatus {
+        EgressStatus::try_from(info.status).unwrap()
+    }
+
     #[test]
     fn ids_have_livekit_shape() {
         let id = random_id("EG_");
@@ -537,9 +819,9 @@ mod tests {
     fn lifecycle_is_computed_from_timestamps() {
         let mut s = store();
         let t0 = 1_000_000 * MS;
-        let info = s.start(room_composite("r", &["rtmp://a"]), t0);
+        let info = start(&mut s, room_composite("r", &["rtmp://a"]), t0);
         let id = info.egress_id.clone();
-        assert_eq!(info.status, EgressStatus::EgressStarting as i32);
+        assert_eq!(status(&info), EgressStatus::EgressStarting);
         assert_eq!((info.started_at, info.updated_at), (t0, t0));
         assert!(info.room_id.starts_with("RM_"));
         assert_eq!(info.stream_results.len(), 1);
@@ -550,43 +832,242 @@ mod tests {
         ));
 
         let active = s.get(&id, t0 + 500 * MS).unwrap();
-        assert_eq!(active.status, EgressStatus::EgressActive as i32);
+        assert_eq!(status(&active), EgressStatus::EgressActive);
         assert_eq!(active.updated_at, t0 + 500 * MS);
 
-        let ending = s.stop(&id, t0 + 600 * MS).unwrap();
-        assert_eq!(ending.status, EgressStatus::EgressEnding as i32);
-        let err = s.stop(&id, t0 + 700 * MS).unwrap_err();
-        assert_eq!(
-            err.msg,
-            "egress with status EGRESS_ENDING cannot be stopped"
-        );
+        let ending = answered(s.stop(&id, t0 + 600 * MS));
+        assert_eq!(status(&ending), EgressStatus::EgressEnding);
+        assert_eq!(ending.details, "End reason: StopEgress API");
+        // The worker answers a second stop with the egress as it is (SendEOS runs once).
+        let again = answered(s.stop(&id, t0 + 700 * MS));
+        assert_eq!(status(&again), EgressStatus::EgressEnding);
 
         let done = s.get(&id, t0 + 800 * MS).unwrap();
-        assert_eq!(done.status, EgressStatus::EgressComplete as i32);
+        assert_eq!(status(&done), EgressStatus::EgressComplete);
         assert_eq!(done.ended_at, t0 + 800 * MS);
         assert_eq!(
             done.stream_results[0].status,
             stream_info::Status::Finished as i32
         );
+        // Ended: its worker has exited, nobody answers.
+        assert!(matches!(s.stop(&id, t0 + 900 * MS), WorkerAnswer::NoWorker));
         let err = s.update_layout(&id, "speaker", t0 + 900 * MS).unwrap_err();
         assert_eq!(err.code, "failed_precondition");
         assert_eq!(
             err.msg,
             "egress with status EGRESS_COMPLETE cannot be updated"
         );
-        assert_eq!(s.stop("EG_nope", t0).unwrap_err(), TwirpError::not_found());
+        assert!(matches!(s.stop("EG_nope", t0), WorkerAnswer::NoWorker));
+    }
+
+    #[test]
+    fn stop_while_starting_aborts() {
+        let mut s = store();
+        let t0 = 1_000 * MS;
+        let id = start(&mut s, room_composite("r", &[]), t0).egress_id;
+        let aborted = answered(s.stop(&id, t0 + 100 * MS));
+        assert_eq!(status(&aborted), EgressStatus::EgressAborted);
+        assert_eq!(aborted.error, "Stop called before pipeline could start");
+        assert_eq!(aborted.error_code, 412);
+        assert_eq!(aborted.ended_at, t0 + 100 * MS);
+        // It never becomes active afterwards.
+        let later = s.get(&id, t0 + 1_000 * MS).unwrap();
+        assert_eq!(status(&later), EgressStatus::EgressAborted);
+        assert_eq!(later.updated_at, t0 + 100 * MS);
+    }
+
+    #[test]
+    fn strict_rooms_must_be_live_and_ending_a_room_ends_its_egresses() {
+        let mut s = store_with(Rooms::Strict);
+        let t0 = 1_000 * MS;
+        assert_eq!(
+            s.room_for_start("nope").unwrap_err(),
+            TwirpError::room_not_found()
+        );
+        assert_eq!(s.room_for_start("").unwrap(), "");
+        let sid = s.create_room("r");
+        assert_eq!(s.create_room("r"), sid);
+        let active = start(&mut s, room_composite("r", &[]), t0).egress_id;
+        let starting = start(&mut s, room_composite("r", &[]), t0 + 600 * MS).egress_id;
+        let web = s.start(
+            NewEgress {
+                room_name: String::new(),
+                source_type: EgressSourceType::Web,
+                request: egress_info::Request::Web(lk::WebEgressRequest::default()),
+            },
+            String::new(),
+            t0,
+        );
+        assert_eq!(s.get(&active, t0).unwrap().room_id, sid);
+
+        let ended = s.end_room("r", t0 + 700 * MS).unwrap();
+        assert_eq!(ended, vec![active.clone(), starting.clone()]);
+        let a = s.get(&active, t0 + 700 * MS).unwrap();
+        assert_eq!(status(&a), EgressStatus::EgressEnding);
+        assert_eq!(a.details, "End reason: Source closed");
+        let b = s.get(&starting, t0 + 700 * MS).unwrap();
+        assert_eq!(status(&b), EgressStatus::EgressAborted);
+        let w = s.get(&web.egress_id, t0 + 700 * MS).unwrap();
+        assert_eq!(status(&w), EgressStatus::EgressActive);
+        assert!(s.end_room("r", t0).is_none());
+        assert!(s.room_for_start("r").is_err());
+        // A new room of the same name is a new room.
+        assert_ne!(s.create_room("r"), sid);
+    }
+
+    #[test]
+    fn update_stream_follows_the_workers_rules() {
+        let mut s = store();
+        let t0 = 1_000 * MS;
+        let id = start(&mut s, stream_only("r", &["rtmp://a", "rtmp://b"]), t0).egress_id;
+        let t1 = t0 + 600 * MS;
+
+        let err = answered(s.update_stream(
+            &lk::UpdateStreamRequest {
+                egress_id: id.clone(),
+                add_output_urls: vec!["rtmp://c".into()],
+                remove_output_urls: vec!["rtmp://x".into(), "rtmp://a".into(), "rtmp://y".into()],
+                ..Default::default()
+            },
+            t1,
+        ))
+        .unwrap_err();
+        assert_eq!(err.code, "not_found");
+        assert_eq!(
+            err.msg,
+            "stream rtmp://x not found\nstream rtmp://y not found"
+        );
+        assert!(err.relayed);
+        // What could be done was done anyway.
+        let info = s.get(&id, t1).unwrap();
+        let active: Vec<_> = info
+            .stream_results
+            .iter()
+            .filter(|r| r.status == stream_info::Status::Active as i32)
+            .map(|r| r.url.as_str())
+            .collect();
+        assert_eq!(active, ["rtmp://b", "rtmp://c"]);
+
+        let info = answered(s.update_stream(
+            &lk::UpdateStreamRequest {
+                egress_id: id.clone(),
+                remove_output_urls: vec!["rtmp://b".into(), "rtmp://c".into()],
+                ..Default::default()
+            },
+            t1 + MS,
+        ))
+        .unwrap();
+        assert_eq!(status(&info), EgressStatus::EgressEnding);
+        assert_eq!(info.details, "End reason: All streams stopped");
+
+        // A file output keeps the egress going without streams.
+        let kept = start(&mut s, room_composite("r", &["rtmp://a"]), t0).egress_id;
+        let info = answered(s.update_stream(
+            &lk::UpdateStreamRequest {
+                egress_id: kept,
+                remove_output_urls: vec!["rtmp://a".into()],
+                ..Default::default()
+            },
+            t1,
+        ))
+        .unwrap();
+        assert_eq!(status(&info), EgressStatus::EgressActive);
+
+        let mut file_only = room_composite("r", &[]);
+        if let egress_info::Request::RoomComposite(r) = &mut file_only.request {
+            r.stream_outputs.clear();
+        }
+        let file_only = start(&mut s, file_only, t0).egress_id;
+        let err = answered(s.update_stream(
+            &lk::UpdateStreamRequest {
+                egress_id: file_only,
+                add_output_urls: vec!["rtmp://a".into()],
+                ..Default::default()
+            },
+            t1,
+        ))
+        .unwrap_err();
+        assert_eq!(
+            (err.code.as_str(), err.msg.as_str()),
+            (
+                "invalid_argument",
+                "UpdateStream called on non-streaming egress"
+            )
+        );
+    }
+
+    #[test]
+    fn stream_destinations_become_results_with_their_ids() {
+        let mut s = store();
+        let t0 = 1_000 * MS;
+        let mut new = room_composite("r", &["rtmp://a"]);
+        if let egress_info::Request::RoomComposite(r) = &mut new.request {
+            r.stream_outputs[0].destinations = vec![lk::StreamDestination {
+                id: "main".into(),
+                url: "rtmp://d".into(),
+            }];
+        }
+        let id = start(&mut s, new, t0).egress_id;
+        let info = answered(s.update_stream(
+            &lk::UpdateStreamRequest {
+                egress_id: id,
+                add_destinations: vec![lk::StreamDestination {
+                    id: "backup".into(),
+                    url: "rtmp://e".into(),
+                }],
+                ..Default::default()
+            },
+            t0 + MS,
+        ))
+        .unwrap();
+        let results: Vec<_> = info
+            .stream_results
+            .iter()
+            .map(|s| (s.id.as_str(), s.url.as_str()))
+            .collect();
+        assert_eq!(
+            results,
+            [
+                ("", "rtmp://a"),
+                ("main", "rtmp://d"),
+                ("backup", "rtmp://e")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gone_worker_freezes_the_egress_and_answers_nothing() {
+        let mut s = store();
+        let t0 = 1_000 * MS;
+        let id = start(&mut s, room_composite("r", &["rtmp://a"]), t0).egress_id;
+        s.drop_worker(&id, t0 + 100 * MS).unwrap();
+        let later = s.get(&id, t0 + 10_000 * MS).unwrap();
+        assert_eq!(status(&later), EgressStatus::EgressStarting);
+        assert!(matches!(s.stop(&id, t0 + 200 * MS), WorkerAnswer::NoWorker));
+        assert!(matches!(
+            s.update_stream(
+                &lk::UpdateStreamRequest {
+                    egress_id: id.clone(),
+                    ..Default::default()
+                },
+                t0
+            ),
+            WorkerAnswer::NoWorker
+        ));
+        assert!(s.drop_worker("EG_nope", t0).is_none());
     }
 
     #[test]
     fn same_room_same_room_id_and_list_filters() {
         let mut s = store();
         let t0 = 1_000 * MS;
-        let a = s.start(room_composite("r1", &[]), t0);
-        let b = s.start(room_composite("r1", &[]), t0);
-        let c = s.start(room_composite("r2", &[]), t0);
+        let a = start(&mut s, room_composite("r1", &[]), t0);
+        let b = start(&mut s, room_composite("r1", &[]), t0);
+        let c = start(&mut s, room_composite("r2", &[]), t0);
         assert_eq!(a.room_id, b.room_id);
         assert_ne!(a.room_id, c.room_id);
-        s.stop(&b.egress_id, t0).unwrap();
+        // Stopped while starting: aborted, so not active.
+        answered(s.stop(&b.egress_id, t0));
 
         let all = s.list(&ListFilter::default(), t0 + 1_000 * MS);
         assert_eq!(all.len(), 3);
@@ -609,81 +1090,13 @@ mod tests {
             active.iter().map(|i| &i.egress_id).collect::<Vec<_>>(),
             vec![&a.egress_id, &c.egress_id]
         );
-        let one = s.list(
-            &ListFilter {
-                egress_id: &c.egress_id,
-                ..Default::default()
-            },
-            t0,
-        );
-        assert_eq!(one.len(), 1);
     }
 
     #[test]
-    fn stream_destinations_become_results_with_their_ids() {
+    fn layout_failure_and_clear() {
         let mut s = store();
         let t0 = 1_000 * MS;
-        let mut new = room_composite("r", &["rtmp://a"]);
-        if let egress_info::Request::RoomComposite(r) = &mut new.request {
-            r.stream_outputs[0].destinations = vec![lk::StreamDestination {
-                id: "main".into(),
-                url: "rtmp://d".into(),
-            }];
-        }
-        let id = s.start(new, t0).egress_id;
-        let info = s
-            .update_stream(
-                &lk::UpdateStreamRequest {
-                    egress_id: id,
-                    add_destinations: vec![lk::StreamDestination {
-                        id: "backup".into(),
-                        url: "rtmp://e".into(),
-                    }],
-                    ..Default::default()
-                },
-                t0 + MS,
-            )
-            .unwrap();
-        let results: Vec<_> = info
-            .stream_results
-            .iter()
-            .map(|s| (s.id.as_str(), s.url.as_str()))
-            .collect();
-        assert_eq!(
-            results,
-            [
-                ("", "rtmp://a"),
-                ("main", "rtmp://d"),
-                ("backup", "rtmp://e")
-            ]
-        );
-    }
-
-    #[test]
-    fn update_stream_and_layout() {
-        let mut s = store();
-        let t0 = 1_000 * MS;
-        let id = s.start(room_composite("r", &["rtmp://a"]), t0).egress_id;
-        let info = s
-            .update_stream(
-                &lk::UpdateStreamRequest {
-                    egress_id: id.clone(),
-                    add_output_urls: vec!["rtmp://b".into()],
-                    remove_output_urls: vec!["rtmp://a".into()],
-                    ..Default::default()
-                },
-                t0 + MS,
-            )
-            .unwrap();
-        let active: Vec<_> = info
-            .stream_results
-            .iter()
-            .filter(|s| s.status == stream_info::Status::Active as i32)
-            .map(|s| s.url.as_str())
-            .collect();
-        assert_eq!(active, vec!["rtmp://b"]);
-        assert_eq!(info.updated_at, t0 + MS);
-
+        let id = start(&mut s, room_composite("r", &["rtmp://a"]), t0).egress_id;
         let info = s.update_layout(&id, "speaker", t0 + 2 * MS).unwrap();
         match info.request {
             Some(egress_info::Request::RoomComposite(r)) => assert_eq!(r.layout, "speaker"),
@@ -691,13 +1104,12 @@ mod tests {
         }
 
         let failed = s.fail(&id, "boom", t0 + 3 * MS).unwrap();
-        assert_eq!(failed.status, EgressStatus::EgressFailed as i32);
+        assert_eq!(status(&failed), EgressStatus::EgressFailed);
         assert_eq!(failed.error, "boom");
-        assert_eq!(
-            s.stop(&id, t0 + 4 * MS).unwrap_err().msg,
-            "egress with status EGRESS_FAILED cannot be stopped"
-        );
+        assert!(matches!(s.stop(&id, t0 + 4 * MS), WorkerAnswer::NoWorker));
+        s.set_workers(false);
         s.clear();
         assert!(s.get(&id, t0).is_none());
+        assert!(s.workers(), "clear reconnects the workers as configured");
     }
 }

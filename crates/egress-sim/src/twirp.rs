@@ -119,10 +119,37 @@ impl TwirpError {
         )
     }
 
-    /// An unknown egress id: the IO service's `LoadEgress` answers livekit/livekit's
-    /// `ErrEgressNotFound` (a psrpc error), so it is relayed.
+    /// livekit's `ErrEgressNotFound`, which every path that looks an egress up returns
+    /// (`IOInfoService.GetEgress` / `ListEgress` over the egress store): a psrpc error from
+    /// the IO layer, so relayed.
     pub(crate) fn not_found() -> Self {
         Self::relayed("not_found", "egress does not exist")
+    }
+
+    /// livekit's `ErrRoomNotFound` from the room store (`LoadRoom`). It is a psrpc error
+    /// like the IO layer's, and the server's error conversion (protocol `xtwirp.ToError`)
+    /// treats every such error alike, so it is relayed too.
+    pub(crate) fn room_not_found() -> Self {
+        Self::relayed("not_found", "requested room does not exist")
+    }
+
+    /// psrpc's `ErrNoResponse`: no egress worker claimed the request before the internal
+    /// RPC gave up.
+    pub(crate) fn no_response() -> Self {
+        Self::relayed("unavailable", "no response from servers")
+    }
+
+    /// psrpc's `ErrRequestTimedOut`, which livekit's `StopEgress` answers instead of
+    /// `ErrNoResponse` ("do not map cases where the context times out to 503").
+    pub(crate) fn request_timed_out() -> Self {
+        Self::relayed("deadline_exceeded", "request timed out")
+    }
+
+    /// psrpc's `ErrRequestCanceled`: the caller's deadline (`X-Twirp-Timeout-Ms`) ended
+    /// the internal RPC's retries (psrpc `middleware/retry.go` gives up with this error
+    /// once the request's context is done).
+    pub(crate) fn request_canceled() -> Self {
+        Self::relayed("canceled", "request canceled")
     }
 
     /// The caller's deadline (`X-Twirp-Timeout-Ms`) ran out: the psrpc call behind the

@@ -221,6 +221,8 @@ async fn every_rpc_over_protobuf() {
     assert_eq!(all.items.len(), 6);
     assert!(all.next_page_token.is_none());
 
+    // Active first (150 ms here): stopped while starting, LiveKit aborts it instead.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped: EgressInfo = call(
         &sim,
         "StopEgress",
@@ -274,13 +276,10 @@ async fn lifecycle_starting_active_ending_complete() {
     };
     let ending: EgressInfo = call(&sim, "StopEgress", &stop).await.decode();
     assert_eq!(status(&ending), EgressStatus::EgressEnding);
-    // Stopping again while ending is refused, like LiveKit.
-    let again = call(&sim, "StopEgress", &stop).await;
-    let json = again.twirp("failed_precondition", 412);
-    assert_eq!(
-        json["msg"],
-        "egress with status EGRESS_ENDING cannot be stopped"
-    );
+    // Stopping again while ending: the worker answers with the egress as it is, like
+    // LiveKit's (its SendEOS runs once).
+    let again: EgressInfo = call(&sim, "StopEgress", &stop).await.decode();
+    assert_eq!(status(&again), EgressStatus::EgressEnding);
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let done = get(&sim);
@@ -818,6 +817,8 @@ async fn list_filters() {
     let a = start_room(&sim, "room-a").await;
     let b = start_room(&sim, "room-a").await;
     let c = start_room(&sim, "room-b").await;
+    // Active first: a stop while starting would abort it instead of ending it.
+    tokio::time::sleep(Duration::from_millis(250)).await;
     call(
         &sim,
         "StopEgress",
@@ -1262,5 +1263,140 @@ async fn several_api_keys() {
     )
     .await;
     assert_eq!(answer.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn room_and_worker_control_endpoints() {
+    let sim = spawn(builder().rooms(egress_sim::Rooms::Strict));
+    let base = sim.url();
+    let c = client();
+
+    let created = send(
+        c.post(format!("{base}/sim/rooms"))
+            .body(r#"{"name": "my room"}"#),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{}", created.text());
+    let sid = created.json()["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("RM_"));
+    let listed = send(c.get(format!("{base}/sim/rooms"))).await.json();
+    assert_eq!(listed["rooms"][0]["name"], "my room");
+    for bad in [r#"{"name": ""}"#, "{}", "not json"] {
+        let answer = send(c.post(format!("{base}/sim/rooms")).body(bad)).await;
+        assert_eq!(answer.status, 400, "{bad}");
+    }
+
+    let info = start_room(&sim, "my room").await;
+    assert_eq!(info.room_id, sid);
+    let ended = send(c.delete(format!("{base}/sim/rooms/my%20room"))).await;
+    assert_eq!(ended.status, 200, "{}", ended.text());
+    assert_eq!(ended.json()["ended"][0], info.egress_id.as_str());
+    assert_eq!(
+        send(c.delete(format!("{base}/sim/rooms/my%20room")))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(send(c.put(format!("{base}/sim/rooms/x"))).await.status, 405);
+
+    let workers = send(c.get(format!("{base}/sim/workers"))).await.json();
+    assert_eq!(workers, serde_json::json!({"available": true}));
+    let off = send(
+        c.put(format!("{base}/sim/workers"))
+            .body(r#"{"available": false}"#),
+    )
+    .await;
+    assert_eq!(off.json(), serde_json::json!({"available": false}));
+    assert!(!sim.egress_workers());
+    assert_eq!(
+        send(c.put(format!("{base}/sim/workers")).body("{}"))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        send(c.post(format!("{base}/sim/workers"))).await.status,
+        405
+    );
+
+    let gone = send(c.delete(format!("{base}/sim/egresses/{}/worker", info.egress_id))).await;
+    assert_eq!(gone.status, 200, "{}", gone.text());
+    assert_eq!(gone.json()["egress_id"], info.egress_id.as_str());
+    assert_eq!(
+        send(c.delete(format!("{base}/sim/egresses/EG_nope/worker")))
+            .await
+            .status,
+        404
+    );
+
+    // A reset forgets the rooms and reconnects the workers.
+    sim.reset();
+    assert!(sim.egress_workers());
+    let listed = send(c.get(format!("{base}/sim/rooms"))).await.json();
+    assert_eq!(listed["rooms"], serde_json::json!([]));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn waits_for_workers_do_not_hold_up_other_requests_and_faults_still_apply() {
+    let sim = spawn(
+        builder()
+            .egress_workers(false)
+            .no_worker_delay(Duration::from_millis(1500)),
+    );
+    let waiting = {
+        let request = room_composite("r");
+        let url = sim.url();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let answer = send(
+                client()
+                    .post(format!(
+                        "{url}/twirp/livekit.Egress/StartRoomCompositeEgress"
+                    ))
+                    .header("content-type", "application/protobuf")
+                    .bearer_auth(token())
+                    .body(request.encode_to_vec()),
+            )
+            .await;
+            (answer, started.elapsed())
+        })
+    };
+    // While the Start waits for a worker, other calls are answered at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let listed = list(&sim, lk::ListEgressRequest::default()).await;
+    assert!(listed.items.is_empty());
+    assert!(started.elapsed() < Duration::from_millis(1000));
+
+    let (answer, elapsed) = waiting.await.unwrap();
+    let json = answer.twirp("unavailable", 503);
+    assert_eq!(json["msg"], "no response from servers");
+    assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
+
+    // A latency fault comes before the wait, and both count against the deadline.
+    sim.faults().push(
+        Fault::latency(Duration::from_millis(200))
+            .method("StartRoomCompositeEgress")
+            .times(1),
+    );
+    let started = Instant::now();
+    let answer = send(
+        client()
+            .post(rpc_url(&sim, "StartRoomCompositeEgress"))
+            .header("content-type", "application/protobuf")
+            .header("x-twirp-timeout-ms", "500")
+            .bearer_auth(token())
+            .body(room_composite("r").encode_to_vec()),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let json = answer.twirp("canceled", 408);
+    assert_eq!(json["msg"], "request canceled");
+    assert!(
+        (Duration::from_millis(450)..Duration::from_millis(1400)).contains(&elapsed),
+        "{elapsed:?}"
+    );
     sim.shutdown().await;
 }

@@ -199,6 +199,8 @@ async fn livekit_rust_sdk_round_trip() {
         .unwrap();
     assert_eq!(one.len(), 1);
 
+    // Active first: LiveKit aborts an egress stopped while it is still starting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped = client.stop_egress(&rc.egress_id).await.unwrap();
     assert_eq!(stopped.status, proto::EgressStatus::EgressEnding as i32);
 
@@ -247,6 +249,8 @@ async fn livekit_rust_sdk_errors() {
         )
         .await
         .unwrap();
+    // Active first, so that it ends COMPLETE rather than ABORTED.
+    tokio::time::sleep(Duration::from_millis(200)).await;
     client.stop_egress(&info.egress_id).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let (code, msg) = twirp_code(client.stop_egress(&info.egress_id).await.unwrap_err());

@@ -14,6 +14,7 @@ mod packaging;
 mod reliability;
 mod rpcs;
 mod schema;
+mod sim_lifecycle;
 mod sim_wire;
 mod tls;
 mod upstream_failures;

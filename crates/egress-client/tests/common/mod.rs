@@ -16,6 +16,9 @@ pub fn builder() -> SimulatorBuilder {
         .credentials(Credentials::new(KEY, SECRET))
         .activate_after(Duration::from_millis(100))
         .complete_after(Duration::from_millis(100))
+        // Unknown and ended egresses have no worker; LiveKit's 3 s wait before the store
+        // answers would only slow the tests down.
+        .gone_worker_delay(Duration::from_millis(100))
 }
 
 pub fn spawn(builder: SimulatorBuilder) -> SimHandle {

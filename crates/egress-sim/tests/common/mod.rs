@@ -21,6 +21,9 @@ pub fn builder() -> SimulatorBuilder {
         .credentials(credentials())
         .activate_after(Duration::from_millis(150))
         .complete_after(Duration::from_millis(100))
+        // Unknown and ended egresses have no worker; LiveKit's 3 s wait would only slow
+        // the tests down.
+        .gone_worker_delay(Duration::from_millis(100))
 }
 
 pub fn spawn(builder: SimulatorBuilder) -> SimHandle {
