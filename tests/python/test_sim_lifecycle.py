@@ -15,6 +15,10 @@ import pytest
 from livekit import api
 from livekit.protocol import egress
 
+# The open-source server (the simulator's default flavor) relays these errors from its
+# internal RPC layer, which prefixes their text.
+OSS = "twirp error unknown: "
+
 
 def run(scenario, sim):
     """Runs ``scenario(egress_service)`` with a LiveKitAPI pointed at ``sim``."""
@@ -80,7 +84,7 @@ def test_strict_rooms_must_be_live_and_ending_one_ends_its_egresses(sim_factory)
 
     async def refused(eg):
         missing = [
-            eg.start_room_composite_egress(room_composite("nowhere", "rtmp://a")),
+            eg.start_room_composite_egress(room_composite("nowhere", "rtmp://a.example.com/live/a")),
             eg.start_participant_egress(
                 egress.ParticipantEgressRequest(
                     room_name="nowhere", identity="bob", file_outputs=[egress.EncodedFileOutput()]
@@ -100,7 +104,7 @@ def test_strict_rooms_must_be_live_and_ending_one_ends_its_egresses(sim_factory)
                 egress.StartEgressRequest(
                     room_name="nowhere",
                     template=egress.TemplateSource(layout="grid"),
-                    outputs=[egress.Output(stream=rtmp("rtmp://a"))],
+                    outputs=[egress.Output(stream=rtmp("rtmp://a.example.com/live/a"))],
                 )
             ),
         ]
@@ -108,7 +112,7 @@ def test_strict_rooms_must_be_live_and_ending_one_ends_its_egresses(sim_factory)
             error = await twirp_error(call)
             assert (error.code, error.message, error.status) == (
                 "not_found",
-                "requested room does not exist",
+                OSS + "requested room does not exist",
                 404,
             )
         # Web egress needs no room.
@@ -121,10 +125,10 @@ def test_strict_rooms_must_be_live_and_ending_one_ends_its_egresses(sim_factory)
     assert sim.control("GET", "/sim/rooms") == {"rooms": [room]}
 
     async def in_the_room(eg):
-        active = await eg.start_room_composite_egress(room_composite("live", "rtmp://a"))
+        active = await eg.start_room_composite_egress(room_composite("live", "rtmp://a.example.com/live/a"))
         assert active.room_id == room["sid"]
         await asyncio.sleep(0.3)  # ACTIVE after 200 ms
-        starting = await eg.start_room_composite_egress(room_composite("live", "rtmp://b"))
+        starting = await eg.start_room_composite_egress(room_composite("live", "rtmp://b.example.com/live/b"))
         return active.egress_id, starting.egress_id
 
     active_id, starting_id = run(in_the_room, sim)
@@ -140,8 +144,8 @@ def test_strict_rooms_must_be_live_and_ending_one_ends_its_egresses(sim_factory)
     assert by_id[starting_id]["error"] == "Stop called before pipeline could start"
 
     async def gone(eg):
-        error = await twirp_error(eg.start_room_composite_egress(room_composite("live", "rtmp://a")))
-        assert error.message == "requested room does not exist"
+        error = await twirp_error(eg.start_room_composite_egress(room_composite("live", "rtmp://a.example.com/live/a")))
+        assert error.message == OSS + "requested room does not exist"
 
     run(gone, sim)
     with pytest.raises(urllib.error.HTTPError) as not_live:
@@ -159,7 +163,7 @@ def test_no_egress_worker_answers_no_response_after_the_delay(sim_factory):
         elapsed = time.monotonic() - started
         assert (error.code, error.message, error.status) == (
             "unavailable",
-            "no response from servers",
+            OSS + "no response from servers",
             503,
         )
         assert 0.55 <= elapsed < 5, elapsed
@@ -184,8 +188,8 @@ def test_no_egress_worker_answers_no_response_after_the_delay(sim_factory):
 
 def test_list_egress_by_id_ignores_the_other_filters(sim):
     async def scenario(eg):
-        one = await eg.start_room_composite_egress(room_composite("room-a", "rtmp://a"))
-        await eg.start_room_composite_egress(room_composite("room-b", "rtmp://b"))
+        one = await eg.start_room_composite_egress(room_composite("room-a", "rtmp://a.example.com/live/a"))
+        await eg.start_room_composite_egress(room_composite("room-b", "rtmp://b.example.com/live/b"))
         await asyncio.sleep(0.3)
         await eg.stop_egress(egress.StopEgressRequest(egress_id=one.egress_id))
         await asyncio.sleep(0.3)  # COMPLETE: no longer active
@@ -199,7 +203,7 @@ def test_list_egress_by_id_ignores_the_other_filters(sim):
         active_b = await eg.list_egress(egress.ListEgressRequest(room_name="room-a", active=True))
         assert list(active_b.items) == []
         error = await twirp_error(eg.list_egress(egress.ListEgressRequest(egress_id="EG_unknown")))
-        assert (error.code, error.message) == ("not_found", "egress does not exist")
+        assert (error.code, error.message) == ("not_found", OSS + "egress does not exist")
 
     run(scenario, sim)
 
@@ -210,38 +214,38 @@ def test_update_stream_follows_the_egress_workers_rules(sim):
         error = await twirp_error(
             eg.update_stream(
                 egress.UpdateStreamRequest(
-                    egress_id=file_only.egress_id, add_output_urls=["rtmp://x"]
+                    egress_id=file_only.egress_id, add_output_urls=["rtmp://x.example.com/live/x"]
                 )
             )
         )
         assert (error.code, error.message) == (
             "invalid_argument",
-            "UpdateStream called on non-streaming egress",
+            OSS + "UpdateStream called on non-streaming egress",
         )
 
         streaming = await eg.start_room_composite_egress(
-            room_composite("r", "rtmp://a", "rtmp://b")
+            room_composite("r", "rtmp://a.example.com/live/a", "rtmp://b.example.com/live/b")
         )
         await asyncio.sleep(0.3)
         error = await twirp_error(
             eg.update_stream(
                 egress.UpdateStreamRequest(
-                    egress_id=streaming.egress_id, remove_output_urls=["rtmp://nope"]
+                    egress_id=streaming.egress_id, remove_output_urls=["rtmp://nope.example.com/live/nope"]
                 )
             )
         )
-        assert (error.code, error.message) == ("not_found", "stream rtmp://nope not found")
+        assert (error.code, error.message) == ("not_found", OSS + "stream rtmp://nope.example.com/live/nope not found")
 
         one_left = await eg.update_stream(
             egress.UpdateStreamRequest(
-                egress_id=streaming.egress_id, remove_output_urls=["rtmp://a"]
+                egress_id=streaming.egress_id, remove_output_urls=["rtmp://a.example.com/live/a"]
             )
         )
         assert one_left.status == egress.EgressStatus.EGRESS_ACTIVE
         # Removing the last output ends the egress.
         last = await eg.update_stream(
             egress.UpdateStreamRequest(
-                egress_id=streaming.egress_id, remove_output_urls=["rtmp://b"]
+                egress_id=streaming.egress_id, remove_output_urls=["rtmp://b.example.com/live/b"]
             )
         )
         assert last.status == egress.EgressStatus.EGRESS_ENDING
@@ -255,13 +259,13 @@ def test_lifecycle_abort_second_stop_and_gone_worker(sim_factory):
     sim = sim_factory(complete_after_ms=2000, gone_worker_delay_ms=1000)
 
     async def scenario(eg):
-        early = await eg.start_room_composite_egress(room_composite("r", "rtmp://a"))
+        early = await eg.start_room_composite_egress(room_composite("r", "rtmp://a.example.com/live/a"))
         aborted = await eg.stop_egress(egress.StopEgressRequest(egress_id=early.egress_id))
         assert aborted.status == egress.EgressStatus.EGRESS_ABORTED
         assert aborted.error == "Stop called before pipeline could start"
         assert aborted.ended_at > 0
 
-        info = await eg.start_room_composite_egress(room_composite("r", "rtmp://a"))
+        info = await eg.start_room_composite_egress(room_composite("r", "rtmp://a.example.com/live/a"))
         await asyncio.sleep(0.3)
         ending = await eg.stop_egress(egress.StopEgressRequest(egress_id=info.egress_id))
         assert ending.status == egress.EgressStatus.EGRESS_ENDING
@@ -269,21 +273,21 @@ def test_lifecycle_abort_second_stop_and_gone_worker(sim_factory):
         assert again.status == egress.EgressStatus.EGRESS_ENDING
 
         # A worker that went away: the handler waits for it, then answers from the store.
-        gone = await eg.start_room_composite_egress(room_composite("r", "rtmp://a"))
+        gone = await eg.start_room_composite_egress(room_composite("r", "rtmp://a.example.com/live/a"))
         await asyncio.sleep(0.3)
         frozen = sim.control("DELETE", f"/sim/egresses/{gone.egress_id}/worker")
         assert frozen["status"] == "EGRESS_ACTIVE"
         started = time.monotonic()
         error = await twirp_error(eg.stop_egress(egress.StopEgressRequest(egress_id=gone.egress_id)))
-        assert (error.code, error.message) == ("deadline_exceeded", "request timed out")
+        assert (error.code, error.message) == ("deadline_exceeded", OSS + "request timed out")
         assert 0.9 <= time.monotonic() - started < 5
         started = time.monotonic()
         error = await twirp_error(
             eg.update_stream(
-                egress.UpdateStreamRequest(egress_id=gone.egress_id, add_output_urls=["rtmp://c"])
+                egress.UpdateStreamRequest(egress_id=gone.egress_id, add_output_urls=["rtmp://c.example.com/live/c"])
             )
         )
-        assert (error.code, error.message) == ("unavailable", "no response from servers")
+        assert (error.code, error.message) == ("unavailable", OSS + "no response from servers")
         assert 0.9 <= time.monotonic() - started < 5
 
         # An aborted egress has no worker either: same wait, then the store's status.
@@ -306,7 +310,7 @@ def test_twirp_timeout_bounds_every_wait(sim_factory):
     status, body, elapsed = post_json(
         sim, "StartWebEgress", {"url": "https://example.com", "file_outputs": [{}]}, 300
     )
-    assert (status, body) == (408, {"code": "canceled", "msg": "request canceled"})
+    assert (status, body) == (408, {"code": "canceled", "msg": OSS + "request canceled"})
     assert 0.25 <= elapsed < 5, elapsed
 
     sim.control("PUT", "/sim/workers", {"available": True})
@@ -320,12 +324,12 @@ def test_twirp_timeout_bounds_every_wait(sim_factory):
     # The 3 s gone-worker wait, cut at 300 ms; the store then says ACTIVE, so the RPC's own
     # error goes out.
     status, body, elapsed = post_json(sim, "StopEgress", {"egress_id": info["egress_id"]}, 300)
-    assert (status, body) == (408, {"code": "canceled", "msg": "request canceled"})
+    assert (status, body) == (408, {"code": "canceled", "msg": OSS + "request canceled"})
     assert 0.25 <= elapsed < 2.5, elapsed
 
     # An unknown id: the store fallback still runs after the cut.
     status, body, elapsed = post_json(sim, "StopEgress", {"egress_id": "EG_unknown"}, 300)
-    assert (status, body) == (404, {"code": "not_found", "msg": "egress does not exist"})
+    assert (status, body) == (404, {"code": "not_found", "msg": OSS + "egress does not exist"})
     assert elapsed < 2.5, elapsed
 
     # Store-only RPCs are not held up by the deadline.

@@ -74,8 +74,10 @@ def test_oss_rewrites_errors_relayed_from_the_rpc_layer(sim):
                 room_name="r", stream_outputs=[rtmp("rtmp://h.example.com/live/key")]
             )
         )
+        # Stopped once active (the simulator's start delay is 200 ms here), so it completes.
+        await asyncio.sleep(0.3)
         await eg.stop_egress(egress.StopEgressRequest(egress_id=info.egress_id))
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.5)
         error = await twirp_error(eg.stop_egress(egress.StopEgressRequest(egress_id=info.egress_id)))
         assert (error.code, error.status) == ("failed_precondition", 412)
         assert error.message == "egress with status EGRESS_COMPLETE cannot be stopped"

@@ -694,15 +694,15 @@ async fn update_list_and_stop() {
     let cases: [(Vec<String>, Vec<String>); 3] = [
         (
             vec![
-                "rtmp://c.example.com/live".into(),
-                "rtmp://d.example.com/live".into(),
+                "rtmp://c.example.com/live/c".into(),
+                "rtmp://d.example.com/live/d".into(),
             ],
             vec![],
         ),
-        (vec![], vec!["rtmp://a.example.com/live".into()]),
+        (vec![], vec!["rtmp://a.example.com/live/a".into()]),
         (
             vec!["srt://e.example.com:9000".into()],
-            vec!["rtmp://c.example.com/live".into()],
+            vec!["rtmp://c.example.com/live/c".into()],
         ),
     ];
     for (add, remove) in cases {

@@ -1372,7 +1372,7 @@ async fn waits_for_workers_do_not_hold_up_other_requests_and_faults_still_apply(
 
     let (answer, elapsed) = waiting.await.unwrap();
     let json = answer.twirp("unavailable", 503);
-    assert_eq!(json["msg"], "no response from servers");
+    assert_eq!(json["msg"], "twirp error unknown: no response from servers");
     assert!(elapsed >= Duration::from_millis(1400), "{elapsed:?}");
 
     // A latency fault comes before the wait, and both count against the deadline.
@@ -1393,7 +1393,7 @@ async fn waits_for_workers_do_not_hold_up_other_requests_and_faults_still_apply(
     .await;
     let elapsed = started.elapsed();
     let json = answer.twirp("canceled", 408);
-    assert_eq!(json["msg"], "request canceled");
+    assert_eq!(json["msg"], "twirp error unknown: request canceled");
     assert!(
         (Duration::from_millis(450)..Duration::from_millis(1400)).contains(&elapsed),
         "{elapsed:?}"

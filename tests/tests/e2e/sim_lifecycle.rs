@@ -36,7 +36,11 @@ async fn strict_rooms_answer_not_found_until_the_room_is_live() {
         .await
         .expect_err("no such room");
     assert_eq!(status.code(), Code::NotFound);
-    assert_eq!(status.message(), "requested room does not exist");
+    // The open-source server (the simulator's default flavor) relays it.
+    assert_eq!(
+        status.message(),
+        concat!("twirp error unknown: ", "requested room does not exist")
+    );
     assert!(sim.egresses().is_empty());
 
     let sid = sim.create_room("standup");
@@ -78,17 +82,12 @@ async fn no_worker_and_a_short_deadline_end_at_the_deadline_not_after_20_s() {
     .await;
     let elapsed = started.elapsed();
     // LiveKit answers `canceled` `request canceled` at the X-Twirp-Timeout-Ms the gateway
-    // passes on (psrpc's retry gives up so when the request's context ends), so upstream's
-    // answer and the gateway's own deadline race: on loopback the gateway forwards
-    // CANCELLED about a third of the time. Either way the call ends at the deadline; a
-    // gateway that mapped an upstream `canceled` at its deadline to DEADLINE_EXCEEDED
-    // would let this assert DEADLINE_EXCEEDED alone.
-    let code = answer.grpc_status();
-    let message = answer.metadata.get("grpc-message");
-    assert!(
-        code == Some(Code::DeadlineExceeded as i32)
-            || (code == Some(Code::Cancelled as i32)
-                && message.is_some_and(|m| m == "request%20canceled")),
+    // passes on (psrpc's retry gives up so when the request's context ends), a moment
+    // before the gateway's own timer: either way the caller's deadline passed, and it gets
+    // DEADLINE_EXCEEDED.
+    assert_eq!(
+        answer.grpc_status(),
+        Some(Code::DeadlineExceeded as i32),
         "{answer:?}"
     );
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
@@ -115,7 +114,11 @@ async fn no_worker_without_a_deadline_is_unavailable_after_the_wait() {
         .await
         .expect_err("no worker");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert_eq!(status.message(), "no response from servers");
+    // The open-source server (the simulator's default flavor) relays it.
+    assert_eq!(
+        status.message(),
+        concat!("twirp error unknown: ", "no response from servers")
+    );
     assert!(started.elapsed() >= Duration::from_millis(250));
 
     // Workers come back: the same call works.
@@ -145,7 +148,11 @@ async fn a_gone_worker_makes_stop_time_out_and_list_by_id_ignores_filters() {
         .await
         .expect_err("nobody answers");
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert_eq!(status.message(), "request timed out");
+    // The open-source server (the simulator's default flavor) relays it.
+    assert_eq!(
+        status.message(),
+        concat!("twirp error unknown: ", "request timed out")
+    );
 
     let listed = client
         .list_egress(ListEgressRequest {

@@ -67,7 +67,28 @@ impl Forwarder {
                 rpc: call.rpc,
                 budget: call.budget,
             },
+            other if upstream_gave_up_at_our_deadline(&other, call) => {
+                CallError::DeadlineExceeded {
+                    rpc: call.rpc,
+                    budget: call.budget,
+                }
+            }
             other => CallError::Upstream(other),
         })
     }
+}
+
+/// Whether LiveKit answered `canceled` because the deadline we passed on
+/// (`X-Twirp-Timeout-Ms`) ran out: its internal RPC gives up with `canceled` "request
+/// canceled" when the request's context ends (psrpc's retry), a moment before our own
+/// timer fires. For the caller that is its deadline passing, so it gets DEADLINE_EXCEEDED
+/// like any other call that ran out of time, not a CANCELLED it never asked for.
+///
+/// "At the deadline" allows for the time LiveKit's answer takes to come back: a twentieth
+/// of the budget, at least 50 ms. A `canceled` well before the deadline is LiveKit's own and
+/// passes through.
+fn upstream_gave_up_at_our_deadline(error: &egress_twirp::Error, call: &Call) -> bool {
+    let slack = (call.budget / 20).max(Duration::from_millis(50));
+    error.twirp_code() == Some(egress_twirp::TwirpCode::Canceled)
+        && tokio::time::Instant::now() + slack >= call.deadline()
 }
