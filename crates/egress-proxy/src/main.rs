@@ -58,6 +58,7 @@ async fn run(config: Config) -> ExitCode {
     tracing::info!(
         listen = %app.local_addr(),
         admin = %app.admin_addr(),
+        webhook = %app.webhook_addr().map_or("off".to_owned(), |a| a.to_string()),
         upstream = %app.upstream_url(),
         api_key = %api_key,
         dev,

@@ -339,6 +339,10 @@ fn start(c: &Container, upstream_url: &str) -> Result<Running, String> {
         "EGRESS_PROXY_ADMIN_LISTEN".into(),
         ephemeral(&eff.admin_listen),
     );
+    if let Some(webhook) = env.get("EGRESS_PROXY_WEBHOOK_LISTEN").cloned() {
+        env.insert("EGRESS_PROXY_WEBHOOK_LISTEN".into(), ephemeral(&webhook));
+    }
+    map_flag(&mut args, "--webhook-listen", ephemeral);
 
     let auth_mode = match &eff.policy_file {
         None => AuthMode::None,
@@ -778,6 +782,110 @@ async fn compose_gateway_starts_and_takes_the_demo_token() {
         let sim = simulator(Credentials::new(key, secret));
         let running = start(&gateway, &sim.url()).unwrap_or_else(|e| panic!("{e}"));
         check_gateway(&gateway.name, &running, Some(DEMO_TOKEN)).await;
+    }
+}
+
+/// livekit-server posts its webhooks to the gateway's receiver, signed with a key the
+/// gateway holds, and the gateway shares events through the stack's Redis: checked on the
+/// files, then with a webhook signed as LiveKit would sign it, posted to the gateway started
+/// as compose starts it.
+#[tokio::test]
+async fn compose_livekit_webhooks_reach_the_gateway() {
+    let compose = compose();
+    let (_, livekit) = services(&compose)
+        .into_iter()
+        .find(|(_, s)| {
+            s.get("image")
+                .map(scalar)
+                .is_some_and(|i| i.starts_with("livekit/livekit-server"))
+        })
+        .expect("a livekit-server service");
+    let config = compose_env(livekit)
+        .into_iter()
+        .find(|(k, _)| k == "LIVEKIT_CONFIG")
+        .map(|(_, v)| v)
+        .expect("livekit-server gets its config in LIVEKIT_CONFIG");
+    let config: Value = serde_yaml::from_str(&config).expect("livekit config YAML");
+    let webhook_key = scalar(&config["webhook"]["api_key"]);
+    let urls = strings(config["webhook"].get("urls")).expect("webhook.urls");
+    let keys = compose_livekit_keys(&compose);
+    let secret = keys
+        .iter()
+        .find(|(k, _)| *k == webhook_key)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("webhook.api_key {webhook_key:?} is not in LIVEKIT_KEYS"));
+    let redis_services: Vec<String> = services(&compose)
+        .into_iter()
+        .filter(|(_, s)| {
+            s.get("image")
+                .map(scalar)
+                .is_some_and(|i| i.starts_with("redis"))
+        })
+        .map(|(n, _)| n)
+        .collect();
+
+    let gateway_services: Vec<(String, &Value)> = services(&compose)
+        .into_iter()
+        .filter(|(_, s)| {
+            s.get("build").is_some()
+                || s.get("image")
+                    .map(scalar)
+                    .is_some_and(|i| i.contains("egress-proxy"))
+        })
+        .collect();
+    let gateways = compose_gateways(&compose);
+    assert_eq!(gateways.len(), gateway_services.len());
+    for (gateway, (service, _)) in gateways.iter().zip(&gateway_services) {
+        let listen = gateway
+            .env_var("EGRESS_PROXY_WEBHOOK_LISTEN")
+            .unwrap_or_else(|| panic!("{}: no EGRESS_PROXY_WEBHOOK_LISTEN", gateway.name));
+        let port = listen.rsplit(':').next().unwrap();
+        let expected = format!("http://{service}:{port}/webhook");
+        assert!(
+            urls.contains(&expected),
+            "livekit's webhook.urls {urls:?} miss {expected}"
+        );
+        let redis = gateway
+            .env_var("EGRESS_PROXY_REDIS_URL")
+            .unwrap_or_default();
+        assert!(
+            redis_services
+                .iter()
+                .any(|r| redis.starts_with(&format!("redis://{r}:"))),
+            "{}: EGRESS_PROXY_REDIS_URL {redis:?} names no redis service",
+            gateway.name
+        );
+
+        let key = gateway.env_var("LIVEKIT_API_KEY").unwrap_or_default();
+        assert_eq!(
+            key, webhook_key,
+            "the gateway verifies with the webhook's key"
+        );
+        let sim = simulator(Credentials::new(key.clone(), secret.clone()));
+        let running = start(gateway, &sim.url()).unwrap_or_else(|e| panic!("{e}"));
+        let log = running.log.lock().unwrap().clone();
+        let webhook: SocketAddr = log
+            .split("webhook=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("no webhook address in the ready line:\n{log}"));
+        let body = egress_e2e::events::egress_webhook(
+            "egress_started",
+            "EV_PKG",
+            "EG_PKG",
+            "r",
+            "EGRESS_STARTING",
+        );
+        let token = egress_auth::sign_webhook(
+            &Credentials::new(key, secret.clone()),
+            body.as_bytes(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let status =
+            egress_e2e::events::post_webhook(reachable(webhook), &body, Some(&token)).await;
+        assert_eq!(status, 200, "{}: the webhook was refused", gateway.name);
     }
 }
 
