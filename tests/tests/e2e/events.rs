@@ -458,3 +458,72 @@ async fn wait_for_metric(gateway: &Gateway, line: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A watcher whose HTTP/2 window stays (nearly) shut cannot make the gateway buffer for
+/// it: once it is a whole `--watch-queue` behind, it is ended with RESOURCE_EXHAUSTED.
+#[tokio::test]
+async fn a_watcher_that_stops_reading_is_ended_not_buffered() {
+    let sim = sim();
+    let gateway = webhook_gateway(&sim.url(), &["--watch-queue", "4"]);
+    let hook = gateway.webhook.unwrap();
+
+    let tcp = tokio::net::TcpStream::connect(gateway.addr).await.unwrap();
+    let mut builder = h2::client::Builder::new();
+    builder.initial_window_size(1);
+    let (send, connection) = builder.handshake::<_, bytes::Bytes>(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut send = send.ready().await.unwrap();
+    let head = http::Request::post(format!(
+        "http://{}/egress_gateway.v1.EgressEvents/Watch",
+        gateway.addr
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut request_body) = send.send_request(head, false).unwrap();
+    // An empty WatchEgressRequest, gRPC-framed.
+    request_body
+        .send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    wait_for_metric(&gateway, "egress_proxy_event_watchers 1").await;
+
+    for i in 0..20 {
+        let body = egress_webhook(
+            "egress_updated",
+            &format!("EV_{i}"),
+            "EG_1",
+            "r",
+            "EGRESS_ACTIVE",
+        );
+        deliver(hook, &body).await;
+    }
+    // Now read, a window's worth at a time: what was written before the watcher fell behind,
+    // then the end.
+    let mut body = response.into_body();
+    let reading = async {
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.unwrap();
+            body.flow_control().release_capacity(chunk.len()).unwrap();
+        }
+        body.trailers().await.unwrap().expect("trailers")
+    };
+    let trailers = tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the watch ends");
+    assert_eq!(trailers["grpc-status"], "8", "{trailers:?}");
+    let message = trailers["grpc-message"].to_str().unwrap();
+    assert!(message.contains("fell%20behind"), "{message}");
+    let text = metrics(&gateway).await;
+    let dropped: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("egress_proxy_events_dropped_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "{text}");
+    wait_for_metric(&gateway, "egress_proxy_event_watchers 0").await;
+}

@@ -180,9 +180,11 @@ impl tonic::server::ServerStreamingService<WatchEgressRequest> for WatchHandler 
                     .map_err(|denial| CallError::Denied(denial).to_status())?;
             }
             tracing::info!(
+                target: "audit",
                 caller = %caller.name,
-                room = filter.room.as_deref().unwrap_or("*"),
-                egress_id = filter.egress_id.as_deref().unwrap_or("*"),
+                rpc = "Watch",
+                room = filter.room.as_deref().unwrap_or(""),
+                egress_id = filter.egress_id.as_deref().unwrap_or(""),
                 snapshot = request.snapshot,
                 "watch started"
             );
@@ -198,6 +200,10 @@ impl tonic::server::ServerStreamingService<WatchEgressRequest> for WatchHandler 
                 draining: inner.draining.clone(),
                 hub: Arc::clone(&inner.hub),
                 done: false,
+                caller: caller.name,
+                started: std::time::Instant::now(),
+                delivered: 0,
+                ended: "cancelled",
             };
             let stream: EventStream = Box::pin(futures_util::stream::unfold(state, next_event));
             Ok(Response::new(stream))
@@ -268,6 +274,29 @@ struct WatchState {
     draining: watch::Receiver<bool>,
     hub: Arc<Hub>,
     done: bool,
+    // For the audit line when the watch ends.
+    caller: Arc<str>,
+    started: std::time::Instant,
+    delivered: u64,
+    /// How it ended: `cancelled` (the caller went away) unless the gateway ended it.
+    ended: &'static str,
+}
+
+impl Drop for WatchState {
+    /// One audit line per watch, however it ended.
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "audit",
+            caller = &*self.caller,
+            rpc = "Watch",
+            room = self.filter.room.as_deref().unwrap_or(""),
+            egress_id = self.filter.egress_id.as_deref().unwrap_or(""),
+            outcome = self.ended,
+            delivered = self.delivered,
+            duration_s = self.started.elapsed().as_secs_f64(),
+            "watch ended"
+        );
+    }
 }
 
 async fn next_event(mut state: WatchState) -> Option<(Result<Bytes, Status>, WatchState)> {
@@ -275,6 +304,7 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Bytes, Status>, Wat
         return None;
     }
     if let Some(event) = state.snapshot.pop_front() {
+        state.delivered += 1;
         return Some((Ok(event), state));
     }
     loop {
@@ -284,6 +314,7 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Bytes, Status>, Wat
         };
         let Some(received) = received else {
             state.done = true;
+            state.ended = "draining";
             return Some((Err(CallError::Draining.to_status()), state));
         };
         match received {
@@ -292,11 +323,13 @@ async fn next_event(mut state: WatchState) -> Option<(Result<Bytes, Status>, Wat
                     continue;
                 }
                 state.hub.metrics().event_delivered(delay(&published));
+                state.delivered += 1;
                 return Some((Ok(published.encoded.clone()), state));
             }
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 state.hub.metrics().events_dropped(missed);
                 state.done = true;
+                state.ended = "fell_behind";
                 return Some((Err(CallError::WatcherBehind { missed }.to_status()), state));
             }
             Err(broadcast::error::RecvError::Closed) => return None,
