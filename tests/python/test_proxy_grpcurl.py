@@ -80,6 +80,21 @@ def test_json_call_error(proxy):
     assert out.returncode != 0
     assert "NotFound" in out.stderr, out.stderr
     assert "egress does not exist" in out.stderr, out.stderr
+    # Reflection describes google.rpc.ErrorInfo, so grpcurl prints its fields, not a blob.
+    assert "is not recognized" not in out.stderr, out.stderr
+    assert '"reason":"NOT_FOUND"' in out.stderr, out.stderr
+    assert '"domain":"livekit.io"' in out.stderr, out.stderr
+
+
+def test_list_services_includes_the_event_stream(proxy):
+    out = subprocess.run(
+        [GRPCURL, "-plaintext", proxy.address, "describe", "egress_gateway.v1.EgressEvents"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "rpc Watch" in out.stdout and "stream .egress_gateway.v1.EgressEvent" in out.stdout, out.stdout
 
 
 def test_health_check(proxy):

@@ -217,11 +217,14 @@ async fn probe_upstream(
     }
 }
 
-/// Reflection over our schema and the health service's, for either protocol version.
+/// Reflection over our schema and the health service's, for either protocol version, plus
+/// `google/rpc/error_details.proto`: every error the gateway sends carries an `ErrorInfo`,
+/// which grpcurl can print only when reflection describes it.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(egress_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Sends `livekit.Egress` calls to `egress` and every other path to `other`.
