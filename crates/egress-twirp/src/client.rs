@@ -30,6 +30,10 @@ pub const TWIRP_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-twirp-ti
 /// The request id header forwarded from [`CallOptions::request_id`].
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// LiveKit's idempotency key, from [`CallOptions::idempotency_key`]: the same on every attempt
+/// of one logical call, so a server that deduplicates can tell a retry from a new call.
+pub const IDEMPOTENCY_KEY_HEADER: HeaderName = HeaderName::from_static("x-livekit-request-id");
+
 /// W3C trace context header forwarded from [`CallOptions::traceparent`].
 pub const TRACEPARENT_HEADER: HeaderName = HeaderName::from_static("traceparent");
 
@@ -109,6 +113,8 @@ pub struct CallOptions {
     pub deadline: Option<Instant>,
     /// Sent as `X-Request-Id`.
     pub request_id: Option<HeaderValue>,
+    /// Sent as `X-Livekit-Request-Id`.
+    pub idempotency_key: Option<HeaderValue>,
     /// Sent as `traceparent`.
     pub traceparent: Option<HeaderValue>,
     /// Sent as `tracestate`.
@@ -138,6 +144,12 @@ impl CallOptions {
     /// Sets the `X-Request-Id`.
     pub fn with_request_id(mut self, request_id: HeaderValue) -> Self {
         self.request_id = Some(request_id);
+        self
+    }
+
+    /// Sets the `X-Livekit-Request-Id` (LiveKit's idempotency key).
+    pub fn with_idempotency_key(mut self, key: HeaderValue) -> Self {
+        self.idempotency_key = Some(key);
         self
     }
 
@@ -373,6 +385,9 @@ impl TwirpClient {
         headers.insert(TWIRP_TIMEOUT_HEADER, HeaderValue::from(timeout_ms(budget)));
         if let Some(v) = &opts.request_id {
             headers.insert(REQUEST_ID_HEADER, v.clone());
+        }
+        if let Some(v) = &opts.idempotency_key {
+            headers.insert(IDEMPOTENCY_KEY_HEADER, v.clone());
         }
         if let Some(v) = &opts.traceparent {
             headers.insert(TRACEPARENT_HEADER, v.clone());

@@ -8,6 +8,7 @@ mod access;
 mod events;
 mod hostile;
 mod hostile_upstream;
+mod idempotency;
 mod lifecycle;
 mod operations;
 mod packaging;

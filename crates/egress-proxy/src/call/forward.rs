@@ -23,7 +23,7 @@ impl Forwarder {
     }
 
     /// Sends `call` to LiveKit: its original bytes, what is left of its deadline (as
-    /// `X-Twirp-Timeout-Ms`), its request id and trace context.
+    /// `X-Twirp-Timeout-Ms`), its request id, idempotency key and trace context.
     ///
     /// # Errors
     ///
@@ -32,7 +32,8 @@ impl Forwarder {
     pub async fn forward(&self, call: &Call) -> Result<Answer, CallError> {
         let mut opts = CallOptions::new()
             .with_deadline(call.deadline())
-            .with_request_id(call.request_id.clone());
+            .with_request_id(call.request_id.clone())
+            .with_idempotency_key(call.idempotency_key.clone());
         if let Some(traceparent) = &call.trace.traceparent {
             opts = opts.with_trace_context(traceparent.clone(), call.trace.tracestate.clone());
         }

@@ -74,6 +74,10 @@ pub struct Call {
     pub peer: Peer,
     /// `x-request-id`, the caller's or a fresh one.
     pub request_id: HeaderValue,
+    /// LiveKit's idempotency key (`X-Livekit-Request-Id`): the caller's
+    /// (`x-livekit-request-id` or `idempotency-key`) or a fresh UUID; the same on every
+    /// attempt of this call, and returned to the caller so a retry of its own can reuse it.
+    pub idempotency_key: HeaderValue,
     /// When the call was recognised.
     pub received: Instant,
     /// How long it may take from then, reading its message included: the caller's deadline,
@@ -101,6 +105,7 @@ impl Call {
             rpc,
             peer,
             request_id,
+            idempotency_key: fresh_key(),
             received: Instant::now(),
             budget,
             trace,
@@ -139,6 +144,11 @@ impl Call {
     pub fn decoded_view(&self) -> Option<&RequestView> {
         self.view.get()
     }
+}
+
+/// A new idempotency key: a UUID, as LiveKit's SDKs make them.
+fn fresh_key() -> HeaderValue {
+    HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a UUID is a header value")
 }
 
 /// LiveKit's answer to a call.

@@ -45,6 +45,12 @@ use crate::tls::Peer;
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
+/// Where a caller may put its idempotency key (LiveKit's own name first), and where the
+/// key in use goes back to it.
+const IDEMPOTENCY_HEADERS: [&str; 2] = ["x-livekit-request-id", "idempotency-key"];
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
 /// What the door needs besides the stages.
 #[derive(Debug, Clone)]
 pub struct DoorSettings {
@@ -150,6 +156,7 @@ where
         };
         let stages = Arc::clone(&self.stages);
         let settings = Arc::clone(&self.settings);
+        let call_key = call.idempotency_key.clone();
         Box::pin(async move {
             let rpc = call.rpc;
             let (deadline, budget) = (call.deadline(), call.budget);
@@ -169,6 +176,7 @@ where
                 },
                 req,
             );
+            let key = call_key.clone();
             let mut stopping = settings.stopping.clone();
             let response = tokio::select! {
                 answered = tokio::time::timeout_at(deadline, answered) => match answered {
@@ -177,7 +185,12 @@ where
                 },
                 _ = stopping.wait_for(|stopping| *stopping) => answer_error(&CallError::ShuttingDown),
             };
-            Ok(response.map(|body| Body::new(HoldingSlots::new(body, slots))))
+            let mut response = response.map(|body| Body::new(HoldingSlots::new(body, slots)));
+            // The key in use, so the caller can retry this call with it.
+            response
+                .headers_mut()
+                .insert(http::HeaderName::from_static(IDEMPOTENCY_HEADERS[0]), key);
+            Ok(response)
         })
     }
 }
@@ -211,6 +224,9 @@ impl GrpcDoor {
             tracestate: headers.get(TRACESTATE).cloned(),
         };
         let mut call = Call::new(rpc, peer, request_id, budget, trace);
+        if let Some(key) = idempotency_key(headers)? {
+            call.idempotency_key = key;
+        }
         // The stream itself, answer flushing included, may not outlive the call.
         bound_this_stream(call.deadline());
         let slots = self.stages.admit(
@@ -220,6 +236,31 @@ impl GrpcDoor {
         )?;
         Ok((call, slots))
     }
+}
+
+/// The caller's idempotency key, if it sent one: `None` when absent.
+///
+/// # Errors
+///
+/// [`CallError::MalformedIdempotencyKey`] for an empty, long or odd key: it is forwarded to
+/// LiveKit as a header and logged, and silently replacing it would make the caller's own
+/// retry a new call.
+fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<http::HeaderValue>, CallError> {
+    for header in IDEMPOTENCY_HEADERS {
+        let Some(value) = headers.get(header) else {
+            continue;
+        };
+        let usable = (1..=MAX_IDEMPOTENCY_KEY).contains(&value.len())
+            && value
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(b));
+        if !usable {
+            return Err(CallError::MalformedIdempotencyKey { header });
+        }
+        return Ok(Some(value.clone()));
+    }
+    Ok(None)
 }
 
 /// Reads a unary call's one message from tonic's request stream, then runs the call. tonic's

@@ -61,6 +61,14 @@ pub enum CallError {
     #[error("malformed grpc-timeout header")]
     MalformedTimeout,
 
+    /// The caller's idempotency key cannot be forwarded as it is (and replacing it would
+    /// defeat its purpose).
+    #[error(
+        "{header} must be 1-{max} characters of A-Z a-z 0-9 . _ : - (a UUID, say)",
+        max = crate::door::grpc::MAX_IDEMPOTENCY_KEY
+    )]
+    MalformedIdempotencyKey { header: &'static str },
+
     /// The caller could not be identified.
     #[error(transparent)]
     Unauthenticated(#[from] AuthFailure),
@@ -188,6 +196,7 @@ impl CallError {
             | CallError::UnknownEventsMethod { .. }
             | CallError::UnsupportedCodec { .. } => Code::Unimplemented,
             CallError::MalformedTimeout
+            | CallError::MalformedIdempotencyKey { .. }
             | CallError::MalformedRequest { .. }
             | CallError::NoMessage { .. }
             | CallError::ExtraMessage { .. }
