@@ -27,6 +27,15 @@ pub fn bench_request() -> ListEgressRequest {
     }
 }
 
+/// An HTTP client for loopback servers: no proxy from the environment, no Nagle delay.
+pub fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, BenchError> {
+    builder
+        .no_proxy()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| BenchError(format!("building the HTTP client: {e}")))
+}
+
 /// Twirp straight to the simulator: one pooled HTTP/1.1 keep-alive client (like the proxy's
 /// own upstream client), the URL, headers and body prepared once.
 #[derive(Debug)]
@@ -39,12 +48,8 @@ pub struct Direct {
 
 impl Direct {
     pub fn new(sim_url: &str, bearer_token: &str) -> Result<Self, BenchError> {
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(600))
-            .build()
-            .map_err(|e| BenchError(format!("building the HTTP client: {e}")))?;
+        let client =
+            http_client(reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(600)))?;
         let url = format!(
             "{}/twirp/livekit.Egress/ListEgress",
             sim_url.trim_end_matches('/')
@@ -122,6 +127,11 @@ impl ProxyTarget {
 
     pub fn channel_count(&self) -> usize {
         self.channels.len()
+    }
+
+    /// The open HTTP/2 connections, for other services on the proxy's listener.
+    pub fn channels(&self) -> &[Channel] {
+        &self.channels
     }
 
     /// A client on channel `index % used` (callers spread over the first `used` channels).
@@ -274,6 +284,19 @@ impl CallStats {
         }
     }
 
+    /// Statistics of successful operations that took `latencies_ns`, with `errors` failed
+    /// ones, over a window of `window`.
+    pub fn from_latencies_ns(latencies_ns: Vec<u64>, errors: u64, window: Duration) -> Self {
+        Self::from_recorder(
+            Recorder {
+                latencies_ns,
+                errors,
+                first_error: None,
+            },
+            window,
+        )
+    }
+
     pub fn calls(&self) -> u64 {
         self.ok + self.errors
     }
@@ -296,8 +319,10 @@ pub struct Usage {
 
 /// Samples processes from a plain OS thread, so its timing does not depend on the load
 /// generator's (busy) tokio workers.
-struct Monitor {
+pub struct Monitor {
     handle: thread::JoinHandle<Sampled>,
+    /// Ends the sampling before `end` (set by [`Monitor::finish`]).
+    stop: Arc<AtomicBool>,
 }
 
 /// Per-process samples, and the machine's busy ticks and TCP active opens at the window's
@@ -351,7 +376,10 @@ struct RawUsage {
 }
 
 impl Monitor {
-    fn start(pids: Vec<Pid>, start: Instant, end: Instant) -> Self {
+    /// Samples `pids` from `start` to `end`.
+    pub fn start(pids: Vec<Pid>, start: Instant, end: Instant) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let handle = thread::spawn(move || {
             let now = Instant::now();
             if start > now {
@@ -371,7 +399,7 @@ impl Monitor {
                     }
                 }
                 let now = Instant::now();
-                if now >= end {
+                if now >= end || stopped.load(Ordering::Relaxed) {
                     break;
                 }
                 thread::sleep((end - now).min(Duration::from_millis(50)));
@@ -385,10 +413,13 @@ impl Monitor {
                 opens_before.zip(tcp_active_opens()),
             )
         });
-        Self { handle }
+        Self { handle, stop }
     }
 
-    fn finish(self, calls: u64, window: Duration, ticks_per_sec: u64) -> PhaseUsage {
+    /// Ends the window (now, if `end` has not come yet) and returns its usage, CPU per call
+    /// counted over `calls`; `window` is how long it lasted.
+    pub fn finish(self, calls: u64, window: Duration, ticks_per_sec: u64) -> PhaseUsage {
+        self.stop.store(true, Ordering::Relaxed);
         let (raw, machine, opens) = self.handle.join().unwrap_or_default();
         let observed: u64 = raw
             .iter()

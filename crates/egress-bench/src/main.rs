@@ -7,8 +7,10 @@
 //!
 //! ```text
 //! cargo run --release -p egress-bench -- [--duration 5s] [--concurrency 1,16,64,256] [--json out.json] [--soak 10m]
+//! cargo run --release -p egress-bench -- --events [--watchers 1,1000,10000] [--event-rate 200]
 //! ```
 
+mod events;
 mod load;
 mod procs;
 mod report;
@@ -55,6 +57,33 @@ struct Args {
     /// printing throughput, latency and the proxy's RSS every 10 s.
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
+
+    /// Events mode instead of the benchmark: egress events from LiveKit-signed webhooks to
+    /// EgressEvents/Watch streams, on one replica and across two replicas through Redis.
+    #[arg(long, conflicts_with = "soak")]
+    events: bool,
+
+    /// Events mode: watcher counts, one level each.
+    #[arg(long, value_delimiter = ',', default_value = "1,1000,10000")]
+    watchers: Vec<usize>,
+
+    /// Events mode: webhooks posted per second during --duration.
+    #[arg(long, default_value_t = 200.0)]
+    event_rate: f64,
+
+    /// Events mode: watch streams per HTTP/2 connection; also the proxy's
+    /// --max-concurrency-per-connection.
+    #[arg(long, default_value_t = 100)]
+    watchers_per_connection: usize,
+
+    /// Events mode: 1 (one proxy) and/or 2 (webhooks to one proxy, watchers on another,
+    /// through a redis-server this tool starts).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    replicas: Vec<usize>,
+
+    /// Events mode: the redis-server binary.
+    #[arg(long, default_value = "redis-server")]
+    redis_server: PathBuf,
 
     /// Callers in soak mode.
     #[arg(long, default_value_t = 16)]
@@ -152,6 +181,21 @@ fn main() -> ExitCode {
     let args = Args::parse();
     if args.concurrency.is_empty() || args.concurrency.contains(&0) {
         eprintln!("egress-bench: --concurrency needs positive numbers, e.g. 1,16,64,256");
+        return ExitCode::from(2);
+    }
+    if args.events
+        && (args.watchers.is_empty()
+            || args.watchers.contains(&0)
+            || args.event_rate.is_nan()
+            || args.event_rate <= 0.0
+            || args.watchers_per_connection == 0
+            || args.replicas.is_empty()
+            || args.replicas.iter().any(|&r| r != 1 && r != 2))
+    {
+        eprintln!(
+            "egress-bench: --events needs positive --watchers (e.g. 1,1000,10000), a positive \
+             --event-rate and --watchers-per-connection, and --replicas 1 and/or 2"
+        );
         return ExitCode::from(2);
     }
     if args.inflight >= args.proxy_max_concurrency {
@@ -383,19 +427,42 @@ fn start_sim(mode: SimMode, bin_dir: &Path) -> Result<(Sim, String), BenchError>
     }
 }
 
-/// Starts the proxy and returns it with its gRPC address (`IP:PORT`).
-fn start_proxy(
-    bin_dir: &Path,
-    sim_url: &str,
+/// How to start one proxy.
+#[derive(Debug)]
+struct ProxyLaunch<'a> {
+    sim_url: &'a str,
     max_concurrency: usize,
-    rust_log: &str,
-) -> Result<(ChildGuard, String), BenchError> {
+    /// `--max-concurrency-per-connection`, also the HTTP/2 streams one connection may open.
+    per_connection: usize,
+    rust_log: &'a str,
+    /// Further arguments (the events mode's webhook, Redis and watcher flags).
+    extra: Vec<String>,
+}
+
+/// A started proxy: killed when dropped.
+#[derive(Debug)]
+struct Proxy {
+    guard: ChildGuard,
+    /// gRPC listener, `IP:PORT`.
+    addr: String,
+    /// Admin listener (`/metrics`), `IP:PORT`, when the binary has one.
+    admin: Option<String>,
+}
+
+impl Proxy {
+    fn pid(&self) -> Pid {
+        Pid::Child(self.guard.pid())
+    }
+}
+
+/// Starts the proxy and reads its addresses from its readiness line.
+fn start_proxy(bin_dir: &Path, launch: ProxyLaunch<'_>) -> Result<Proxy, BenchError> {
     let mut cmd = Command::new(bin_dir.join("egress-proxy"));
     cmd.args([
         "--listen",
         "127.0.0.1:0",
         "--max-concurrency",
-        &max_concurrency.to_string(),
+        &launch.max_concurrency.to_string(),
     ]);
     // Newer proxies also serve an admin endpoint on a fixed default port; move it to a free
     // one so that a gateway already running on this machine doesn't make the start fail.
@@ -412,13 +479,14 @@ fn start_proxy(
     if help.contains("--max-concurrency-per-connection") {
         cmd.args([
             "--max-concurrency-per-connection",
-            &max_concurrency.to_string(),
+            &launch.per_connection.to_string(),
         ]);
     }
+    cmd.args(&launch.extra);
     child_env(&mut cmd);
-    cmd.env("LIVEKIT_URL", sim_url)
+    cmd.env("LIVEKIT_URL", launch.sim_url)
         // The readiness line is an info event; by default everything else only from warn up.
-        .env("RUST_LOG", rust_log)
+        .env("RUST_LOG", launch.rust_log)
         .env("EGRESS_PROXY_LOG_FORMAT", "text");
     let (guard, line) = procs::spawn_until_ready(
         "egress-proxy",
@@ -427,12 +495,18 @@ fn start_proxy(
         "egress-proxy ready",
         Duration::from_secs(10),
     )?;
-    let addr = line
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("listen="))
-        .map(str::to_owned)
+    let field = |name: &str| {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name))
+            .map(str::to_owned)
+    };
+    let addr = field("listen=")
         .ok_or_else(|| BenchError(format!("no listen=ADDR in the proxy's line {line:?}")))?;
-    Ok((guard, addr))
+    Ok(Proxy {
+        guard,
+        addr,
+        admin: field("admin="),
+    })
 }
 
 /// The simulator's control API (`/sim/...`), reachable the same way in both modes.
@@ -444,11 +518,7 @@ struct SimControl {
 
 impl SimControl {
     fn new(base: &str) -> Result<Self, BenchError> {
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| BenchError(format!("building the HTTP client: {e}")))?;
+        let http = load::http_client(reqwest::Client::builder().timeout(Duration::from_secs(10)))?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
@@ -528,18 +598,55 @@ fn keep_request_log_empty(control: SimControl) -> AbortOnDrop {
     }))
 }
 
+/// How the run is set up, for the report.
+fn run_info(
+    args: &Args,
+    bin_dir: &Path,
+    threads: usize,
+    ticks_per_sec: u64,
+    call: String,
+) -> RunInfo {
+    RunInfo {
+        call,
+        duration_s: args.duration.as_secs_f64(),
+        warmup_s: args.warmup.as_secs_f64(),
+        concurrency: args.concurrency.clone(),
+        sim_mode: match args.sim {
+            SimMode::Process => "separate egress-sim process".to_owned(),
+            SimMode::InProcess => "in this process (own 1-thread runtime)".to_owned(),
+        },
+        loadgen_threads: threads,
+        cpus: cpu_count(),
+        clk_tck: ticks_per_sec,
+        proxy_max_concurrency: args.proxy_max_concurrency,
+        proxy_bin: bin_dir.join("egress-proxy").display().to_string(),
+        proxy_rust_log: args.proxy_rust_log.clone(),
+    }
+}
+
 async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchError> {
+    if args.events {
+        return events::run(args, bin_dir, threads).await;
+    }
     let ticks_per_sec = procs::clock_ticks_per_sec();
     let (sim, sim_url) = start_sim(args.sim, bin_dir)?;
     eprintln!("[bench] simulator at {sim_url}");
-    let (proxy, proxy_addr) = start_proxy(
+    let proxy = start_proxy(
         bin_dir,
-        &sim_url,
-        args.proxy_max_concurrency,
-        &args.proxy_rust_log,
+        ProxyLaunch {
+            sim_url: &sim_url,
+            max_concurrency: args.proxy_max_concurrency,
+            per_connection: args.proxy_max_concurrency,
+            rust_log: &args.proxy_rust_log,
+            extra: Vec::new(),
+        },
     )?;
-    let proxy_pid = Pid::Child(proxy.pid());
-    eprintln!("[bench] egress-proxy (pid {}) at {proxy_addr}", proxy.pid());
+    let proxy_pid = proxy.pid();
+    let proxy_addr = proxy.addr.clone();
+    eprintln!(
+        "[bench] egress-proxy (pid {}) at {proxy_addr}",
+        proxy.guard.pid()
+    );
 
     let control = SimControl::new(&sim_url)?;
     control.clear_faults().await?;
@@ -574,26 +681,17 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         .await
         .map_err(|e| BenchError(format!("sanity call through the proxy failed: {e}")))?;
 
-    let run_info = RunInfo {
-        call: format!(
+    let run_info = run_info(
+        args,
+        bin_dir,
+        threads,
+        ticks_per_sec,
+        format!(
             "{}/ListEgress {{egress_id: \"{}\"}} (empty answer)",
             egress_proto::EGRESS_SERVICE,
             load::BENCH_EGRESS_ID
         ),
-        duration_s: args.duration.as_secs_f64(),
-        warmup_s: args.warmup.as_secs_f64(),
-        concurrency: args.concurrency.clone(),
-        sim_mode: match args.sim {
-            SimMode::Process => "separate egress-sim process".to_owned(),
-            SimMode::InProcess => "in this process (own 1-thread runtime)".to_owned(),
-        },
-        loadgen_threads: threads,
-        cpus: cpu_count(),
-        clk_tck: ticks_per_sec,
-        proxy_max_concurrency: args.proxy_max_concurrency,
-        proxy_bin: bin_dir.join("egress-proxy").display().to_string(),
-        proxy_rust_log: args.proxy_rust_log.clone(),
-    };
+    );
 
     if let Some(soak) = args.soak {
         return soak_mode(
@@ -713,6 +811,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         checks,
         all_pass,
         soak: Vec::new(),
+        events: None,
     };
     report::print(&report);
     write_json(args, &report)?;
@@ -770,6 +869,7 @@ async fn soak_mode(
         checks: Vec::new(),
         all_pass: errors == 0,
         soak: samples,
+        events: None,
     };
     write_json(args, &report)
 }

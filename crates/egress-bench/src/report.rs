@@ -99,6 +99,9 @@ pub struct Report {
     pub all_pass: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub soak: Vec<SoakSample>,
+    /// Events mode (`--events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsRun>,
 }
 
 pub fn verdict(pass: bool) -> &'static str {
@@ -324,16 +327,7 @@ pub fn print(report: &Report) {
             "New TCP connections per 1000 calls (machine-wide; 0 = all connections reused): {}.",
             connects.join(", ")
         );
-        println!(
-            "Other processes on this machine used {mean:.2} cores on average (up to {max:.2}) \
-             during the measurement windows.{}",
-            if max > 0.25 {
-                " WARNING: the machine was busy; these numbers are skewed (rerun on a quiet \
-                 machine)."
-            } else {
-                ""
-            }
-        );
+        print_other_cores(mean, max);
         println!();
     }
 
@@ -401,18 +395,328 @@ pub fn print(report: &Report) {
         }
     }
 
-    if !report.checks.is_empty() {
-        let met = report.checks.iter().filter(|c| c.pass).count();
+    print_targets(&report.checks);
+}
+
+/// The line counting the targets met, and one line per missed target.
+fn print_targets(checks: &[Check]) {
+    if checks.is_empty() {
+        return;
+    }
+    let met = checks.iter().filter(|c| c.pass).count();
+    println!(
+        "Targets: {met} of {} met{}",
+        checks.len(),
+        if met == checks.len() {
+            "."
+        } else {
+            "; missed:"
+        }
+    );
+    for check in checks.iter().filter(|c| !c.pass) {
         println!(
-            "Targets: {met} of {} met{}",
-            report.checks.len(),
-            if report.all_pass { "." } else { "; missed:" }
+            "- {}: {} (target {}) MISS",
+            check.name, check.measured, check.target
         );
-        for check in report.checks.iter().filter(|c| !c.pass) {
+    }
+}
+
+/// The sentence on what other processes used during the windows, warning when that is
+/// enough to skew the numbers.
+fn print_other_cores(mean: f64, max: f64) {
+    println!(
+        "Other processes on this machine used {mean:.2} cores on average (up to {max:.2}) \
+         during the measurement windows.{}",
+        if max > 0.25 {
+            " WARNING: the machine was busy; these numbers are skewed (rerun on a quiet \
+             machine)."
+        } else {
+            ""
+        }
+    );
+}
+
+/// Delay p99 of event deliveries on one replica with [`EVENT_TARGET_WATCHERS`] watchers, ms.
+pub const TARGET_EVENT_P99_MS: f64 = 5.0;
+/// Delay p99 of event deliveries across two replicas (through Redis), ms.
+pub const TARGET_EVENT_P99_REPLICAS_MS: f64 = 20.0;
+/// Proxy RSS per open, idle watch stream (its share of the HTTP/2 connections included), KiB.
+pub const TARGET_RSS_PER_WATCHER_KIB: f64 = 4.0;
+/// The watcher count the event targets are stated for.
+pub const EVENT_TARGET_WATCHERS: usize = 10_000;
+/// Fewer watchers than this make the RSS difference too small (page and allocator
+/// granularity) to judge per watcher.
+pub const RSS_PER_WATCHER_MIN_WATCHERS: usize = 1000;
+
+/// The events mode: settings and one entry per (replicas, watchers) level.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsRun {
+    /// Webhooks per second asked for (`--event-rate`).
+    pub event_rate: f64,
+    pub watchers_per_connection: usize,
+    pub levels: Vec<EventLevel>,
+}
+
+/// CPU and memory of one process over an events window.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedUsage {
+    pub process: String,
+    /// `cpu_us_per_call` is per delivered event.
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+/// One events level: N watchers reading webhooks posted at a steady rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventLevel {
+    /// 1: webhooks and watchers on one proxy; 2: webhooks to replica A, watchers on
+    /// replica B, the event crossing through Redis.
+    pub replicas: usize,
+    pub watchers: usize,
+    /// HTTP/2 connections the watchers were spread over.
+    pub connections: usize,
+    /// Webhooks accepted (HTTP 200) during the window, and those refused or failed.
+    pub events_posted: u64,
+    pub events_failed: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_post_error: Option<String>,
+    /// Webhooks accepted per second, as the load generator managed to post them.
+    pub events_per_s: f64,
+    /// (event, watcher) pairs read, and those expected (accepted × watchers) but never read.
+    pub deliveries: u64,
+    pub missed: u64,
+    /// From just before a webhook's POST to a watcher reading its event: `ok` is the
+    /// deliveries, `errors` the missed ones, `rps` deliveries per second.
+    pub delay: CallStats,
+    /// Watch streams that ended before the window did (e.g. RESOURCE_EXHAUSTED after
+    /// falling a whole queue behind).
+    pub watchers_ended: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_watch_error: Option<String>,
+    /// CPU time of the proxies (summed) per delivered event, µs.
+    pub proxy_cpu_us_per_delivery: f64,
+    /// Every observed process over the window: the proxies, the load generator, Redis.
+    pub usage: Vec<NamedUsage>,
+    /// Average cores used by other processes on the machine during the window.
+    pub other_cores: f64,
+    /// VmRSS of the watchers' proxy before the watchers connected, and with all of them
+    /// watching but no event sent yet, KiB.
+    pub rss_before_watchers_kib: u64,
+    pub rss_watchers_idle_kib: u64,
+    /// (idle with watchers − before) / watchers.
+    pub rss_per_idle_watcher_kib: f64,
+}
+
+impl EventLevel {
+    fn delay_target_ms(&self) -> f64 {
+        if self.replicas == 1 {
+            TARGET_EVENT_P99_MS
+        } else {
+            TARGET_EVENT_P99_REPLICAS_MS
+        }
+    }
+
+    /// p99 within the target, and nothing missed (a missed delivery has no delay to rank).
+    fn delay_pass(&self) -> bool {
+        self.deliveries > 0
+            && self.missed == 0
+            && self.delay.p99_us <= self.delay_target_ms() * 1000.0
+    }
+
+    /// Whether the RSS per watcher meets its target; `None` with too few watchers to tell.
+    fn rss_pass(&self) -> Option<bool> {
+        (self.watchers >= RSS_PER_WATCHER_MIN_WATCHERS)
+            .then_some(self.rss_per_idle_watcher_kib <= TARGET_RSS_PER_WATCHER_KIB)
+    }
+}
+
+fn replicas_name(replicas: usize) -> &'static str {
+    if replicas == 1 {
+        "one replica"
+    } else {
+        "two replicas via Redis"
+    }
+}
+
+/// Checks the event targets against every level that has numbers for them.
+pub fn event_checks(levels: &[EventLevel]) -> Vec<Check> {
+    let mut checks = Vec::new();
+    for replicas in [1, 2] {
+        let mode: Vec<&EventLevel> = levels.iter().filter(|l| l.replicas == replicas).collect();
+        let Some(first) = mode.first() else { continue };
+        let target = format!("p99 ≤ {} ms, none missed", first.delay_target_ms());
+        if !mode.iter().any(|l| l.watchers >= EVENT_TARGET_WATCHERS) {
+            checks.push(Check {
+                name: format!(
+                    "event delay with {EVENT_TARGET_WATCHERS} watchers, {}",
+                    replicas_name(replicas)
+                ),
+                target: target.clone(),
+                measured: format!("not measured (no level of {EVENT_TARGET_WATCHERS}+ watchers)"),
+                pass: false,
+            });
+        }
+        for level in mode {
+            checks.push(Check {
+                name: format!(
+                    "event delay with {} watchers, {}",
+                    level.watchers,
+                    replicas_name(replicas)
+                ),
+                target: target.clone(),
+                measured: format!(
+                    "p99 {}, {} missed",
+                    fmt_us(level.delay.p99_us),
+                    level.missed
+                ),
+                pass: level.delay_pass(),
+            });
+            if let Some(pass) = level.rss_pass() {
+                checks.push(Check {
+                    name: format!(
+                        "RSS per idle watcher with {} watchers, {}",
+                        level.watchers,
+                        replicas_name(replicas)
+                    ),
+                    target: format!("≤ {TARGET_RSS_PER_WATCHER_KIB:.0} KiB"),
+                    measured: format!("{:.2} KiB", level.rss_per_idle_watcher_kib),
+                    pass,
+                });
+            }
+        }
+    }
+    checks
+}
+
+/// Prints the events report: a table per replica setup, CPU by process, and the targets.
+pub fn print_events(run: &RunInfo, events: &EventsRun, checks: &[Check]) {
+    println!();
+    println!("## egress-proxy events");
+    println!();
+    println!(
+        "LiveKit-signed `egress_updated` webhooks (each with its own id) POSTed over HTTP/1.1 \
+         keep-alive at {} per second for {} s to the proxy's `--webhook-listen`; watchers are \
+         `EgressEvents/Watch` streams, at most {} per HTTP/2 connection. Delay: from just \
+         before a webhook's POST to a watcher reading its event, over every (event, watcher) \
+         pair. {} CPUs; the load generator ({} tokio worker threads: the poster and every \
+         watcher) runs on the same CPUs as the proxies (and redis-server), so the delays \
+         include its own scheduling, and the CPU it uses is not the proxies'. Proxy \
+         RUST_LOG={}.",
+        events.event_rate,
+        run.duration_s,
+        events.watchers_per_connection,
+        run.cpus,
+        run.loadgen_threads,
+        run.proxy_rust_log,
+    );
+    println!();
+    for replicas in [1, 2] {
+        let mode: Vec<&EventLevel> = events
+            .levels
+            .iter()
+            .filter(|l| l.replicas == replicas)
+            .collect();
+        if mode.is_empty() {
+            continue;
+        }
+        if replicas == 1 {
+            println!("### One replica (webhooks and watchers on the same proxy)");
+        } else {
             println!(
-                "- {}: {} (target {}) MISS",
-                check.name, check.measured, check.target
+                "### Two replicas via Redis (webhooks to replica A, watchers on replica B; CPU \
+                 summed over both proxies)"
+            );
+        }
+        println!();
+        println!(
+            "| watchers | events/s | deliveries | missed | delay p50 | delay p99 | proxy \
+             CPU/event | RSS per idle watcher |"
+        );
+        println!("|--:|--:|--:|--:|--:|--:|--:|--:|");
+        for level in &mode {
+            let rss = match level.rss_pass() {
+                Some(pass) => format!(
+                    "{:.2} KiB {}",
+                    level.rss_per_idle_watcher_kib,
+                    verdict(pass)
+                ),
+                None => format!(
+                    "{:.2} KiB (too few to judge)",
+                    level.rss_per_idle_watcher_kib
+                ),
+            };
+            println!(
+                "| {} | {:.0} | {} | {} | {} | {} {} | {} | {} |",
+                level.watchers,
+                level.events_per_s,
+                level.deliveries,
+                level.missed,
+                fmt_us(level.delay.p50_us),
+                fmt_us(level.delay.p99_us),
+                verdict(level.delay_pass()),
+                fmt_us(level.proxy_cpu_us_per_delivery),
+                rss,
+            );
+        }
+        println!();
+    }
+
+    println!(
+        "CPU per delivered event by process (user + system), with the proxy RSS before the \
+         watchers connected and with them all idle:"
+    );
+    println!();
+    println!("| replicas | watchers | CPU per event | RSS before → with idle watchers |");
+    println!("|--:|--:|---|---|");
+    for level in &events.levels {
+        let by_process: Vec<String> = level
+            .usage
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} {} ({:.2} cores)",
+                    u.process,
+                    fmt_us(u.usage.cpu_us_per_call),
+                    u.usage.cores
+                )
+            })
+            .collect();
+        println!(
+            "| {} | {} | {} | {} → {} |",
+            level.replicas,
+            level.watchers,
+            by_process.join(", "),
+            fmt_mib(level.rss_before_watchers_kib),
+            fmt_mib(level.rss_watchers_idle_kib),
+        );
+    }
+    println!();
+    let mean = events.levels.iter().map(|l| l.other_cores).sum::<f64>()
+        / events.levels.len().max(1) as f64;
+    let max = events
+        .levels
+        .iter()
+        .map(|l| l.other_cores)
+        .fold(0.0, f64::max);
+    print_other_cores(mean, max);
+    println!();
+    for level in &events.levels {
+        if let Some(err) = &level.first_post_error {
+            println!(
+                "{} watchers, {}: {} webhooks refused or failed, first: {err}",
+                level.watchers,
+                replicas_name(level.replicas),
+                level.events_failed
+            );
+        }
+        if let Some(err) = &level.first_watch_error {
+            println!(
+                "{} watchers, {}: {} watch streams ended early, first: {err}",
+                level.watchers,
+                replicas_name(level.replicas),
+                level.watchers_ended
             );
         }
     }
+    print_targets(checks);
 }
