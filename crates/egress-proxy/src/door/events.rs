@@ -36,7 +36,7 @@ use futures_util::future::BoxFuture;
 use prost::Message as _;
 use tokio::sync::{broadcast, watch};
 use tonic::body::Body;
-use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
@@ -343,8 +343,29 @@ fn delay(published: &Published) -> Option<Duration> {
         .and_then(|at| SystemTime::now().duration_since(at).ok())
 }
 
+/// tonic's encode buffer per stream: it is allocated when the stream opens and held while it
+/// lasts, and its default (8 KiB) was most of an idle watcher's memory. An event is a few
+/// hundred bytes; the buffer grows for a larger one.
+const STREAM_BUFFER: usize = 512;
+
 /// Reads the request as a prost message; sends events already encoded.
 struct WatchCodec<T>(PhantomData<fn() -> T>);
+
+/// Writes the pre-encoded events, with a buffer sized for them.
+struct EventEncoder;
+
+impl tonic::codec::Encoder for EventEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), Status> {
+        BytesCodec.encode(item, dst)
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(STREAM_BUFFER, 32 * 1024)
+    }
+}
 
 impl<T> Default for WatchCodec<T> {
     fn default() -> Self {
@@ -355,11 +376,11 @@ impl<T> Default for WatchCodec<T> {
 impl<T: prost::Message + Default + Send + 'static> Codec for WatchCodec<T> {
     type Encode = Bytes;
     type Decode = T;
-    type Encoder = BytesCodec;
+    type Encoder = EventEncoder;
     type Decoder = WatchCodec<T>;
 
     fn encoder(&mut self) -> Self::Encoder {
-        BytesCodec
+        EventEncoder
     }
 
     fn decoder(&mut self) -> Self::Decoder {
@@ -375,5 +396,9 @@ impl<T: prost::Message + Default> Decoder for WatchCodec<T> {
         let message = T::decode(src.copy_to_bytes(src.remaining()))
             .map_err(|err| CallError::MalformedWatchRequest(err).to_status())?;
         Ok(Some(message))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        BufferSettings::new(STREAM_BUFFER, 32 * 1024)
     }
 }
