@@ -12,7 +12,7 @@ use egress_telemetry::{AdminState, Metrics};
 use egress_twirp::{BaseUrl, ClientConfig, TwirpClient};
 use tokio::net::TcpListener;
 
-use crate::config::{Config, ConfigError, Upstream};
+use crate::config::{Config, ConfigError, Upstream, UpstreamFlavor};
 use crate::deadline::Deadlines;
 use crate::events::redis::Fanout;
 use crate::events::webhook::{WebhookReceiver, WebhookSettings};
@@ -205,7 +205,16 @@ impl App {
             redis,
             reconcile_interval: config.reconcile_interval,
         };
+        let cloud = match config.upstream_flavor {
+            UpstreamFlavor::Cloud => true,
+            UpstreamFlavor::Oss => false,
+            UpstreamFlavor::Auto => crate::call::retry::is_cloud_host(&upstream_url),
+        };
         let settings = ServerSettings {
+            retry: crate::call::retry::RetryPolicy {
+                writes: cloud || config.retry_writes,
+                failover: cloud,
+            },
             hub,
             policies,
             tls,

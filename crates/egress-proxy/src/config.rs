@@ -164,6 +164,29 @@ pub struct RunArgs {
     /// Event streams (EgressEvents/Watch) served at once; more get RESOURCE_EXHAUSTED.
     #[arg(long, env = "EGRESS_PROXY_MAX_WATCHERS", default_value_t = 20_000)]
     pub max_watchers: usize,
+
+    /// Retry Start/Stop/Update on 5xx and transport errors (with the same
+    /// X-Livekit-Request-Id). Safe only where LiveKit deduplicates by that id: LiveKit Cloud
+    /// does (and gets these retries anyway); the open-source server does not for egress, so
+    /// a retried Start there can start a second recording.
+    #[arg(long, env = "EGRESS_PROXY_RETRY_WRITES")]
+    pub retry_writes: bool,
+
+    /// What the upstream is: `cloud` (retries writes, fails over across regions from
+    /// /settings/regions), `oss`, or `auto` (cloud for *.livekit.cloud and *.livekit.run).
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_FLAVOR", value_enum, default_value_t = UpstreamFlavor::Auto)]
+    pub upstream_flavor: UpstreamFlavor,
+}
+
+/// What kind of LiveKit the upstream is (`--upstream-flavor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum UpstreamFlavor {
+    /// LiveKit Cloud when the URL's host is `*.livekit.cloud` or `*.livekit.run`.
+    Auto,
+    /// LiveKit Cloud: deduplicates by request id, has regions.
+    Cloud,
+    /// A self-hosted (open-source) server.
+    Oss,
 }
 
 /// A Redis URL; it may carry a password, so it never prints.
@@ -227,6 +250,8 @@ pub struct Config {
     pub redis_url: Option<RedisUrl>,
     pub watch_queue: usize,
     pub max_watchers: usize,
+    pub retry_writes: bool,
+    pub upstream_flavor: UpstreamFlavor,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -344,6 +369,8 @@ impl RunArgs {
             redis_url,
             watch_queue: self.watch_queue,
             max_watchers: self.max_watchers,
+            retry_writes: self.retry_writes,
+            upstream_flavor: self.upstream_flavor,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

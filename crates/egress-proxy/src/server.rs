@@ -32,6 +32,8 @@ use crate::request_id::RequestIdLayer;
 /// What the listener needs besides the upstream client.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
+    /// When upstream attempts are retried (see `call::retry`).
+    pub retry: crate::call::retry::RetryPolicy,
     /// The egress event hub `EgressEvents/Watch` streams read.
     pub hub: Arc<crate::events::Hub>,
     /// How each call's deadline is chosen (`--upstream-timeout`, `--max-call-timeout`).
@@ -99,7 +101,7 @@ pub async fn serve(
             settings.metrics.clone(),
         ),
         policy: PolicyStage::new(client.clone()),
-        forwarder: Forwarder::new(client.clone(), settings.metrics.clone()),
+        forwarder: Forwarder::new(client.clone(), settings.metrics.clone(), settings.retry),
     });
     let egress = GrpcDoor::new(
         stages,

@@ -104,6 +104,7 @@ struct Inner {
     upstream_duration: HistogramFamily,
     in_flight: Gauge,
     upstream_errors: Family<KindLabels, Counter>,
+    upstream_retries: Family<RpcLabels, Counter>,
     shed_calls: Family<LimitLabels, Counter>,
     connections: Gauge,
     closed_connections: Family<ReasonLabels, Counter>,
@@ -281,6 +282,13 @@ impl Metrics {
             upstream_errors.clone(),
         );
 
+        let upstream_retries = Family::<RpcLabels, Counter>::default();
+        registry.register(
+            "egress_proxy_upstream_retries",
+            "Upstream attempts after the first, by method (same X-Livekit-Request-Id)",
+            upstream_retries.clone(),
+        );
+
         let shed_calls = Family::<LimitLabels, Counter>::default();
         registry.register(
             "egress_proxy_shed_calls",
@@ -327,6 +335,7 @@ impl Metrics {
                 upstream_duration,
                 in_flight,
                 upstream_errors,
+                upstream_retries,
                 shed_calls,
                 connections,
                 closed_connections,
@@ -386,6 +395,14 @@ impl Metrics {
         self.inner
             .upstream_errors
             .get_or_create(&KindLabels { kind })
+            .inc();
+    }
+
+    /// Counts one more attempt of a call to LiveKit for `rpc`, after a failed one.
+    pub fn upstream_retry(&self, rpc: &'static str) {
+        self.inner
+            .upstream_retries
+            .get_or_create(&RpcLabels { rpc })
             .inc();
     }
 

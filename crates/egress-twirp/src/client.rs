@@ -115,6 +115,9 @@ pub struct CallOptions {
     pub request_id: Option<HeaderValue>,
     /// Sent as `X-Livekit-Request-Id`.
     pub idempotency_key: Option<HeaderValue>,
+    /// Another server for this call (a LiveKit Cloud region to fail over to); `None` is the
+    /// configured [`ClientConfig::base_url`](crate::ClientConfig::base_url).
+    pub base_url: Option<crate::url::BaseUrl>,
     /// Sent as `traceparent`.
     pub traceparent: Option<HeaderValue>,
     /// Sent as `tracestate`.
@@ -150,6 +153,12 @@ impl CallOptions {
     /// Sets the `X-Livekit-Request-Id` (LiveKit's idempotency key).
     pub fn with_idempotency_key(mut self, key: HeaderValue) -> Self {
         self.idempotency_key = Some(key);
+        self
+    }
+
+    /// Sends this call to `base_url` instead of the configured server.
+    pub fn with_base_url(mut self, base_url: crate::url::BaseUrl) -> Self {
+        self.base_url = Some(base_url);
         self
     }
 
@@ -352,6 +361,49 @@ impl TwirpClient {
         Ok(())
     }
 
+    /// `GET {base}{path}` with the call's `Authorization`, for LiveKit's JSON side routes
+    /// (`/settings/regions`): the body of a `200`, at most 64 KiB, within `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for a call: transport failures, [`Error::Timeout`], a non-`200` answer classified
+    /// like any other, [`Error::TooLarge`] past 64 KiB.
+    pub async fn get(&self, path: &str, timeout: Duration) -> Result<Bytes, Error> {
+        const MAX: usize = 64 * 1024;
+        let url = self.inner.config.base_url.path_url(path)?;
+        let uri = Uri::try_from(url.as_str())
+            .map_err(|e| Error::InvalidUrl(format!("{}: {e}", url.as_str())))?;
+        let mut authorization = self.inner.authorizer.authorization()?;
+        authorization.set_sensitive(true);
+        let mut request = http::Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        headers.insert(header::USER_AGENT, self.inner.user_agent.clone());
+        headers.insert(header::AUTHORIZATION, authorization);
+        let exchange = async {
+            let response = self
+                .inner
+                .http
+                .request(request)
+                .await
+                .map_err(|e| classify_transport_error(&e, Phase::Send))?;
+            let status = response.status();
+            if status != http::StatusCode::OK {
+                let content_type = response
+                    .headers()
+                    .get(header::CONTENT_TYPE)
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+                let (body, _) = read_error_body(response.into_body()).await?;
+                return Err(classify_response(status, content_type.as_deref(), &body));
+            }
+            read_body(response.into_body(), MAX).await
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
     async fn call_with_wire_format(
         &self,
         method: &str,
@@ -369,7 +421,14 @@ impl TwirpClient {
             return Err(Error::Timeout(budget));
         }
 
-        let uri = self.method_uri(method)?;
+        let uri = match &opts.base_url {
+            None => self.method_uri(method)?,
+            Some(base) => {
+                let url = base.method_url(&self.inner.config.service, method)?;
+                Uri::try_from(url.as_str())
+                    .map_err(|e| Error::InvalidUrl(format!("{}: {e}", url.as_str())))?
+            }
+        };
         let mut authorization = self.inner.authorizer.authorization()?;
         authorization.set_sensitive(true);
 

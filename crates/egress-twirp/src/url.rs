@@ -116,6 +116,31 @@ impl BaseUrl {
         let full = format!("{}/twirp/{service}/{method}", self.base);
         Url::parse(&full).map_err(|e| Error::InvalidUrl(format!("{full:?}: {e}")))
     }
+
+    /// The URL of one of the server's own routes, `{base}{path}` (`path` starts with `/` and
+    /// holds only ASCII letters, digits, `/`, `_` and `-`).
+    ///
+    /// ```
+    /// use egress_twirp::BaseUrl;
+    /// let base = BaseUrl::parse("wss://my.livekit.cloud/lk").unwrap();
+    /// assert_eq!(base.path_url("/settings/regions").unwrap().as_str(), "https://my.livekit.cloud/lk/settings/regions");
+    /// assert!(base.path_url("/../x").is_err());
+    /// ```
+    pub fn path_url(&self, path: &str) -> Result<Url, Error> {
+        let fine = path.starts_with('/')
+            && !path.contains("//")
+            && path
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/_-".contains(&b));
+        if !fine {
+            return Err(Error::InvalidUrl(format!(
+                "invalid path {:?}",
+                redact(path)
+            )));
+        }
+        let full = format!("{}{path}", self.base);
+        Url::parse(&full).map_err(|e| Error::InvalidUrl(format!("{full:?}: {e}")))
+    }
 }
 
 /// Removes anything that looks like credentials from a URL-ish string before it goes into an

@@ -13,6 +13,7 @@ mod lifecycle;
 mod operations;
 mod packaging;
 mod reliability;
+mod retries;
 mod rpcs;
 mod schema;
 mod sim_lifecycle;

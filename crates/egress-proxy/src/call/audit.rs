@@ -74,6 +74,7 @@ fn record(call: &Call, code: Code, answered: Option<&str>, latency: Duration) {
         latency_ms = latency.as_secs_f64() * 1000.0,
         request_id = call.request_id.to_str().unwrap_or(""),
         idempotency_key = call.idempotency_key.to_str().unwrap_or(""),
+        attempts = call.attempts.load(std::sync::atomic::Ordering::Relaxed),
         peer = %call.peer.addr,
         "egress call"
     );

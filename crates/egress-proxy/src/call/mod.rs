@@ -32,6 +32,8 @@ pub mod audit;
 pub mod auth;
 pub mod forward;
 pub mod policy;
+pub mod regions;
+pub mod retry;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -88,6 +90,8 @@ pub struct Call {
     pub caller: CallerInfo,
     /// The request message as the caller encoded it (decompressed); forwarded as is.
     pub message: Bytes,
+    /// Attempts made upstream so far (see [`retry`]); for the audit line.
+    pub attempts: std::sync::atomic::AtomicU32,
     /// The decoded request view, made at most once.
     view: OnceLock<RequestView>,
 }
@@ -114,6 +118,7 @@ impl Call {
                 policy: None,
             },
             message: Bytes::new(),
+            attempts: std::sync::atomic::AtomicU32::new(0),
             view: OnceLock::new(),
         }
     }
