@@ -111,6 +111,10 @@ impl App {
         // HTTP/1.1 upstreams need a connection per concurrent call; keeping fewer idle than
         // calls may be in flight churns connections (and ports) under load.
         client_config.pool_max_idle_per_host = config.max_concurrency;
+        client_config.http2_only = config.upstream_http2;
+        // Over HTTP/2 calls multiplex: the cap is on connections, which stay few anyway.
+        client_config.max_connections =
+            (!config.upstream_http2).then_some(config.max_upstream_connections);
         let tokens = Arc::new(TokenCache::new(
             config.credentials.clone(),
             VideoGrants::room_record(),

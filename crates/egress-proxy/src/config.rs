@@ -176,6 +176,21 @@ pub struct RunArgs {
     /// /settings/regions), `oss`, or `auto` (cloud for *.livekit.cloud and *.livekit.run).
     #[arg(long, env = "EGRESS_PROXY_UPSTREAM_FLAVOR", value_enum, default_value_t = UpstreamFlavor::Auto)]
     pub upstream_flavor: UpstreamFlavor,
+
+    /// Speak only HTTP/2 to LiveKit: prior knowledge (h2c) on http://, ALPN on https://.
+    /// Without it, https:// upstreams get HTTP/2 when they offer it, http:// get HTTP/1.1.
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_HTTP2")]
+    pub upstream_http2: bool,
+
+    /// Upstream calls on the wire at once: over HTTP/1.1 each holds a connection, so this
+    /// bounds connections to LiveKit (and descriptors). Calls beyond it wait within their
+    /// deadline.
+    #[arg(
+        long,
+        env = "EGRESS_PROXY_MAX_UPSTREAM_CONNECTIONS",
+        default_value_t = 1024
+    )]
+    pub max_upstream_connections: usize,
 }
 
 /// What kind of LiveKit the upstream is (`--upstream-flavor`).
@@ -252,6 +267,8 @@ pub struct Config {
     pub max_watchers: usize,
     pub retry_writes: bool,
     pub upstream_flavor: UpstreamFlavor,
+    pub upstream_http2: bool,
+    pub max_upstream_connections: usize,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -300,6 +317,7 @@ impl RunArgs {
             ("--max-connections", self.max_connections.unwrap_or(1)),
             ("--watch-queue", self.watch_queue),
             ("--max-watchers", self.max_watchers),
+            ("--max-upstream-connections", self.max_upstream_connections),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -371,6 +389,8 @@ impl RunArgs {
             max_watchers: self.max_watchers,
             retry_writes: self.retry_writes,
             upstream_flavor: self.upstream_flavor,
+            upstream_http2: self.upstream_http2,
+            max_upstream_connections: self.max_upstream_connections,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

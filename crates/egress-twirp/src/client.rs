@@ -221,6 +221,8 @@ struct Inner {
     /// Each method's URI, built once: parsing one per call cost more than the rest of the
     /// request head.
     uris: RwLock<HashMap<Box<str>, Uri>>,
+    /// Places for calls on the wire ([`ClientConfig::max_connections`]).
+    in_flight: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl fmt::Debug for TwirpClient {
@@ -246,6 +248,9 @@ impl TwirpClient {
             Error::InvalidUrl(format!("invalid User-Agent {:?}", config.user_agent))
         })?;
         let http = transport::build(&config, &root)?;
+        let in_flight = config
+            .max_connections
+            .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
@@ -254,6 +259,7 @@ impl TwirpClient {
                 user_agent,
                 root,
                 uris: RwLock::new(HashMap::new()),
+                in_flight,
             }),
         })
     }
@@ -456,6 +462,12 @@ impl TwirpClient {
         }
 
         let exchange = async {
+            // A place on the wire first (held until the answer is read): past the cap, calls
+            // wait here, within their deadline, instead of opening more connections.
+            let _place = match &self.inner.in_flight {
+                Some(places) => Some(places.acquire().await.map_err(|_| Error::Canceled)?),
+                None => None,
+            };
             let response = self
                 .inner
                 .http

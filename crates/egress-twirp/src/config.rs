@@ -55,6 +55,14 @@ pub struct ClientConfig {
     /// Extra trusted root certificates, as a PEM bundle, on top of the platform's (default
     /// none): for a LiveKit server behind a private CA.
     pub extra_root_certs_pem: Option<Vec<u8>>,
+    /// Speak HTTP/2 only: with prior knowledge on `http://` (h2c), by ALPN on `https://`
+    /// (default `false`: HTTP/2 when ALPN offers it, HTTP/1.1 otherwise). Calls then share a
+    /// few multiplexed connections.
+    pub http2_only: bool,
+    /// Most calls on the wire at once (default `None`: unbounded). Over HTTP/1.1 each needs
+    /// its own connection, so this bounds upstream connections and descriptors; calls beyond
+    /// it wait for a place within their own deadline.
+    pub max_connections: Option<usize>,
 }
 
 impl ClientConfig {
@@ -73,6 +81,8 @@ impl ClientConfig {
             max_response_bytes: 16 * 1024 * 1024,
             proxy_from_env: true,
             extra_root_certs_pem: None,
+            http2_only: false,
+            max_connections: None,
         }
     }
 }

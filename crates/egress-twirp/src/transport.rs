@@ -126,6 +126,7 @@ pub(crate) fn build(config: &ClientConfig, base: &Uri) -> Result<HttpClient, Err
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .http2_adaptive_window(true)
+        .http2_only(config.http2_only)
         .build(connector))
 }
 

@@ -20,3 +20,4 @@ mod sim_lifecycle;
 mod sim_wire;
 mod tls;
 mod upstream_failures;
+mod upstream_protocol;

@@ -1,0 +1,134 @@
+//! How the gateway talks to LiveKit: HTTP/2 with prior knowledge (`--upstream-http2`),
+//! multiplexed over one connection; over HTTP/1.1, at most `--max-upstream-connections`
+//! calls on the wire, the rest waiting within their deadlines. Real upstreams on loopback:
+//! an `h2` server that speaks nothing but HTTP/2, and a raw HTTP/1.1 one that counts its
+//! connections.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use egress_e2e::{Gateway, ProxyOptions, read_request_head};
+use egress_proto::livekit::{self as lk};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// Answers every request with an empty `ListEgressResponse`, over HTTP/2 only; counts the
+/// TCP connections it accepted.
+async fn h2_only_upstream() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&connections);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                // A client that does not open with the HTTP/2 preface fails here.
+                let Ok(mut connection) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    tokio::spawn(async move {
+                        let mut body = request.into_body();
+                        while let Some(Ok(chunk)) = body.data().await {
+                            let _ = body.flow_control().release_capacity(chunk.len());
+                        }
+                        let response = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/protobuf")
+                            .body(())
+                            .unwrap();
+                        if let Ok(mut send) = respond.send_response(response, false) {
+                            let _ = send.send_data(Bytes::new(), true);
+                        }
+                    });
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), connections)
+}
+
+#[tokio::test]
+async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
+    let (url, connections) = h2_only_upstream().await;
+    let gateway = Gateway::start(&url, ProxyOptions::default().arg("--upstream-http2"));
+    let channel = gateway.channel().await;
+    let calls = (0..50).map(|_| {
+        let mut client = lk::egress_client::EgressClient::new(channel.clone());
+        async move { client.list_egress(lk::ListEgressRequest::default()).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("answered over HTTP/2");
+    }
+    // The health probe and the calls share what the pool opened: one connection, maybe two
+    // when the first ones raced.
+    let opened = connections.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&opened),
+        "{opened} connections for 50 calls"
+    );
+}
+
+#[tokio::test]
+async fn without_the_flag_a_plain_http_upstream_gets_http1() {
+    let (url, _) = h2_only_upstream().await;
+    let gateway = Gateway::start(&url, ProxyOptions::default());
+    let mut client = gateway.client().await;
+    let status = client
+        .list_egress(lk::ListEgressRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+}
+
+#[tokio::test]
+async fn http1_calls_beyond_the_cap_wait_instead_of_opening_connections() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (open2, most2) = (Arc::clone(&open), Arc::clone(&most));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let now = open2.fetch_add(1, Ordering::SeqCst) + 1;
+            most2.fetch_max(now, Ordering::SeqCst);
+            let open3 = Arc::clone(&open2);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some((head_end, length)) = read_request_head(&mut stream, &mut buf).await
+                {
+                    if !egress_e2e::read_at_least(&mut stream, &mut buf, head_end + length).await {
+                        break;
+                    }
+                    buf.drain(..head_end + length);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/protobuf\r\ncontent-length: 0\r\n\r\n";
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+                open3.fetch_sub(1, Ordering::SeqCst);
+            });
+        }
+    });
+    let gateway = Gateway::start(
+        &format!("http://{addr}"),
+        ProxyOptions::default()
+            .arg("--max-upstream-connections")
+            .arg("2"),
+    );
+    let channel = gateway.channel().await;
+    let calls = (0..6).map(|_| {
+        let mut client = lk::egress_client::EgressClient::new(channel.clone());
+        async move { client.list_egress(lk::ListEgressRequest::default()).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("every call is answered in turn");
+    }
+    // Two calls on the wire at a time, plus the health probe's own connection.
+    let most = most.load(Ordering::SeqCst);
+    assert!(most <= 3, "{most} connections open at once");
+}
