@@ -387,12 +387,7 @@ impl TwirpClient {
         headers.insert(header::USER_AGENT, self.inner.user_agent.clone());
         headers.insert(header::AUTHORIZATION, authorization);
         let exchange = async {
-            let response = self
-                .inner
-                .http
-                .request(request)
-                .await
-                .map_err(|e| classify_transport_error(&e, Phase::Send))?;
+            let response = self.send(request).await?;
             let status = response.status();
             if status != http::StatusCode::OK {
                 let content_type = response
@@ -468,12 +463,7 @@ impl TwirpClient {
                 Some(places) => Some(places.acquire().await.map_err(|_| Error::Canceled)?),
                 None => None,
             };
-            let response = self
-                .inner
-                .http
-                .request(request)
-                .await
-                .map_err(|e| classify_transport_error(&e, Phase::Send))?;
+            let response = self.send(request).await?;
             self.read_response(response, encoding).await
         };
         let result = match tokio::time::timeout_at(deadline, exchange).await {
@@ -490,6 +480,18 @@ impl TwirpClient {
             );
         }
         result
+    }
+
+    /// Sends `request` on the pool; a failure to get an answer head is classified.
+    async fn send(
+        &self,
+        request: http::Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, Error> {
+        self.inner
+            .http
+            .request(request)
+            .await
+            .map_err(|e| classify_transport_error(&e, Phase::Send))
     }
 
     async fn read_response(

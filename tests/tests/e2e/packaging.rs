@@ -724,16 +724,22 @@ fn compose_gateways(compose: &Value) -> Vec<Container> {
         .collect()
 }
 
-/// livekit-server's keys in compose: its `LIVEKIT_KEYS` (`key: secret` lines).
-fn compose_livekit_keys(compose: &Value) -> Vec<(String, String)> {
-    let (_, livekit) = services(compose)
+/// The compose service running livekit-server.
+fn livekit_service(compose: &Value) -> &Value {
+    services(compose)
         .into_iter()
         .find(|(_, s)| {
             s.get("image")
                 .map(scalar)
                 .is_some_and(|i| i.starts_with("livekit/livekit-server"))
         })
-        .expect("a livekit-server service");
+        .map(|(_, service)| service)
+        .expect("a livekit-server service")
+}
+
+/// livekit-server's keys in compose: its `LIVEKIT_KEYS` (`key: secret` lines).
+fn compose_livekit_keys(compose: &Value) -> Vec<(String, String)> {
+    let livekit = livekit_service(compose);
     let keys = compose_env(livekit)
         .into_iter()
         .find(|(k, _)| k == "LIVEKIT_KEYS")
@@ -792,14 +798,7 @@ async fn compose_gateway_starts_and_takes_the_demo_token() {
 #[tokio::test]
 async fn compose_livekit_webhooks_reach_the_gateway() {
     let compose = compose();
-    let (_, livekit) = services(&compose)
-        .into_iter()
-        .find(|(_, s)| {
-            s.get("image")
-                .map(scalar)
-                .is_some_and(|i| i.starts_with("livekit/livekit-server"))
-        })
-        .expect("a livekit-server service");
+    let livekit = livekit_service(&compose);
     let config = compose_env(livekit)
         .into_iter()
         .find(|(k, _)| k == "LIVEKIT_CONFIG")
