@@ -15,6 +15,7 @@ mod reliability;
 mod rpcs;
 mod schema;
 mod sim_lifecycle;
+mod sim_webhooks;
 mod sim_wire;
 mod tls;
 mod upstream_failures;
