@@ -59,6 +59,7 @@ impl Shared {
         StoreGuard {
             guard: Some(self.store.lock().unwrap_or_else(|p| p.into_inner())),
             shared: self,
+            changed: false,
         }
     }
 }
@@ -78,6 +79,8 @@ impl Shared {
 pub(crate) struct StoreGuard<'a> {
     guard: Option<MutexGuard<'a, Store>>,
     shared: &'a Shared,
+    /// Borrowed mutably: the webhook sender recomputes when the next transition is due.
+    changed: bool,
 }
 
 impl Deref for StoreGuard<'_> {
@@ -90,6 +93,7 @@ impl Deref for StoreGuard<'_> {
 
 impl DerefMut for StoreGuard<'_> {
     fn deref_mut(&mut self) -> &mut Store {
+        self.changed = true;
         self.guard.as_mut().expect("held until dropped")
     }
 }
@@ -104,6 +108,9 @@ impl Drop for StoreGuard<'_> {
         drop(store);
         if !events.is_empty() {
             self.shared.webhooks.queue(events, &self.shared.faults);
+        }
+        if self.changed {
+            self.shared.webhooks.wake();
         }
     }
 }
@@ -1059,6 +1066,55 @@ mod tests {
             "egress with status EGRESS_COMPLETE cannot be updated"
         );
         assert!(matches!(s.stop("EG_nope", t0), WorkerAnswer::NoWorker));
+    }
+
+    fn reported(s: &mut Store, now: i64) -> Vec<(EventKind, EgressStatus)> {
+        s.observe(now);
+        std::mem::take(&mut s.outbox)
+            .into_iter()
+            .map(|e| (e.kind, status(&e.info)))
+            .collect()
+    }
+
+    #[test]
+    fn reports_follow_the_lifecycle_and_skip_no_stage() {
+        let mut s = store().with_reports();
+        let t0 = 1_000 * MS;
+        let id = start(&mut s, room_composite("r", &["rtmp://a"]), t0).egress_id;
+        assert_eq!(
+            reported(&mut s, t0),
+            [(EventKind::Started, EgressStatus::EgressStarting)]
+        );
+        assert_eq!(s.next_due(), Some(t0 + 500 * MS));
+        assert!(reported(&mut s, t0 + 499 * MS).is_empty());
+        // Observed late, after the stop and the completion: ACTIVE and ENDING are still
+        // reported on the way, in order.
+        answered(s.stop(&id, t0 + 600 * MS));
+        assert_eq!(
+            reported(&mut s, t0 + 900 * MS),
+            [
+                (EventKind::Updated, EgressStatus::EgressActive),
+                (EventKind::Updated, EgressStatus::EgressEnding),
+                (EventKind::Ended, EgressStatus::EgressComplete),
+            ]
+        );
+        assert_eq!(s.next_due(), None);
+        assert!(reported(&mut s, t0 + 2_000 * MS).is_empty());
+
+        // Stopped while STARTING: one egress_ended, no stage it never reached.
+        let aborted = start(&mut s, room_composite("r", &[]), t0).egress_id;
+        answered(s.stop(&aborted, t0 + 100 * MS));
+        assert_eq!(
+            reported(&mut s, t0 + 1_000 * MS),
+            [
+                (EventKind::Started, EgressStatus::EgressStarting),
+                (EventKind::Ended, EgressStatus::EgressAborted),
+            ]
+        );
+        // Without reports nothing is queued.
+        let mut quiet = store();
+        start(&mut quiet, room_composite("r", &[]), t0);
+        assert!(reported(&mut quiet, t0 + 1_000 * MS).is_empty());
     }
 
     #[test]

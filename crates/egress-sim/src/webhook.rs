@@ -34,7 +34,7 @@ use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::codec;
@@ -174,6 +174,8 @@ pub(crate) struct Webhooks {
     rx: tokio::sync::Mutex<mpsc::Receiver<(usize, Arc<Outgoing>)>>,
     log: Mutex<VecDeque<WebhookDelivery>>,
     epoch: AtomicU64,
+    /// The store changed: the next transition may be due at another time.
+    changed: Notify,
 }
 
 impl fmt::Debug for Webhooks {
@@ -200,7 +202,14 @@ impl Webhooks {
             rx: tokio::sync::Mutex::new(rx),
             log: Mutex::default(),
             epoch: AtomicU64::new(0),
+            changed: Notify::new(),
         }
+    }
+
+    /// Tells the sender that the store changed (an egress started or stopped without an
+    /// event being sent, e.g. one a fault dropped).
+    pub(crate) fn wake(&self) {
+        self.changed.notify_one();
     }
 
     pub(crate) fn urls(&self) -> &[String] {
@@ -338,6 +347,7 @@ pub(crate) async fn dispatch(shared: Arc<Shared>) {
                 route(&shared, &mut queues, &mut tasks, index, outgoing);
             }
             () = sleep_or_forever(wait) => {}
+            () = shared.webhooks.changed.notified() => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                 queues.retain(|_, sender| !sender.is_closed());
             }

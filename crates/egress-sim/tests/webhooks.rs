@@ -474,3 +474,20 @@ async fn without_urls_nothing_is_recorded_and_reset_forgets() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_dropped_egress_started_does_not_hold_back_what_follows() {
+    let hook = Receiver::start().await;
+    let sim = with_hooks(&[&hook]);
+    sim.faults()
+        .push(Fault::drop_webhook().event("egress_started").times(1));
+    let info = start(&sim, "r").await;
+    // Nothing was sent for the start, yet ACTIVE is reported when it is due.
+    let got = hook.wait_for(1).await;
+    let event = got[0].event();
+    assert_eq!(
+        (event.kind, status(&event)),
+        (EventKind::Updated, EgressStatus::EgressActive)
+    );
+    assert_eq!(event.info.egress_id, info.egress_id);
+}
