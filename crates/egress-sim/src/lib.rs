@@ -78,6 +78,7 @@ mod codec;
 mod cors;
 mod fault;
 mod flavor;
+mod ids;
 mod record;
 mod redact;
 mod rpc;
@@ -294,7 +295,7 @@ impl SimulatorBuilder {
                 faults: Faults::default(),
                 requests: Default::default(),
                 waits: self.waits,
-                webhooks,
+                webhooks: Arc::new(webhooks),
             }),
         }
     }
@@ -445,7 +446,11 @@ impl Simulator {
     ) -> io::Result<()> {
         tokio::select! {
             result = server::serve(self.shared.clone(), listener, shutdown) => result,
-            () = webhook::dispatch(self.shared.clone()) => Ok(()),
+            () = webhook::dispatch(Arc::clone(&self.shared.webhooks), {
+                // Reading the store reports whatever became due (its guard's drop).
+                let shared = Arc::clone(&self.shared);
+                move || shared.store().next_due()
+            }) => Ok(()),
         }
     }
 

@@ -8,26 +8,25 @@
 //! when they happen.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use egress_proto::livekit::{
     self as lk, EgressInfo, EgressSourceType, EgressStatus, FileInfo, ImagesInfo, SegmentsInfo,
     StreamInfo, egress_info, stream_info,
 };
-use rand::Rng as _;
-use rand::distr::Alphanumeric;
 
 use std::ops::{Deref, DerefMut};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use egress_auth::Credentials;
 use egress_core::events::EventKind;
 
 use crate::fault::Faults;
 use crate::flavor::Flavor;
+pub(crate) use crate::ids::{now_ns, random_id};
 use crate::record::RequestLog;
 use crate::twirp::TwirpError;
-use crate::webhook::Webhooks;
+use crate::webhook::{StoreEvent, Webhooks};
 
 /// State shared by every connection of one simulator.
 #[derive(Debug)]
@@ -46,7 +45,7 @@ pub(crate) struct Shared {
     /// How long LiveKit's internal RPCs take to give up when no egress worker answers.
     pub(crate) waits: Waits,
     /// Where egress events go as webhooks.
-    pub(crate) webhooks: Webhooks,
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 impl Shared {
@@ -115,34 +114,8 @@ impl Drop for StoreGuard<'_> {
     }
 }
 
-/// A change of an egress to report as a webhook.
-#[derive(Debug)]
-pub(crate) struct StoreEvent {
-    pub(crate) kind: EventKind,
-    /// As the store holds it (not yet redacted).
-    pub(crate) info: EgressInfo,
-}
-
-/// Nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
-}
-
 fn ns(duration: Duration) -> i64 {
     i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// `prefix` followed by 12 random ASCII letters and digits, like LiveKit's ids.
-pub(crate) fn random_id(prefix: &str) -> String {
-    let suffix: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(12)
-        .map(char::from)
-        .collect();
-    format!("{prefix}{suffix}")
 }
 
 /// How long the lifecycle stages take.

@@ -39,8 +39,8 @@ use tokio::task::JoinSet;
 
 use crate::codec;
 use crate::fault::Faults;
+use crate::ids::{now_ns, random_id};
 use crate::redact::redact_info;
-use crate::state::{Shared, StoreEvent, now_ns, random_id};
 
 /// Attempts per webhook (go-retryablehttp's `RetryMax` 4, plus the first).
 pub const WEBHOOK_ATTEMPTS: u32 = 5;
@@ -120,6 +120,14 @@ impl WebhookDelivery {
     pub fn payload(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
     }
+}
+
+/// A change of an egress to report as a webhook.
+#[derive(Debug)]
+pub(crate) struct StoreEvent {
+    pub(crate) kind: EventKind,
+    /// As the store holds it (not yet redacted).
+    pub(crate) info: EgressInfo,
 }
 
 /// One event on its way: made once, sent to every URL.
@@ -322,19 +330,19 @@ pub(crate) fn encode_event(
 }
 
 /// Sends what [`Webhooks::queue`] hands over, one queue (and task) per egress and URL, and
-/// wakes when a transition computed from timestamps is due so that it is reported on time.
+/// wakes when a transition computed from timestamps is due (`next_due`, ns since the
+/// epoch: reading the store reports what became due) so that it is reported on time.
 /// Runs as long as the simulator serves; never returns.
-pub(crate) async fn dispatch(shared: Arc<Shared>) {
-    if shared.webhooks.urls.is_empty() {
+pub(crate) async fn dispatch(webhooks: Arc<Webhooks>, next_due: impl Fn() -> Option<i64>) {
+    if webhooks.urls.is_empty() {
         return std::future::pending().await;
     }
-    let mut rx = shared.webhooks.rx.lock().await;
+    let mut rx = webhooks.rx.lock().await;
     let mut queues: HashMap<(usize, String), mpsc::Sender<Arc<Outgoing>>> = HashMap::new();
     // Dropped with this future: the senders stop with the simulator.
     let mut tasks = JoinSet::new();
     loop {
-        // Reading the store reports whatever became due (the guard's drop).
-        let due = shared.store().next_due();
+        let due = next_due();
         let wait = due.map(|at| {
             let ns = at.saturating_sub(now_ns()).max(1_000_000);
             Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
@@ -344,10 +352,10 @@ pub(crate) async fn dispatch(shared: Arc<Shared>) {
                 let Some((index, outgoing)) = item else {
                     return std::future::pending().await;
                 };
-                route(&shared, &mut queues, &mut tasks, index, outgoing);
+                route(&webhooks, &mut queues, &mut tasks, index, outgoing);
             }
             () = sleep_or_forever(wait) => {}
-            () = shared.webhooks.changed.notified() => {}
+            () = webhooks.changed.notified() => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                 queues.retain(|_, sender| !sender.is_closed());
             }
@@ -364,7 +372,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 
 /// Puts an event in its egress's queue for one URL, starting the queue's task if needed.
 fn route(
-    shared: &Arc<Shared>,
+    webhooks: &Arc<Webhooks>,
     queues: &mut HashMap<(usize, String), mpsc::Sender<Arc<Outgoing>>>,
     tasks: &mut JoinSet<()>,
     index: usize,
@@ -377,7 +385,7 @@ fn route(
             Some(sender) => sender.clone(),
             None => {
                 let (tx, rx) = mpsc::channel(WEBHOOK_QUEUE_DEPTH);
-                tasks.spawn(send_queue(Arc::clone(shared), index, rx));
+                tasks.spawn(send_queue(Arc::clone(webhooks), index, rx));
                 queues.insert(key.clone(), tx.clone());
                 tx
             }
@@ -385,10 +393,7 @@ fn route(
         match sender.try_send(outgoing) {
             Ok(()) => return,
             Err(mpsc::error::TrySendError::Full(back)) => {
-                let url = &shared.webhooks.urls[index];
-                shared
-                    .webhooks
-                    .push(back.record(url, WebhookOutcome::Overflow));
+                webhooks.push(back.record(&webhooks.urls[index], WebhookOutcome::Overflow));
                 return;
             }
             // Its task just ended for idleness: start another.
@@ -401,16 +406,16 @@ fn route(
 }
 
 /// One egress's queue for one URL: sent in order, one at a time.
-async fn send_queue(shared: Arc<Shared>, index: usize, mut rx: mpsc::Receiver<Arc<Outgoing>>) {
+async fn send_queue(webhooks: Arc<Webhooks>, index: usize, mut rx: mpsc::Receiver<Arc<Outgoing>>) {
     loop {
         match tokio::time::timeout(QUEUE_IDLE, rx.recv()).await {
-            Ok(Some(outgoing)) => deliver(&shared.webhooks, index, &outgoing).await,
+            Ok(Some(outgoing)) => deliver(&webhooks, index, &outgoing).await,
             Ok(None) => return,
             Err(_) => {
                 // Nothing more is accepted; what got in meanwhile is still sent.
                 rx.close();
                 while let Ok(outgoing) = rx.try_recv() {
-                    deliver(&shared.webhooks, index, &outgoing).await;
+                    deliver(&webhooks, index, &outgoing).await;
                 }
                 return;
             }

@@ -77,6 +77,25 @@ fn room_egress(room: &str) -> lk::RoomCompositeEgressRequest {
     }
 }
 
+/// A watch of every egress (with a snapshot first if asked).
+async fn watch_all(gateway: &Gateway, snapshot: bool) -> tonic::Streaming<EgressEvent> {
+    let request = WatchEgressRequest {
+        snapshot,
+        ..Default::default()
+    };
+    watch(gateway.channel().await, request, None).await.unwrap()
+}
+
+async fn stop(
+    client: &mut lk::egress_client::EgressClient<tonic::transport::Channel>,
+    egress_id: &str,
+) {
+    let request = lk::StopEgressRequest {
+        egress_id: egress_id.to_owned(),
+    };
+    client.stop_egress(request).await.unwrap();
+}
+
 /// Events for `egress_id` until (and with) its `egress_ended`, skipping snapshots.
 async fn until_ended(
     events: &mut tonic::Streaming<EgressEvent>,
@@ -117,13 +136,7 @@ fn summary(events: &[EgressEvent]) -> Vec<(&str, &str, EgressStatus)> {
 #[tokio::test]
 async fn a_watcher_sees_the_simulators_webhooks() {
     let setup = setup(&[]).await;
-    let mut events = watch(
-        setup.gateway.channel().await,
-        WatchEgressRequest::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut events = watch_all(&setup.gateway, false).await;
     let mut client = setup.gateway.client().await;
     let started = client
         .start_room_composite_egress(room_egress("team-a"))
@@ -135,12 +148,7 @@ async fn a_watcher_sees_the_simulators_webhooks() {
     assert_eq!(first.event, "egress_started");
     let second = next_event(&mut events, WAIT).await.unwrap().unwrap();
     assert_eq!(second.event, "egress_updated");
-    client
-        .stop_egress(lk::StopEgressRequest {
-            egress_id: started.egress_id.clone(),
-        })
-        .await
-        .unwrap();
+    stop(&mut client, &started.egress_id).await;
     let mut seen = vec![first, second];
     seen.extend(until_ended(&mut events, &started.egress_id).await);
     assert_eq!(
@@ -187,13 +195,7 @@ async fn a_dropped_egress_ended_is_made_up_by_reconciliation() {
         .sim
         .faults()
         .push(Fault::drop_webhook().event("egress_ended").times(1));
-    let mut events = watch(
-        setup.gateway.channel().await,
-        WatchEgressRequest::default(),
-        None,
-    )
-    .await
-    .unwrap();
+    let mut events = watch_all(&setup.gateway, false).await;
     let mut client = setup.gateway.client().await;
     let started = client
         .start_web_egress(web_egress())
@@ -207,12 +209,7 @@ async fn a_dropped_egress_ended_is_made_up_by_reconciliation() {
     );
     // Let it become ACTIVE so that the stop ends it (not aborts it).
     tokio::time::sleep(Duration::from_millis(400)).await;
-    client
-        .stop_egress(lk::StopEgressRequest {
-            egress_id: started.egress_id.clone(),
-        })
-        .await
-        .unwrap();
+    stop(&mut client, &started.egress_id).await;
     let seen = until_ended(&mut events, &started.egress_id).await;
     let ended = seen.last().unwrap();
     assert_eq!(ended.source, "reconcile", "{:?}", summary(&seen));
@@ -240,16 +237,7 @@ async fn a_dropped_egress_ended_is_made_up_by_reconciliation() {
 #[tokio::test]
 async fn dev_mode_wires_its_simulator_to_its_receiver() {
     let gateway = Gateway::start_dev(ProxyOptions::default());
-    let mut events = watch(
-        gateway.channel().await,
-        WatchEgressRequest {
-            snapshot: true,
-            ..Default::default()
-        },
-        None,
-    )
-    .await
-    .unwrap();
+    let mut events = watch_all(&gateway, true).await;
     let mut client = gateway.client().await;
     let started = client
         .start_web_egress(web_egress())
@@ -272,12 +260,7 @@ async fn dev_mode_wires_its_simulator_to_its_receiver() {
         (active.event.as_str(), active.source.as_str()),
         ("egress_updated", "webhook")
     );
-    client
-        .stop_egress(lk::StopEgressRequest {
-            egress_id: started.egress_id.clone(),
-        })
-        .await
-        .unwrap();
+    stop(&mut client, &started.egress_id).await;
     let seen = until_ended(&mut events, &started.egress_id).await;
     assert!(
         seen.iter().all(|e| e.source == "webhook"),
