@@ -39,6 +39,12 @@
 //!   LiveKit's internal RPC layer to `twirp error unknown: <msg>` and ignores ListEgress
 //!   `page_token`; `cloud` keeps plain texts and pages (see
 //!   [`paginate`](SimulatorBuilder::paginate)).
+//! * LiveKit webhooks ([`webhook_url`](SimulatorBuilder::webhook_url), `--webhook-url`):
+//!   `egress_started` (STARTING), `egress_updated` (ACTIVE, ENDING, stream changes) and
+//!   `egress_ended` are POSTed as LiveKit posts them (protojson `livekit.WebhookEvent`,
+//!   `Authorization: <token>` with the body's `sha256`, `application/webhook+json`), when
+//!   they happen, with LiveKit's retries; [`Simulator::webhooks`] / `GET /sim/webhooks` list
+//!   the outcomes and [`Fault::drop_webhook`] loses some on purpose.
 //! * Storage credentials and stream keys in answers are redacted with LiveKit's
 //!   placeholders (`{secret}`, `rtmp://host/app/{abc...xyz}`).
 //! * LiveKit's HTTP front: `//twirp/…` works, other paths get Go's plain `404 page not
