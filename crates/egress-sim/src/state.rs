@@ -282,11 +282,11 @@ impl Entry {
     /// skipped (an egress that starts or stops with no delay) is reported on the way, as the
     /// worker reports every stage.
     fn observe(&mut self, now: i64) -> Vec<StoreEvent> {
-        let Some((last, rev)) = self.notified else {
+        let Some((last, rev)) = self.notified.filter(|(last, _)| !has_ended(*last)) else {
             return Vec::new();
         };
         let status = self.status(now);
-        if has_ended(last) || status == EgressStatus::EgressStarting {
+        if status == EgressStatus::EgressStarting {
             return Vec::new();
         }
         if status == last && rev == self.stream_rev {
