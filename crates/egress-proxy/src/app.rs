@@ -81,14 +81,31 @@ impl App {
     ///
     /// Anything that would keep the gateway from serving as configured.
     pub async fn build(config: Config) -> Result<Self, AppError> {
+        // --dev always receives webhooks (the embedded simulator posts them), on a free
+        // loopback port unless one is given.
+        let webhook_listen =
+            config
+                .webhook_listen
+                .or(matches!(config.upstream, Upstream::DevSimulator)
+                    .then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
+        let webhook_listener = match webhook_listen {
+            None => None,
+            Some(addr) => Some(server::bind(addr).await.map_err(|source| AppError::Bind {
+                what: "webhook listener: ",
+                source,
+            })?),
+        };
         // --dev: the simulator runs in this process, on a port of its own.
         #[cfg(feature = "simulator")]
         let (upstream_url, simulator) = match &config.upstream {
             Upstream::LiveKit(url) => (url.clone(), None),
             Upstream::DevSimulator => {
-                let sim = egress_sim::Simulator::builder()
-                    .credentials(config.credentials.clone())
-                    .build();
+                let mut sim =
+                    egress_sim::Simulator::builder().credentials(config.credentials.clone());
+                if let Some(addr) = webhook_listener.as_ref().and_then(|l| l.local_addr().ok()) {
+                    sim = sim.webhook_url(format!("http://{addr}/webhook"));
+                }
+                let sim = sim.build();
                 let handle = sim
                     .spawn(SocketAddr::from(([127, 0, 0, 1], 0)))
                     .map_err(AppError::Simulator)?;
@@ -180,20 +197,9 @@ impl App {
             .map(|url| Fanout::new(&url.0, metrics.clone(), Arc::clone(admin.readiness())))
             .transpose()
             .map_err(|_| ConfigError::RedisUrl)?;
-        // --dev always receives webhooks (the embedded simulator posts them), on a free
-        // loopback port unless one is given.
-        let webhook_listen =
-            config
-                .webhook_listen
-                .or(matches!(config.upstream, Upstream::DevSimulator)
-                    .then(|| SocketAddr::from(([127, 0, 0, 1], 0))));
-        let webhook = match webhook_listen {
+        let webhook = match webhook_listener {
             None => None,
-            Some(addr) => {
-                let listener = server::bind(addr).await.map_err(|source| AppError::Bind {
-                    what: "webhook listener: ",
-                    source,
-                })?;
+            Some(listener) => {
                 let tokens = Arc::clone(&tokens);
                 let receiver = WebhookReceiver::new(
                     Arc::clone(&hub),

@@ -84,13 +84,36 @@ pub(crate) fn encode<T: Message>(encoding: WireFormat, type_name: &str, message:
     }
 }
 
-/// Converts an encoded protobuf message to Twirp-style JSON (`snake_case` names, defaults
-/// included, 64-bit integers as strings, enums by name).
-pub(crate) fn to_json(type_name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+fn dynamic(type_name: &str, bytes: &[u8]) -> Result<DynamicMessage, String> {
     let desc = pool()
         .get_message_by_name(type_name)
         .ok_or_else(|| format!("unknown message type {type_name}"))?;
-    let dynamic = DynamicMessage::decode(desc, bytes).map_err(|e| e.to_string())?;
+    DynamicMessage::decode(desc, bytes).map_err(|e| e.to_string())
+}
+
+/// A message that serializes as Go's `protojson.Marshal` writes it (what LiveKit's webhooks
+/// carry): `lowerCamelCase` names, default values left out, 64-bit integers as strings,
+/// enums by name.
+#[derive(Debug)]
+pub(crate) struct ProtoJson(DynamicMessage);
+
+impl ProtoJson {
+    pub(crate) fn new<T: Message>(type_name: &str, message: &T) -> Result<Self, String> {
+        dynamic(type_name, &message.encode_to_vec()).map(Self)
+    }
+}
+
+impl serde::Serialize for ProtoJson {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0
+            .serialize_with_options(serializer, &SerializeOptions::new())
+    }
+}
+
+/// Converts an encoded protobuf message to Twirp-style JSON (`snake_case` names, defaults
+/// included, 64-bit integers as strings, enums by name).
+pub(crate) fn to_json(type_name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
+    let dynamic = dynamic(type_name, bytes)?;
     let mut ser = serde_json::Serializer::new(Vec::new());
     let options = SerializeOptions::new()
         .use_proto_field_name(true)

@@ -22,6 +22,7 @@
 //! | `drop` | `after_processing`? | close the connection without answering (optionally after applying the request) |
 //! | `truncate` | `keep_bytes`? | process normally, then send a `Content-Length` larger than the bytes sent and close |
 //! | `html_200` | `body`? | `200 text/html` page, like a captive portal |
+//! | `drop_webhook` | `event`? | not a request fault: the next webhook events (of that name) are dropped |
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -128,6 +129,15 @@ pub enum FaultAction {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         body: Option<String>,
     },
+    /// Not a request fault: drops the next webhook events (for every URL) instead of
+    /// sending them, as LiveKit's notifier drops events when it falls behind. Requests never
+    /// take it, and `method` and `delay_ms` do not apply.
+    DropWebhook {
+        /// Only events of this name (`egress_started`, `egress_updated`, `egress_ended`);
+        /// every event when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        event: Option<String>,
+    },
 }
 
 impl FaultAction {
@@ -140,6 +150,7 @@ impl FaultAction {
             FaultAction::Drop { .. } => "drop",
             FaultAction::Truncate { .. } => "truncate",
             FaultAction::Html200 { .. } => "html_200",
+            FaultAction::DropWebhook { .. } => "drop_webhook",
         }
     }
 }
@@ -207,6 +218,22 @@ impl Fault {
         Self::with(FaultAction::Html200 { body: None })
     }
 
+    /// Drops the next webhook events instead of sending them (see
+    /// [`FaultAction::DropWebhook`]); limit it with [`times`](Self::times) and
+    /// [`event`](Self::event).
+    pub fn drop_webhook() -> Self {
+        Self::with(FaultAction::DropWebhook { event: None })
+    }
+
+    /// Limits a `drop_webhook` fault to one event name, e.g. `"egress_ended"` (no effect on
+    /// other kinds).
+    pub fn event(mut self, name: impl Into<String>) -> Self {
+        if let FaultAction::DropWebhook { event } = &mut self.action {
+            *event = Some(name.into());
+        }
+        self
+    }
+
     /// Limits the fault to one RPC, e.g. `"StopEgress"`.
     pub fn method(mut self, method: impl Into<String>) -> Self {
         self.method = Some(method.into());
@@ -267,6 +294,9 @@ impl Fault {
     }
 
     fn matches(&self, rpc: Option<&str>) -> bool {
+        if matches!(self.action, FaultAction::DropWebhook { .. }) {
+            return false;
+        }
         match &self.method {
             None => true,
             Some(wanted) => {
@@ -342,8 +372,20 @@ impl Faults {
 
     /// Takes the first fault matching `rpc`, using up one of its `times`.
     pub(crate) fn take(&self, rpc: Option<&str>) -> Option<Fault> {
+        self.take_first(|f| f.matches(rpc))
+    }
+
+    /// Takes the first `drop_webhook` fault for the webhook event `name`.
+    pub(crate) fn take_webhook(&self, name: &str) -> Option<Fault> {
+        self.take_first(|f| match &f.action {
+            FaultAction::DropWebhook { event } => event.as_deref().is_none_or(|e| e == name),
+            _ => false,
+        })
+    }
+
+    fn take_first(&self, pick: impl Fn(&Fault) -> bool) -> Option<Fault> {
         let mut list = self.inner.lock().expect("fault list lock");
-        let index = list.iter().position(|f| f.matches(rpc))?;
+        let index = list.iter().position(pick)?;
         let fault = list[index].clone();
         if let Some(times) = &mut list[index].times {
             *times -= 1;
@@ -384,6 +426,7 @@ mod tests {
             Fault::drop_after_processing(),
             Fault::truncated().keep_bytes(3),
             Fault::html_200(),
+            Fault::drop_webhook().event("egress_ended").times(1),
         ];
         let json = serde_json::to_string(&faults).unwrap();
         assert_eq!(parse_faults(json.as_bytes()).unwrap(), faults);

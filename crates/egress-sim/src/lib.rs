@@ -39,6 +39,12 @@
 //!   LiveKit's internal RPC layer to `twirp error unknown: <msg>` and ignores ListEgress
 //!   `page_token`; `cloud` keeps plain texts and pages (see
 //!   [`paginate`](SimulatorBuilder::paginate)).
+//! * LiveKit webhooks ([`webhook_url`](SimulatorBuilder::webhook_url), `--webhook-url`):
+//!   `egress_started` (STARTING), `egress_updated` (ACTIVE, ENDING, stream changes) and
+//!   `egress_ended` are POSTed as LiveKit posts them (protojson `livekit.WebhookEvent`,
+//!   `Authorization: <token>` with the body's `sha256`, `application/webhook+json`), when
+//!   they happen, with LiveKit's retries; [`Simulator::webhooks`] / `GET /sim/webhooks` list
+//!   the outcomes and [`Fault::drop_webhook`] loses some on purpose.
 //! * Storage credentials and stream keys in answers are redacted with LiveKit's
 //!   placeholders (`{secret}`, `rtmp://host/app/{abc...xyz}`).
 //! * LiveKit's HTTP front: `//twirp/…` works, other paths get Go's plain `404 page not
@@ -78,6 +84,7 @@ mod codec;
 mod cors;
 mod fault;
 mod flavor;
+mod ids;
 mod record;
 mod redact;
 mod rpc;
@@ -85,6 +92,7 @@ mod server;
 mod service;
 mod state;
 mod twirp;
+mod webhook;
 
 use std::future::Future;
 use std::io;
@@ -104,6 +112,11 @@ pub use flavor::{DEFAULT_CLOUD_PAGE_SIZE, Flavor, UnknownFlavor};
 pub use record::{DecodeBodyError, REQUEST_LOG_CAPACITY, RecordedRequest};
 pub use rpc::Rpc;
 pub use twirp::twirp_status;
+use webhook::Webhooks;
+pub use webhook::{
+    DEFAULT_WEBHOOK_RETRY_WAIT, WEBHOOK_ATTEMPT_TIMEOUT, WEBHOOK_ATTEMPTS, WEBHOOK_CONTENT_TYPE,
+    WEBHOOK_LOG_CAPACITY, WEBHOOK_MAX_AGE, WEBHOOK_QUEUE_DEPTH, WebhookDelivery, WebhookOutcome,
+};
 
 pub use state::Rooms;
 use state::Shared;
@@ -137,6 +150,8 @@ pub struct SimulatorBuilder {
     workers: bool,
     page_size: Option<usize>,
     max_body: usize,
+    webhook_urls: Vec<String>,
+    webhook_retry_wait: Duration,
 }
 
 impl SimulatorBuilder {
@@ -246,8 +261,35 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Sends LiveKit webhooks to `url` (`http://` only; call again for more URLs): on
+    /// every egress state change, `egress_started` (STARTING), `egress_updated` (ACTIVE,
+    /// ENDING, stream changes) and `egress_ended` (COMPLETE, FAILED, ABORTED), signed with
+    /// the first [`credentials`](Self::credentials), sent in the background with LiveKit's
+    /// retries and recorded ([`Simulator::webhooks`], `GET /sim/webhooks`). They are sent
+    /// while the simulator serves.
+    pub fn webhook_url(mut self, url: impl Into<String>) -> Self {
+        self.webhook_urls.push(url.into());
+        self
+    }
+
+    /// First wait between webhook attempts (default [`DEFAULT_WEBHOOK_RETRY_WAIT`], 1 s,
+    /// doubling up to 30 s); shorten it in tests of retries.
+    pub fn webhook_retry_wait(mut self, wait: Duration) -> Self {
+        self.webhook_retry_wait = wait;
+        self
+    }
+
     /// Builds the simulator (nothing is bound yet).
     pub fn build(self) -> Simulator {
+        let mut store = Store::new(self.timing, self.rooms, self.workers);
+        if !self.webhook_urls.is_empty() {
+            store = store.with_reports();
+        }
+        let webhooks = Webhooks::new(
+            self.webhook_urls,
+            self.credentials.first().cloned(),
+            self.webhook_retry_wait,
+        );
         Simulator {
             shared: Arc::new(Shared {
                 credentials: self.credentials,
@@ -255,10 +297,11 @@ impl SimulatorBuilder {
                 flavor: self.flavor,
                 page_size: self.page_size.or(self.flavor.default_page_size()),
                 max_body: self.max_body,
-                store: Mutex::new(Store::new(self.timing, self.rooms, self.workers)),
+                store: Mutex::new(store),
                 faults: Faults::default(),
                 requests: Default::default(),
                 waits: self.waits,
+                webhooks: Arc::new(webhooks),
             }),
         }
     }
@@ -292,6 +335,8 @@ impl Simulator {
             workers: true,
             page_size: None,
             max_body: DEFAULT_MAX_BODY,
+            webhook_urls: Vec::new(),
+            webhook_retry_wait: DEFAULT_WEBHOOK_RETRY_WAIT,
         }
     }
 
@@ -370,16 +415,32 @@ impl Simulator {
         self.shared.store().drop_worker(egress_id, now_ns())
     }
 
-    /// Forgets all egresses, rooms, faults and recorded requests, and reconnects the
-    /// workers as the builder set them.
+    /// Every webhook sent (or dropped) so far, one record per event and URL, in the order
+    /// their outcome was known.
+    pub fn webhooks(&self) -> Vec<WebhookDelivery> {
+        self.shared.webhooks.deliveries()
+    }
+
+    /// Empties the webhook log.
+    pub fn clear_webhooks(&self) {
+        self.shared.webhooks.clear_log();
+    }
+
+    /// The URLs webhooks go to.
+    pub fn webhook_urls(&self) -> &[String] {
+        self.shared.webhooks.urls()
+    }
+
+    /// Forgets all egresses, rooms, faults, recorded requests and webhooks (also those not
+    /// sent yet), and reconnects the workers as the builder set them.
     pub fn reset(&self) {
-        self.shared.store().clear();
-        self.shared.faults.clear();
-        self.shared.requests.clear();
+        self.shared.reset();
     }
 
     /// Serves on `listener` until `shutdown` resolves, then gives open connections up to two
     /// seconds to finish. Use this to embed the simulator in another program's runtime.
+    /// Webhooks are sent meanwhile; those still queued or being retried when it returns are
+    /// not.
     ///
     /// # Errors
     ///
@@ -389,7 +450,14 @@ impl Simulator {
         listener: TcpListener,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
-        server::serve(self.shared.clone(), listener, shutdown).await
+        tokio::select! {
+            result = server::serve(self.shared.clone(), listener, shutdown) => result,
+            () = webhook::dispatch(Arc::clone(&self.shared.webhooks), {
+                // Reading the store reports whatever became due (its guard's drop).
+                let shared = Arc::clone(&self.shared);
+                move || shared.store().next_due()
+            }) => Ok(()),
+        }
     }
 
     /// Binds `addr` (use port 0 for a free port) and serves in a background tokio task.

@@ -77,6 +77,12 @@ struct Args {
     /// `oss`, 100 for `cloud`).
     #[arg(long)]
     page_size: Option<usize>,
+
+    /// Send LiveKit webhooks (egress_started / egress_updated / egress_ended, signed with
+    /// LIVEKIT_API_KEY) to this http:// URL; repeat for more URLs. GET /sim/webhooks lists
+    /// what was sent.
+    #[arg(long = "webhook-url", value_name = "URL", value_parser = parse_webhook_url)]
+    webhook_urls: Vec<String>,
 }
 
 #[tokio::main]
@@ -116,6 +122,9 @@ async fn main() -> ExitCode {
         .gone_worker_delay(args.gone_worker_delay);
     if let Some(page_size) = args.page_size {
         builder = builder.paginate(page_size);
+    }
+    for url in args.webhook_urls {
+        builder = builder.webhook_url(url);
     }
     let simulator = builder.build();
 
@@ -169,6 +178,15 @@ async fn shutdown_signal() {
     ctrl_c.await;
 }
 
+/// An `http://host[:port][/path]` URL (the simulator sends webhooks over plain HTTP).
+fn parse_webhook_url(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text.parse().map_err(|e| format!("{text:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        return Err(format!("{text:?} is not an http:// URL"));
+    }
+    Ok(text.to_owned())
+}
+
 /// A duration as `2s`, `1.5s`, `300ms`, or bare milliseconds (`300`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -210,8 +228,18 @@ mod tests {
             "500ms",
             "--start-delay",
             "1s",
+            "--webhook-url",
+            "http://127.0.0.1:9/a",
+            "--webhook-url",
+            "http://[::1]:9/b",
         ])
         .unwrap();
+        assert_eq!(
+            args.webhook_urls,
+            ["http://127.0.0.1:9/a", "http://[::1]:9/b"]
+        );
+        assert!(Args::try_parse_from(["egress-sim", "--webhook-url", "https://x/"]).is_err());
+        assert!(Args::try_parse_from(["egress-sim", "--webhook-url", "nope"]).is_err());
         assert_eq!(args.rooms, RoomsArg::Strict);
         assert!(args.no_egress_workers);
         assert_eq!(args.no_worker_delay, Duration::from_millis(500));

@@ -444,7 +444,8 @@ async fn respond(
         }
     }
     let answer = match fault.action {
-        FaultAction::Latency => {
+        // Requests never take a webhook fault (`Faults::take`); it would change nothing.
+        FaultAction::Latency | FaultAction::DropWebhook { .. } => {
             return Outcome::Respond(process(shared, parts, body, deadline).await.into_response());
         }
         FaultAction::TwirpError {
@@ -735,13 +736,22 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Answer {
                 Err(error) => Answer::plain(400, format!("invalid JSON: {error}")),
             }
         }
+        (&Method::GET, ["webhooks"]) => Answer::json(200, &shared.webhooks.deliveries()),
+        (&Method::DELETE, ["webhooks"]) => {
+            shared.webhooks.clear_log();
+            Answer::json(200, &serde_json::json!({ "webhooks": 0 }))
+        }
         (&Method::POST, ["reset"]) => {
-            shared.faults.clear();
-            shared.requests.clear();
-            shared.store().clear();
+            shared.reset();
             Answer::json(200, &serde_json::json!({ "reset": true }))
         }
-        (_, ["health" | "faults" | "requests" | "egresses" | "reset" | "rooms" | "workers"])
+        (
+            _,
+            [
+                "health" | "faults" | "requests" | "egresses" | "reset" | "rooms" | "workers"
+                | "webhooks",
+            ],
+        )
         | (_, ["egresses", _, "fail" | "worker"])
         | (_, ["rooms", _]) => Answer::plain(405, "method not allowed"),
         _ => Answer::plain(404, format!("no simulator endpoint {path}")),

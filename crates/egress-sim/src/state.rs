@@ -1,27 +1,32 @@
 //! In-memory egress state with lazily computed status transitions.
 //!
-//! Nothing runs in the background: each egress keeps the instants at which it was created,
-//! becomes active, was asked to stop and completes, and its status is computed from the
-//! current time whenever it is read.
+//! Each egress keeps the instants at which it was created, becomes active, was asked to stop
+//! and completes, and its status is computed from the current time whenever it is read. With
+//! webhooks configured, the store also remembers what it last reported for each egress and
+//! queues an event whenever that changes (see [`Store::observe`]); the webhook dispatcher
+//! wakes at [`Store::next_due`] so that transitions computed from timestamps are reported
+//! when they happen.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use egress_proto::livekit::{
     self as lk, EgressInfo, EgressSourceType, EgressStatus, FileInfo, ImagesInfo, SegmentsInfo,
     StreamInfo, egress_info, stream_info,
 };
-use rand::Rng as _;
-use rand::distr::Alphanumeric;
 
-use std::sync::{Mutex, MutexGuard};
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use egress_auth::Credentials;
+use egress_core::events::EventKind;
 
 use crate::fault::Faults;
 use crate::flavor::Flavor;
+pub(crate) use crate::ids::{now_ns, random_id};
 use crate::record::RequestLog;
 use crate::twirp::TwirpError;
+use crate::webhook::{StoreEvent, Webhooks};
 
 /// State shared by every connection of one simulator.
 #[derive(Debug)]
@@ -39,36 +44,78 @@ pub(crate) struct Shared {
     pub(crate) requests: RequestLog,
     /// How long LiveKit's internal RPCs take to give up when no egress worker answers.
     pub(crate) waits: Waits,
+    /// Where egress events go as webhooks.
+    pub(crate) webhooks: Arc<Webhooks>,
 }
 
 impl Shared {
-    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+    /// The store, locked. When the guard is dropped, the events the store queued meanwhile
+    /// (status changes, including those computed from timestamps) go to the webhook sender,
+    /// after the lock is released.
+    pub(crate) fn store(&self) -> StoreGuard<'_> {
         // A panic while holding the lock cannot leave the store half-updated in a way that
         // matters to a simulator, so a poisoned lock is simply taken over.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+        StoreGuard {
+            guard: Some(self.store.lock().unwrap_or_else(|p| p.into_inner())),
+            shared: self,
+            changed: false,
+        }
     }
 }
 
-/// Nanoseconds since the Unix epoch.
-pub(crate) fn now_ns() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+impl Shared {
+    /// Forgets egresses, rooms, faults, the request log, the webhook log and webhooks not
+    /// sent yet; reconnects the workers as configured.
+    pub(crate) fn reset(&self) {
+        self.store().clear();
+        self.faults.clear();
+        self.requests.clear();
+        self.webhooks.reset();
+    }
+}
+
+/// The locked store; see [`Shared::store`].
+pub(crate) struct StoreGuard<'a> {
+    guard: Option<MutexGuard<'a, Store>>,
+    shared: &'a Shared,
+    /// Borrowed mutably: the webhook sender recomputes when the next transition is due.
+    changed: bool,
+}
+
+impl Deref for StoreGuard<'_> {
+    type Target = Store;
+
+    fn deref(&self) -> &Store {
+        self.guard.as_ref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for StoreGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Store {
+        self.changed = true;
+        self.guard.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut store) = self.guard.take() else {
+            return;
+        };
+        store.observe(now_ns());
+        let events = std::mem::take(&mut store.outbox);
+        drop(store);
+        if !events.is_empty() {
+            self.shared.webhooks.queue(events, &self.shared.faults);
+        }
+        if self.changed {
+            self.shared.webhooks.wake();
+        }
+    }
 }
 
 fn ns(duration: Duration) -> i64 {
     i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// `prefix` followed by 12 random ASCII letters and digits, like LiveKit's ids.
-pub(crate) fn random_id(prefix: &str) -> String {
-    let suffix: String = rand::rng()
-        .sample_iter(Alphanumeric)
-        .take(12)
-        .map(char::from)
-        .collect();
-    format!("{prefix}{suffix}")
 }
 
 /// How long the lifecycle stages take.
@@ -155,6 +202,21 @@ struct Entry {
     /// When its worker went away without telling the store: from then on nothing changes
     /// its stored state, and no worker answers for it.
     gone_ns: Option<i64>,
+    /// Bumped by every change of the stream results (UpdateStream).
+    stream_rev: u32,
+    /// The status and stream revision last reported as a webhook; `None` when webhooks are
+    /// off.
+    notified: Option<(EgressStatus, u32)>,
+}
+
+fn has_ended(status: EgressStatus) -> bool {
+    matches!(
+        status,
+        EgressStatus::EgressComplete
+            | EgressStatus::EgressFailed
+            | EgressStatus::EgressAborted
+            | EgressStatus::EgressLimitReached
+    )
 }
 
 impl Entry {
@@ -212,6 +274,83 @@ impl Entry {
             }
             _ => {}
         }
+    }
+
+    /// The events LiveKit would have sent since the last report, oldest first (livekit
+    /// `IOInfoService.UpdateEgress`: ACTIVE and ENDING are `egress_updated`, the end states
+    /// `egress_ended`, a STARTING update sends nothing). A stage that lazy evaluation
+    /// skipped (an egress that starts or stops with no delay) is reported on the way, as the
+    /// worker reports every stage.
+    fn observe(&mut self, now: i64) -> Vec<StoreEvent> {
+        let Some((last, rev)) = self.notified.filter(|(last, _)| !has_ended(*last)) else {
+            return Vec::new();
+        };
+        let status = self.status(now);
+        if status == EgressStatus::EgressStarting {
+            return Vec::new();
+        }
+        if status == last && rev == self.stream_rev {
+            return Vec::new();
+        }
+        let mut events = Vec::new();
+        let snapshot = self.snapshot(now);
+        let stage = |status: EgressStatus, at: i64| {
+            let mut info = snapshot.clone();
+            info.status = status as i32;
+            info.updated_at = at;
+            info.ended_at = 0;
+            info.error.clear();
+            info.error_code = 0;
+            if status == EgressStatus::EgressActive {
+                info.details.clear();
+            }
+            StoreEvent {
+                kind: EventKind::Updated,
+                info,
+            }
+        };
+        let cut = [self.stop_ns, self.failure.as_ref().map(|(t, _)| *t)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(i64::MAX);
+        if last == EgressStatus::EgressStarting
+            && status != EgressStatus::EgressActive
+            && self.aborted.is_none()
+            && self.activate_ns <= cut.min(now)
+        {
+            events.push(stage(EgressStatus::EgressActive, self.activate_ns));
+        }
+        if let Some(stop) = self.stop_ns
+            && last != EgressStatus::EgressEnding
+            && status == EgressStatus::EgressComplete
+        {
+            events.push(stage(EgressStatus::EgressEnding, stop));
+        }
+        let kind = if has_ended(status) {
+            EventKind::Ended
+        } else {
+            EventKind::Updated
+        };
+        events.push(StoreEvent {
+            kind,
+            info: snapshot,
+        });
+        self.notified = Some((status, self.stream_rev));
+        events
+    }
+
+    /// When a transition computed from timestamps is next due for a report.
+    fn next_due(&self) -> Option<i64> {
+        let (last, _) = self.notified?;
+        if has_ended(last) || self.gone_ns.is_some() {
+            return None;
+        }
+        if let Some(complete) = self.complete_ns {
+            return Some(complete);
+        }
+        let open = self.stop_ns.is_none() && self.failure.is_none() && self.aborted.is_none();
+        (last == EgressStatus::EgressStarting && open).then_some(self.activate_ns)
     }
 
     fn snapshot(&self, now: i64) -> EgressInfo {
@@ -319,6 +458,10 @@ pub(crate) struct Store {
     room_mode: Rooms,
     workers: bool,
     workers_default: bool,
+    /// Whether status changes are reported (webhook URLs are configured).
+    report: bool,
+    /// Reports not yet handed to the webhook sender.
+    outbox: Vec<StoreEvent>,
 }
 
 impl Store {
@@ -330,7 +473,32 @@ impl Store {
             room_mode,
             workers,
             workers_default: workers,
+            report: false,
+            outbox: Vec::new(),
         }
+    }
+
+    /// Reports status changes from now on (for webhooks).
+    pub(crate) fn with_reports(mut self) -> Self {
+        self.report = true;
+        self
+    }
+
+    /// Queues the events of every egress whose reported state is behind its state at `now`.
+    pub(crate) fn observe(&mut self, now: i64) {
+        if !self.report {
+            return;
+        }
+        for entry in &mut self.entries {
+            let events = entry.observe(now);
+            self.outbox.extend(events);
+        }
+    }
+
+    /// The next instant (ns since the epoch) at which an egress changes without a request
+    /// (STARTING → ACTIVE, ENDING → COMPLETE) and still needs reporting.
+    pub(crate) fn next_due(&self) -> Option<i64> {
+        self.entries.iter().filter_map(Entry::next_due).min()
     }
 
     fn find(&self, egress_id: &str) -> Result<usize, TwirpError> {
@@ -422,7 +590,7 @@ impl Store {
         let streaming = !info.stream_results.is_empty();
         let other_outputs =
             info.file_results.len() + info.segment_results.len() + info.image_results.len();
-        let entry = Entry {
+        let mut entry = Entry {
             info,
             created_ns: now,
             activate_ns: now.saturating_add(ns(self.timing.activate_after)),
@@ -436,8 +604,18 @@ impl Store {
             streaming,
             other_outputs,
             gone_ns: None,
+            stream_rev: 0,
+            notified: None,
         };
         let snapshot = entry.snapshot(now);
+        if self.report {
+            // The worker's CreateEgress: `egress_started`, with the egress as it was created.
+            entry.notified = Some((EgressStatus::EgressStarting, 0));
+            self.outbox.push(StoreEvent {
+                kind: EventKind::Started,
+                info: entry.info.clone(),
+            });
+        }
         self.entries.push(entry);
         snapshot
     }
@@ -527,6 +705,7 @@ impl Store {
                 .iter()
                 .any(|s| &s.url == url && s.status == active);
             if !present {
+                entry.stream_rev += 1;
                 entry.info.stream_results.push(StreamInfo {
                     url: url.clone(),
                     id: id.to_owned(),
@@ -545,6 +724,7 @@ impl Store {
                 .find(|s| &s.url == url && s.status == active);
             match stream {
                 Some(stream) => {
+                    entry.stream_rev += 1;
                     stream.status = stream_info::Status::Finished as i32;
                     stream.ended_at = now;
                     stream.duration = now - stream.started_at;
@@ -618,6 +798,7 @@ impl Store {
 
     /// Forgets every egress and room, and reconnects the workers as configured.
     pub(crate) fn clear(&mut self) {
+        self.outbox.clear();
         self.entries.clear();
         self.rooms.clear();
         self.workers = self.workers_default;
@@ -858,6 +1039,55 @@ mod tests {
             "egress with status EGRESS_COMPLETE cannot be updated"
         );
         assert!(matches!(s.stop("EG_nope", t0), WorkerAnswer::NoWorker));
+    }
+
+    fn reported(s: &mut Store, now: i64) -> Vec<(EventKind, EgressStatus)> {
+        s.observe(now);
+        std::mem::take(&mut s.outbox)
+            .into_iter()
+            .map(|e| (e.kind, status(&e.info)))
+            .collect()
+    }
+
+    #[test]
+    fn reports_follow_the_lifecycle_and_skip_no_stage() {
+        let mut s = store().with_reports();
+        let t0 = 1_000 * MS;
+        let id = start(&mut s, room_composite("r", &["rtmp://a"]), t0).egress_id;
+        assert_eq!(
+            reported(&mut s, t0),
+            [(EventKind::Started, EgressStatus::EgressStarting)]
+        );
+        assert_eq!(s.next_due(), Some(t0 + 500 * MS));
+        assert!(reported(&mut s, t0 + 499 * MS).is_empty());
+        // Observed late, after the stop and the completion: ACTIVE and ENDING are still
+        // reported on the way, in order.
+        answered(s.stop(&id, t0 + 600 * MS));
+        assert_eq!(
+            reported(&mut s, t0 + 900 * MS),
+            [
+                (EventKind::Updated, EgressStatus::EgressActive),
+                (EventKind::Updated, EgressStatus::EgressEnding),
+                (EventKind::Ended, EgressStatus::EgressComplete),
+            ]
+        );
+        assert_eq!(s.next_due(), None);
+        assert!(reported(&mut s, t0 + 2_000 * MS).is_empty());
+
+        // Stopped while STARTING: one egress_ended, no stage it never reached.
+        let aborted = start(&mut s, room_composite("r", &[]), t0).egress_id;
+        answered(s.stop(&aborted, t0 + 100 * MS));
+        assert_eq!(
+            reported(&mut s, t0 + 1_000 * MS),
+            [
+                (EventKind::Started, EgressStatus::EgressStarting),
+                (EventKind::Ended, EgressStatus::EgressAborted),
+            ]
+        );
+        // Without reports nothing is queued.
+        let mut quiet = store();
+        start(&mut quiet, room_composite("r", &[]), t0);
+        assert!(reported(&mut quiet, t0 + 1_000 * MS).is_empty());
     }
 
     #[test]

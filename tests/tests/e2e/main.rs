@@ -17,6 +17,7 @@ mod retries;
 mod rpcs;
 mod schema;
 mod sim_lifecycle;
+mod sim_webhooks;
 mod sim_wire;
 mod tls;
 mod upstream_failures;
