@@ -151,6 +151,7 @@ pub struct SimulatorBuilder {
     page_size: Option<usize>,
     max_body: usize,
     webhook_urls: Vec<String>,
+    regions: Vec<String>,
     webhook_retry_wait: Duration,
 }
 
@@ -272,6 +273,14 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Serves LiveKit Cloud's `GET /settings/regions` with these region URLs, nearest first
+    /// (call again for more): what a client fails over to. Without any, the route is a 404
+    /// as on a self-hosted server.
+    pub fn region(mut self, url: impl Into<String>) -> Self {
+        self.regions.push(url.into());
+        self
+    }
+
     /// First wait between webhook attempts (default [`DEFAULT_WEBHOOK_RETRY_WAIT`], 1 s,
     /// doubling up to 30 s); shorten it in tests of retries.
     pub fn webhook_retry_wait(mut self, wait: Duration) -> Self {
@@ -302,6 +311,7 @@ impl SimulatorBuilder {
                 requests: Default::default(),
                 waits: self.waits,
                 webhooks: Arc::new(webhooks),
+                regions: self.regions,
             }),
         }
     }
@@ -336,6 +346,7 @@ impl Simulator {
             page_size: None,
             max_body: DEFAULT_MAX_BODY,
             webhook_urls: Vec::new(),
+            regions: Vec::new(),
             webhook_retry_wait: DEFAULT_WEBHOOK_RETRY_WAIT,
         }
     }

@@ -274,6 +274,31 @@ async fn handle(
     result
 }
 
+/// LiveKit Cloud's region list, nearest first, for a caller with a valid token (the SDKs'
+/// region discovery sends its API token): `{"regions":[{"region","url","distance"}]}`.
+fn regions<B>(shared: &Shared, request: &Request<B>) -> Answer {
+    if let Err(message) = auth::authenticate(
+        &shared.credentials,
+        request.headers(),
+        request.uri().query(),
+    ) {
+        return Answer::plain(401, message);
+    }
+    let regions: Vec<serde_json::Value> = shared
+        .regions
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            serde_json::json!({
+                "region": format!("sim-{i}"),
+                "url": url,
+                "distance": (i * 1000).to_string(),
+            })
+        })
+        .collect();
+    Answer::json(200, &serde_json::json!({ "regions": regions }))
+}
+
 /// livekit/livekit `RemoveDoubleSlashes` (`pkg/service/utils.go`): a path starting with
 /// `//` loses its first slash, so `//twirp/livekit.Egress/…` (a base URL with a trailing
 /// slash) reaches the Twirp handler.
@@ -309,6 +334,12 @@ async fn handle_api(
     // routes it is never faulted or recorded, so probes don't use up a test's faults.
     if path == "/" && request.method() == hyper::Method::GET {
         return Ok(Answer::plain(200, "OK").into_response());
+    }
+    if !shared.regions.is_empty()
+        && path == format!("{}/settings/regions", shared.prefix)
+        && request.method() == hyper::Method::GET
+    {
+        return Ok(regions(&shared, &request).into_response());
     }
 
     let (parts, body) = request.into_parts();

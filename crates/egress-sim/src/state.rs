@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) waits: Waits,
     /// Where egress events go as webhooks.
     pub(crate) webhooks: Arc<Webhooks>,
+    /// LiveKit Cloud's region list for `/settings/regions`; empty: no such route.
+    pub(crate) regions: Vec<String>,
 }
 
 impl Shared {

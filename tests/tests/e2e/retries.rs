@@ -143,3 +143,72 @@ async fn a_request_that_never_left_is_retried_for_every_rpc() {
         "{text}"
     );
 }
+
+fn spawn(builder: egress_sim::SimulatorBuilder) -> egress_sim::SimHandle {
+    builder
+        .credentials(egress_auth::Credentials::new(
+            egress_e2e::API_KEY,
+            egress_e2e::API_SECRET,
+        ))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn on_livekit_cloud_a_retry_fails_over_to_another_region() {
+    let other = spawn(egress_sim::Simulator::builder());
+    let primary = spawn(egress_sim::Simulator::builder().region(other.url()));
+    primary.faults().push(
+        Fault::twirp_error("unavailable", "no response from servers")
+            .method("StartRoomCompositeEgress")
+            .times(5),
+    );
+    let gateway = Gateway::start(
+        &primary.url(),
+        ProxyOptions::default()
+            .arg("--upstream-flavor")
+            .arg("cloud"),
+    );
+    let mut client = gateway.client().await;
+    let answer = client
+        .start_room_composite_egress(start_request())
+        .await
+        .unwrap();
+    let key = answer
+        .metadata()
+        .get("x-livekit-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        keys_of(&primary, "StartRoomCompositeEgress"),
+        vec![key.clone()]
+    );
+    assert_eq!(keys_of(&other, "StartRoomCompositeEgress"), vec![key]);
+    assert!(primary.egresses().is_empty());
+    assert_eq!(other.egresses().len(), 1, "one egress, in the other region");
+}
+
+#[tokio::test]
+async fn when_region_discovery_fails_the_primary_is_retried() {
+    // No /settings/regions on this server (a 404).
+    let primary = spawn(egress_sim::Simulator::builder());
+    primary
+        .faults()
+        .push(no_workers_twice("StartRoomCompositeEgress"));
+    let gateway = Gateway::start(
+        &primary.url(),
+        ProxyOptions::default()
+            .arg("--upstream-flavor")
+            .arg("cloud"),
+    );
+    let mut client = gateway.client().await;
+    client
+        .start_room_composite_egress(start_request())
+        .await
+        .unwrap();
+    assert_eq!(keys_of(&primary, "StartRoomCompositeEgress").len(), 3);
+    assert_eq!(primary.egresses().len(), 1);
+}
