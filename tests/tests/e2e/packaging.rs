@@ -862,13 +862,27 @@ async fn compose_livekit_webhooks_reach_the_gateway() {
         );
         let sim = simulator(Credentials::new(key.clone(), secret.clone()));
         let running = start(gateway, &sim.url()).unwrap_or_else(|e| panic!("{e}"));
-        let log = running.log.lock().unwrap().clone();
-        let webhook: SocketAddr = log
-            .split("webhook=")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|addr| addr.parse().ok())
-            .unwrap_or_else(|| panic!("no webhook address in the ready line:\n{log}"));
+        // The reader hands over the addresses as it sees the ready line, maybe before the
+        // line is in the captured log.
+        let webhook_addr = || -> Option<SocketAddr> {
+            let log = running.log.lock().unwrap();
+            log.split("webhook=")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|addr| addr.parse().ok())
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let webhook = loop {
+            if let Some(addr) = webhook_addr() {
+                break addr;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no webhook address in the ready line:\n{}",
+                running.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         let body = egress_e2e::events::egress_webhook(
             "egress_started",
             "EV_PKG",
