@@ -402,6 +402,31 @@ async fn events_cross_replicas_through_redis() {
         "EV_R2"
     );
 
+    // A message on the channel that is not ours is dropped and counted, never delivered.
+    let published = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "PUBLISH",
+            "egress-gateway:events:v1",
+            "junk",
+        ])
+        .output()
+        .expect("redis-cli (Debian redis-tools, installed with redis-server)");
+    assert!(published.status.success());
+    for gateway in [&a, &b] {
+        wait_for_metric(
+            gateway,
+            r#"egress_proxy_events_ignored_total{reason="undecodable"} 1"#,
+        )
+        .await;
+    }
+    assert!(
+        next_event(&mut on_b, Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+
     // Redis gone: each replica still serves its own events, and says so.
     let port = redis.port;
     drop(redis);
