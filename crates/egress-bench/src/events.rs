@@ -340,7 +340,8 @@ impl Bench<'_> {
                 max_concurrency: self.args.proxy_max_concurrency,
                 per_connection: self.args.watchers_per_connection,
                 rust_log: &self.args.proxy_rust_log,
-                extra,
+                extra: [extra, self.args.proxy_args.clone()].concat(),
+                threads: self.args.proxy_threads,
             },
         )?;
         if proxy.admin.is_none() {

@@ -114,6 +114,15 @@ struct Args {
     #[arg(long)]
     threads: Option<usize>,
 
+    /// Tokio worker threads of the proxy (its `TOKIO_WORKER_THREADS`; default: CPU count).
+    /// Pin the processes with `taskset` to measure CPU per call by core count.
+    #[arg(long)]
+    proxy_threads: Option<usize>,
+
+    /// Another argument for the proxy, e.g. `--proxy-arg=--upstream-http2` (repeatable).
+    #[arg(long = "proxy-arg", allow_hyphen_values = true)]
+    proxy_args: Vec<String>,
+
     /// Where the simulator runs: its own process (CPU kept apart from the load generator's)
     /// or a dedicated one-thread runtime inside this process.
     #[arg(long, value_enum, default_value_t = SimMode::Process)]
@@ -435,8 +444,10 @@ struct ProxyLaunch<'a> {
     /// `--max-concurrency-per-connection`, also the HTTP/2 streams one connection may open.
     per_connection: usize,
     rust_log: &'a str,
-    /// Further arguments (the events mode's webhook, Redis and watcher flags).
+    /// Further arguments (the events mode's webhook, Redis and watcher flags, `--proxy-arg`).
     extra: Vec<String>,
+    /// Tokio worker threads (`--proxy-threads`); `None`: the runtime's default.
+    threads: Option<usize>,
 }
 
 /// A started proxy: killed when dropped.
@@ -484,6 +495,9 @@ fn start_proxy(bin_dir: &Path, launch: ProxyLaunch<'_>) -> Result<Proxy, BenchEr
     }
     cmd.args(&launch.extra);
     child_env(&mut cmd);
+    if let Some(threads) = launch.threads {
+        cmd.env("TOKIO_WORKER_THREADS", threads.to_string());
+    }
     cmd.env("LIVEKIT_URL", launch.sim_url)
         // The readiness line is an info event; by default everything else only from warn up.
         .env("RUST_LOG", launch.rust_log)
@@ -638,7 +652,8 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             max_concurrency: args.proxy_max_concurrency,
             per_connection: args.proxy_max_concurrency,
             rust_log: &args.proxy_rust_log,
-            extra: Vec::new(),
+            extra: args.proxy_args.clone(),
+            threads: args.proxy_threads,
         },
     )?;
     let proxy_pid = proxy.pid();
