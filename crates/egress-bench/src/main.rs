@@ -702,9 +702,9 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         threads,
         ticks_per_sec,
         format!(
-            "{}/ListEgress {{egress_id: \"{}\"}} (empty answer)",
+            "{}/ListEgress {{room_name: \"{}\"}} (empty answer)",
             egress_proto::EGRESS_SERVICE,
-            load::BENCH_EGRESS_ID
+            load::BENCH_ROOM
         ),
     );
 
