@@ -129,6 +129,7 @@ impl App {
         // calls may be in flight churns connections (and ports) under load.
         client_config.pool_max_idle_per_host = config.max_concurrency;
         client_config.http2_only = config.upstream_http2;
+        client_config.http2_connections = config.upstream_http2_connections;
         // Over HTTP/2 calls multiplex: the cap is on connections, which stay few anyway.
         client_config.max_connections =
             (!config.upstream_http2).then_some(config.max_upstream_connections);

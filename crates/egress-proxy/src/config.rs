@@ -182,6 +182,15 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_UPSTREAM_HTTP2")]
     pub upstream_http2: bool,
 
+    /// With --upstream-http2: connections the calls spread over. LiveKit (Go) lets one
+    /// connection carry 250 calls at once, so this times 250 is how many can be in flight.
+    #[arg(
+        long,
+        env = "EGRESS_PROXY_UPSTREAM_HTTP2_CONNECTIONS",
+        default_value_t = 8
+    )]
+    pub upstream_http2_connections: usize,
+
     /// Upstream calls on the wire at once: over HTTP/1.1 each holds a connection, so this
     /// bounds connections to LiveKit (and descriptors). Calls beyond it wait within their
     /// deadline.
@@ -268,6 +277,7 @@ pub struct Config {
     pub retry_writes: bool,
     pub upstream_flavor: UpstreamFlavor,
     pub upstream_http2: bool,
+    pub upstream_http2_connections: usize,
     pub max_upstream_connections: usize,
 }
 
@@ -318,6 +328,10 @@ impl RunArgs {
             ("--watch-queue", self.watch_queue),
             ("--max-watchers", self.max_watchers),
             ("--max-upstream-connections", self.max_upstream_connections),
+            (
+                "--upstream-http2-connections",
+                self.upstream_http2_connections,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
@@ -390,6 +404,7 @@ impl RunArgs {
             retry_writes: self.retry_writes,
             upstream_flavor: self.upstream_flavor,
             upstream_http2: self.upstream_http2,
+            upstream_http2_connections: self.upstream_http2_connections,
             max_upstream_connections: self.max_upstream_connections,
             tls: self
                 .tls_cert

@@ -212,7 +212,10 @@ pub struct TwirpClient {
 }
 
 struct Inner {
-    http: HttpClient,
+    /// One pool, or with [`ClientConfig::http2_connections`] several (each keeps one HTTP/2
+    /// connection): calls take them in turn, so streams spread over the connections.
+    http: Vec<HttpClient>,
+    next: std::sync::atomic::AtomicUsize,
     config: ClientConfig,
     authorizer: Arc<dyn Authorizer>,
     user_agent: HeaderValue,
@@ -247,13 +250,21 @@ impl TwirpClient {
         let user_agent = HeaderValue::try_from(config.user_agent.as_str()).map_err(|_| {
             Error::InvalidUrl(format!("invalid User-Agent {:?}", config.user_agent))
         })?;
-        let http = transport::build(&config, &root)?;
+        let pools = if config.http2_only {
+            config.http2_connections.max(1)
+        } else {
+            1
+        };
+        let http = (0..pools)
+            .map(|_| transport::build(&config, &root))
+            .collect::<Result<Vec<_>, _>>()?;
         let in_flight = config
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                next: std::sync::atomic::AtomicUsize::new(0),
                 config,
                 authorizer: Arc::new(authorizer),
                 user_agent,
@@ -351,7 +362,7 @@ impl TwirpClient {
             .headers_mut()
             .insert(header::USER_AGENT, self.inner.user_agent.clone());
         let budget = config.connect_timeout.max(Duration::from_secs(1));
-        let response = match tokio::time::timeout(budget, self.inner.http.request(request)).await {
+        let response = match tokio::time::timeout(budget, self.pool().request(request)).await {
             Ok(result) => result.map_err(|e| classify_transport_error(&e, Phase::Send))?,
             Err(_) => return Err(Error::Timeout(budget)),
         };
@@ -483,12 +494,21 @@ impl TwirpClient {
     }
 
     /// Sends `request` on the pool; a failure to get an answer head is classified.
+    /// The pool this call uses (round robin over [`ClientConfig::http2_connections`]).
+    fn pool(&self) -> &HttpClient {
+        let pools = &self.inner.http;
+        let at = self
+            .inner
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        &pools[at % pools.len()]
+    }
+
     async fn send(
         &self,
         request: http::Request<Full<Bytes>>,
     ) -> Result<http::Response<Incoming>, Error> {
-        self.inner
-            .http
+        self.pool()
             .request(request)
             .await
             .map_err(|e| classify_transport_error(&e, Phase::Send))

@@ -59,6 +59,11 @@ pub struct ClientConfig {
     /// (default `false`: HTTP/2 when ALPN offers it, HTTP/1.1 otherwise). Calls then share a
     /// few multiplexed connections.
     pub http2_only: bool,
+    /// With [`http2_only`](Self::http2_only): HTTP/2 connections the calls spread over
+    /// (default 1). A server limits the streams of one connection (Go's default 250, hyper's
+    /// 200), and a pool keeps a single HTTP/2 connection per host, so more calls in flight
+    /// than that need more connections.
+    pub http2_connections: usize,
     /// Most calls on the wire at once (default `None`: unbounded). Over HTTP/1.1 each needs
     /// its own connection, so this bounds upstream connections and descriptors; calls beyond
     /// it wait for a place within their own deadline.
@@ -82,6 +87,7 @@ impl ClientConfig {
             proxy_from_env: true,
             extra_root_certs_pem: None,
             http2_only: false,
+            http2_connections: 1,
             max_connections: None,
         }
     }

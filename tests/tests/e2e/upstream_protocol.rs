@@ -54,7 +54,13 @@ async fn h2_only_upstream() -> (String, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
     let (url, connections) = h2_only_upstream().await;
-    let gateway = Gateway::start(&url, ProxyOptions::default().arg("--upstream-http2"));
+    let gateway = Gateway::start(
+        &url,
+        ProxyOptions::default()
+            .arg("--upstream-http2")
+            .arg("--upstream-http2-connections")
+            .arg("1"),
+    );
     let channel = gateway.channel().await;
     let calls = (0..50).map(|_| {
         let mut client = lk::egress_client::EgressClient::new(channel.clone());
@@ -69,6 +75,31 @@ async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
     assert!(
         (1..=2).contains(&opened),
         "{opened} connections for 50 calls"
+    );
+}
+
+#[tokio::test]
+async fn calls_spread_over_the_configured_http2_connections() {
+    let (url, connections) = h2_only_upstream().await;
+    let gateway = Gateway::start(
+        &url,
+        ProxyOptions::default()
+            .arg("--upstream-http2")
+            .arg("--upstream-http2-connections")
+            .arg("4"),
+    );
+    let channel = gateway.channel().await;
+    let calls = (0..50).map(|_| {
+        let mut client = lk::egress_client::EgressClient::new(channel.clone());
+        async move { client.list_egress(lk::ListEgressRequest::default()).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("answered over HTTP/2");
+    }
+    let opened = connections.load(Ordering::SeqCst);
+    assert!(
+        (4..=8).contains(&opened),
+        "{opened} connections for 50 calls over 4 pools"
     );
 }
 
