@@ -74,7 +74,6 @@
 #![warn(missing_docs)]
 
 mod auth;
-mod codec;
 mod cors;
 mod fault;
 mod flavor;

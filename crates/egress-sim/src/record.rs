@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, WireFormat};
+use egress_core::codec::{self, WireFormat};
 use crate::rpc::Rpc;
 
 /// One request the simulator received (anything but `/sim/...`), as `GET /sim/requests`

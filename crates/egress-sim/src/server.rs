@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
 use crate::auth;
-use crate::codec::{self, WireFormat};
+use egress_core::codec::{self, WireFormat};
 use crate::cors;
 use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction};
 use crate::flavor::Flavor;

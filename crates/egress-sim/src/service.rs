@@ -18,7 +18,7 @@ use egress_proto::livekit::{
     egress_info, start_egress_request,
 };
 
-use crate::codec::{self, WireFormat};
+use egress_core::codec::{self, WireFormat};
 use crate::redact::Redact;
 use crate::rpc::Rpc;
 use crate::state::{ListFilter, NewEgress, Shared, WorkerAnswer, now_ns};
