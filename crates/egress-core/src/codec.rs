@@ -115,7 +115,8 @@ pub fn encode<T: Message>(encoding: WireFormat, type_name: &str, message: &T) ->
 ///
 /// When `bytes` is not protobuf for `type_name`.
 pub fn to_json(type_name: &str, bytes: &[u8]) -> Result<Vec<u8>, String> {
-    let dynamic = DynamicMessage::decode(descriptor(type_name)?, bytes).map_err(|e| e.to_string())?;
+    let dynamic =
+        DynamicMessage::decode(descriptor(type_name)?, bytes).map_err(|e| e.to_string())?;
     let mut ser = serde_json::Serializer::new(Vec::new());
     let options = SerializeOptions::new()
         .use_proto_field_name(true)

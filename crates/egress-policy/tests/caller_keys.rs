@@ -98,7 +98,10 @@ fn an_api_key_needs_exactly_one_secret_source() {
     assert_eq!(
         error(&keyed(
             "bearer",
-            &format!("token_sha256 = \"{}\"\napi_secret_env = \"X\"", hash_token("t"))
+            &format!(
+                "token_sha256 = \"{}\"\napi_secret_env = \"X\"",
+                hash_token("t")
+            )
         )),
         "policy.toml:7:18: caller \"sdk\" has a secret source but no api_key"
     );

@@ -543,7 +543,9 @@ async fn secure(
 /// a kept-alive connection too, closing it under a client about to reuse it. The
 /// connection's own timeouts ([`ConnectionState::expired`]) bound the first request's
 /// headers and idle time for both protocols.
-fn connection_builder(streams: StreamExecutor) -> hyper_util::server::conn::auto::Builder<StreamExecutor> {
+fn connection_builder(
+    streams: StreamExecutor,
+) -> hyper_util::server::conn::auto::Builder<StreamExecutor> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(streams);
     builder
         .http1()

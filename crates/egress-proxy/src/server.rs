@@ -23,8 +23,8 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::call::{Authenticator, Forwarder, Limits, PolicyStage, Stages};
 use crate::deadline::Deadlines;
-use crate::door::events::EventsDoor;
 use crate::door::DoorSettings;
+use crate::door::events::EventsDoor;
 use crate::door::grpc::{GrpcDoor, refuse_non_grpc};
 use crate::door::twirp::TwirpDoor;
 use crate::drain::DrainSignal;

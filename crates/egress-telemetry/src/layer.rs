@@ -181,10 +181,12 @@ where
                     .extensions()
                     .get::<CallCode>()
                     .map(|code| labels::code_name(code.0));
-                let head_code = door_code.or_else(|| labels::status_in(response.headers())).or_else(|| {
-                    (response.status() != http::StatusCode::OK)
-                        .then(|| labels::code_for_http_status(response.status()))
-                });
+                let head_code = door_code
+                    .or_else(|| labels::status_in(response.headers()))
+                    .or_else(|| {
+                        (response.status() != http::StatusCode::OK)
+                            .then(|| labels::code_for_http_status(response.status()))
+                    });
                 let guard = match head_code {
                     Some(code) => {
                         guard.finish(code);

@@ -19,5 +19,6 @@ mod schema;
 mod sim_lifecycle;
 mod sim_wire;
 mod tls;
+mod twirp_door;
 mod upstream_failures;
 mod upstream_protocol;

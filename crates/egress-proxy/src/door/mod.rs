@@ -126,7 +126,10 @@ pub(crate) fn admit_head<B>(
 }
 
 /// A plain-text answer with `status`.
-pub(crate) fn plain(status: http::StatusCode, text: impl Into<Bytes>) -> http::Response<tonic::body::Body> {
+pub(crate) fn plain(
+    status: http::StatusCode,
+    text: impl Into<Bytes>,
+) -> http::Response<tonic::body::Body> {
     let mut response = http::Response::new(tonic::body::Body::new(http_body_util::Full::new(
         text.into(),
     )));

@@ -59,10 +59,7 @@ impl TwirpDoor {
     }
 
     /// The call's RPC and encoding from the request head; the call built and admitted.
-    fn recognise<B>(
-        &self,
-        req: &http::Request<B>,
-    ) -> Result<(Call, Slots, WireFormat), CallError> {
+    fn recognise<B>(&self, req: &http::Request<B>) -> Result<(Call, Slots, WireFormat), CallError> {
         if req.method() != http::Method::POST {
             return Err(CallError::MethodNotAllowed {
                 method: req.method().to_string(),
@@ -119,9 +116,7 @@ where
                     WireFormat::Protobuf => Ok(answer.message),
                     WireFormat::Json => codec::to_json(rpc.response_type(), &answer.message)
                         .map(Bytes::from)
-                        .map_err(|reason| {
-                            CallError::Upstream(egress_twirp::Error::Decode(reason))
-                        }),
+                        .map_err(|reason| CallError::Upstream(egress_twirp::Error::Decode(reason))),
                 }
             };
             let outcome = match settings.within_deadline(deadline, answered).await {
@@ -196,10 +191,9 @@ pub(crate) fn answer_error(error: &CallError) -> http::Response<Body> {
     let mut response = match error.to_twirp() {
         TwirpAnswer::Plain { status, text } => plain(status, text),
         TwirpAnswer::Twirp(twirp) => {
-            let mut response =
-                http::Response::new(Body::new(http_body_util::Full::new(Bytes::from(
-                    twirp.to_json(),
-                ))));
+            let mut response = http::Response::new(Body::new(http_body_util::Full::new(
+                Bytes::from(twirp.to_json()),
+            )));
             *response.status_mut() = http::StatusCode::from_u16(twirp.http_status)
                 .unwrap_or_else(|_| twirp.code.http_status());
             response.headers_mut().insert(

@@ -62,15 +62,19 @@ impl CallError {
     /// The Twirp door's answer to this failure (see the [module](self)).
     pub fn to_twirp(&self) -> TwirpAnswer {
         match self {
-            // LiveKit's words reach the SDK as LiveKit sent them.
-            CallError::Upstream(UpstreamError::Twirp(error)) => TwirpAnswer::Twirp(error.clone()),
+            // LiveKit's words reach the SDK as LiveKit sent them (also when it answered the
+            // lookup of an egress's room for the policy).
+            CallError::Upstream(UpstreamError::Twirp(error))
+            | CallError::RoomLookup(UpstreamError::Twirp(error)) => {
+                TwirpAnswer::Twirp(error.clone())
+            }
             CallError::Upstream(error) => TwirpAnswer::Twirp(TwirpError {
                 meta: error.twirp_meta(),
                 ..TwirpError::new(upstream_code(error), error.to_string())
             }),
-            CallError::Unauthenticated(AuthFailure::MissingGrant) => {
-                TwirpAnswer::Twirp(TwirpError::new(TwirpCode::Unauthenticated, self.to_string()))
-            }
+            CallError::Unauthenticated(AuthFailure::MissingGrant) => TwirpAnswer::Twirp(
+                TwirpError::new(TwirpCode::Unauthenticated, self.to_string()),
+            ),
             CallError::Unauthenticated(failure) => TwirpAnswer::Plain {
                 status: StatusCode::UNAUTHORIZED,
                 text: failure.to_string(),
@@ -195,8 +199,11 @@ mod tests {
 
     #[test]
     fn livekit_errors_pass_through_unchanged() {
-        let livekit = TwirpError::new(TwirpCode::FailedPrecondition, "egress with status EGRESS_COMPLETE cannot be stopped")
-            .with_meta("egress_id", "EG_1");
+        let livekit = TwirpError::new(
+            TwirpCode::FailedPrecondition,
+            "egress with status EGRESS_COMPLETE cannot be stopped",
+        )
+        .with_meta("egress_id", "EG_1");
         let answer = twirp(CallError::Upstream(UpstreamError::Twirp(livekit.clone())).to_twirp());
         assert_eq!(answer, livekit);
         assert_eq!(
