@@ -264,6 +264,90 @@ mod tests {
         );
     }
 
+    /// A policy in `mode` whose caller "sdk" has its own key, besides the mode's usual caller.
+    fn keyed(mode: &str) -> Authenticator {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let secret =
+            std::env::temp_dir().join(format!("egress-auth-test-{}-{n}", std::process::id()));
+        std::fs::write(&secret, "sdk-secret").unwrap();
+        let usual = match mode {
+            "bearer" => format!("token_sha256 = \"{TEST_TOKEN_SHA256}\""),
+            "mtls" => "identity = \"svc.prod\"".to_owned(),
+            _ => String::new(),
+        };
+        let text = format!(
+            "[auth]\nmode = \"{mode}\"\n[[callers]]\nname = \"usual\"\n{usual}\npolicy = \"p\"\n\
+             [[callers]]\nname = \"sdk\"\napi_key = \"APIsdk\"\napi_secret_file = \"{}\"\n\
+             policy = \"p\"\n[policies.p]\nrpcs = [\"*\"]\n",
+            secret.display()
+        );
+        let policy = Policy::from_toml_str(&text, "policy.toml").expect("valid policy");
+        let _ = std::fs::remove_file(&secret);
+        Authenticator::new(Some(Arc::new(PolicyStore::new(policy))))
+    }
+
+    fn sdk_token(secret: &str, exp_from_now: i64, grants: egress_auth::VideoGrants) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = egress_auth::Claims {
+            exp: now.saturating_add_signed(exp_from_now),
+            iss: "APIsdk".into(),
+            nbf: now - 10,
+            video: grants,
+            ..Default::default()
+        };
+        let token = egress_auth::sign_claims(&egress_auth::ApiSecret::new(secret), &claims);
+        format!("Bearer {}", token.unwrap())
+    }
+
+    #[test]
+    fn caller_keys_authenticate_in_every_mode() {
+        let good = sdk_token("sdk-secret", 600, egress_auth::VideoGrants::room_record());
+        for mode in ["bearer", "mtls", "none"] {
+            let caller = authenticate(&keyed(mode), &[&good], &peer(&[])).expect(mode);
+            assert_eq!(&*caller.name, "sdk", "{mode}");
+            assert_eq!(caller.policy.unwrap().caller_name(), "sdk");
+        }
+        // The mode's usual callers are still who they were.
+        let usual = authenticate(&keyed("bearer"), &["Bearer test"], &peer(&[])).unwrap();
+        assert_eq!(&*usual.name, "usual");
+        let usual = authenticate(&keyed("mtls"), &[], &peer(&["svc.prod"])).unwrap();
+        assert_eq!(&*usual.name, "usual");
+        let usual = authenticate(&keyed("none"), &[], &peer(&[])).unwrap();
+        assert_eq!(&*usual.name, "usual");
+    }
+
+    #[test]
+    fn caller_key_refusals_say_why() {
+        let record = egress_auth::VideoGrants::room_record;
+        for (token, expected) in [
+            (
+                sdk_token("wrong", 600, record()),
+                AuthFailure::CallerTokenSignature,
+            ),
+            // LiveKit's minute of leeway, and a bit.
+            (
+                sdk_token("sdk-secret", -90, record()),
+                AuthFailure::CallerTokenExpired,
+            ),
+            (
+                sdk_token("sdk-secret", 600, egress_auth::VideoGrants::default()),
+                AuthFailure::MissingGrant,
+            ),
+        ] {
+            for mode in ["bearer", "mtls", "none"] {
+                let refused = authenticate(&keyed(mode), &[&token], &peer(&[])).unwrap_err();
+                assert_eq!(refused, expected, "{mode}");
+            }
+        }
+        // Within the leeway, still good.
+        let late = sdk_token("sdk-secret", -30, record());
+        assert!(authenticate(&keyed("bearer"), &[&late], &peer(&[])).is_ok());
+    }
+
     #[test]
     fn mode_none_uses_the_anonymous_caller_of_the_file() {
         let none = authenticator("none", "");
