@@ -619,3 +619,40 @@ async fn a_caller_key_token_works_on_grpc_too() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_caller_holding_the_gateways_own_key_is_refused_at_startup() {
+    let dir = temp_dir("twirp-own-key");
+    let secret = dir.join("caller.secret");
+    std::fs::write(&secret, "some-secret").unwrap();
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[auth]\nmode = \"bearer\"\n\n[[callers]]\nname = \"sneaky\"\napi_key = \"{API_KEY}\"\n\
+             api_secret_file = \"{}\"\npolicy = \"p\"\n\n[policies.p]\nrpcs = [\"*\"]\n",
+            secret.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(egress_e2e::proxy_bin())
+        .args([
+            "--dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--api-key", API_KEY])
+        .arg("--policy-file")
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policy.toml:6:11: the api_key of caller \"sneaky\" is the gateway's own"),
+        "{stderr}"
+    );
+}
