@@ -44,7 +44,7 @@ impl Deadlines {
     ///
     /// [`CallError::MalformedTimeout`] when `grpc-timeout` is malformed.
     pub fn budget(&self, headers: &http::HeaderMap) -> Result<Duration, CallError> {
-        self.from_header(headers, GRPC_TIMEOUT, parse_grpc_timeout)
+        self.budget_in(headers, GRPC_TIMEOUT, parse_grpc_timeout)
     }
 
     /// As [`budget`](Self::budget), for a Twirp call: its `X-Twirp-Timeout-Ms`.
@@ -64,10 +64,10 @@ impl Deadlines {
     ///
     /// [`CallError::MalformedTimeout`] when the header is not an integer.
     pub fn twirp_budget(&self, headers: &http::HeaderMap) -> Result<Duration, CallError> {
-        self.from_header(headers, TWIRP_TIMEOUT, parse_twirp_timeout)
+        self.budget_in(headers, TWIRP_TIMEOUT, parse_twirp_timeout)
     }
 
-    fn from_header(
+    fn budget_in(
         &self,
         headers: &http::HeaderMap,
         header: &'static str,

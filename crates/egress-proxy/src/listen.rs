@@ -37,7 +37,6 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt;
 
 use crate::call::ConnectionSlots;
 use crate::tls::{self, Peer};
@@ -429,36 +428,30 @@ fn with_peer<S>(
     peer: Peer,
     slots: ConnectionSlots,
     state: Arc<ConnectionState>,
-) -> TowerToHyperService<
-    CountHttp1<
-        impl tower::Service<
-            http::Request<hyper::body::Incoming>,
-            Response = S::Response,
-            Error = S::Error,
-            Future = S::Future,
-        > + Clone,
-    >,
->
+) -> TowerToHyperService<Tagged<S>>
 where
     S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
 {
-    let inner = routes.map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-        req.extensions_mut().insert(peer.clone());
-        req.extensions_mut().insert(slots.clone());
-        req
-    });
-    TowerToHyperService::new(CountHttp1 { inner, state })
+    TowerToHyperService::new(Tagged {
+        inner: routes,
+        peer,
+        slots,
+        state,
+    })
 }
 
-/// Counts HTTP/1.x requests as the connection's streams while they are answered: hyper
-/// serves them in the connection's own task, not through [`StreamExecutor`].
+/// Tags each request with its connection's peer and call slots, and counts HTTP/1.x
+/// requests as the connection's streams while they are answered: hyper serves those in the
+/// connection's own task, not through [`StreamExecutor`].
 #[derive(Clone)]
-struct CountHttp1<S> {
+struct Tagged<S> {
     inner: S,
+    peer: Peer,
+    slots: ConnectionSlots,
     state: Arc<ConnectionState>,
 }
 
-impl<S, R> tower::Service<http::Request<R>> for CountHttp1<S>
+impl<S, R> tower::Service<http::Request<R>> for Tagged<S>
 where
     S: tower::Service<http::Request<R>>,
 {
@@ -470,7 +463,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<R>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<R>) -> Self::Future {
+        req.extensions_mut().insert(self.peer.clone());
+        req.extensions_mut().insert(self.slots.clone());
         let http1 = req.version() < http::Version::HTTP_2;
         let answer = self.inner.call(req);
         if http1 {

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::call::{Call, ConnectionSlots, Door, Slots, Stages, TraceContext};
 use crate::deadline::Deadlines;
-use crate::error::CallError;
+use crate::error::{CallError, MAX_IDEMPOTENCY_KEY};
 use crate::listen::bound_this_stream;
 use crate::request_id::REQUEST_ID;
 use crate::tls::Peer;
@@ -42,8 +42,6 @@ const TRACESTATE: &str = "tracestate";
 /// Where a caller may put its idempotency key (LiveKit's own name first), and where the
 /// key in use goes back to it.
 const IDEMPOTENCY_HEADERS: [&str; 2] = ["x-livekit-request-id", "idempotency-key"];
-/// Longest idempotency key accepted.
-pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// What the egress doors need besides the stages.
 #[derive(Debug, Clone)]

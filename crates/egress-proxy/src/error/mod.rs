@@ -17,6 +17,9 @@ use egress_core::unknown::UnknownField;
 use egress_policy::Denial;
 use tonic::{Code, Status};
 
+/// Longest idempotency key accepted (`x-livekit-request-id`, `idempotency-key`).
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
+
 /// Longest piece of a caller-supplied path or content type echoed back in a message.
 pub const MAX_ECHO: usize = 200;
 
@@ -92,7 +95,7 @@ pub enum CallError {
     /// defeat its purpose).
     #[error(
         "{header} must be 1-{max} characters of A-Z a-z 0-9 . _ : - (a UUID, say)",
-        max = crate::door::MAX_IDEMPOTENCY_KEY
+        max = MAX_IDEMPOTENCY_KEY
     )]
     MalformedIdempotencyKey { header: &'static str },
 
