@@ -33,7 +33,7 @@ use tonic::codec::{CompressionEncoding, Streaming};
 use tonic::{Code, Request, Response, Status};
 
 pub use super::DoorSettings;
-use super::{HoldingSlots, Stopped, admit_head, answered_key, plain};
+use super::{admit_head, held, plain};
 use crate::call::{Call, Door, Stages};
 use crate::codec::BytesCodec;
 use crate::error::CallError;
@@ -122,8 +122,7 @@ where
         let settings = Arc::clone(&self.settings);
         let call_key = call.idempotency_key.clone();
         Box::pin(async move {
-            let rpc = call.rpc;
-            let (deadline, budget) = (call.deadline(), call.budget);
+            let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
             let max = settings.max_message_size;
             let mut grpc = tonic::server::Grpc::new(BytesCodec)
                 .max_decoding_message_size(max)
@@ -140,16 +139,11 @@ where
                 },
                 req,
             );
-            let response = match settings.within_deadline(deadline, answered).await {
-                Ok(response) => response,
-                Err(Stopped::Deadline) => {
-                    answer_error(&CallError::DeadlineExceeded { rpc, budget })
-                }
-                Err(Stopped::ShuttingDown) => answer_error(&CallError::ShuttingDown),
-            };
-            let mut response = response.map(|body| Body::new(HoldingSlots::new(body, slots)));
-            answered_key(response.headers_mut(), call_key);
-            Ok(response)
+            let response = settings
+                .within_deadline(rpc, deadline, answered)
+                .await
+                .unwrap_or_else(|error| answer_error(&error));
+            Ok(held(response, slots, call_key))
         })
     }
 }

@@ -27,7 +27,6 @@ use egress_core::Rpc;
 use http_body::Frame;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use crate::call::{Call, ConnectionSlots, Door, Slots, Stages, TraceContext};
 use crate::deadline::Deadlines;
@@ -54,29 +53,41 @@ pub struct DoorSettings {
     pub stopping: watch::Receiver<bool>,
 }
 
-/// Why an answer did not come in time.
-pub(crate) enum Stopped {
-    /// The call's deadline passed.
-    Deadline,
-    /// The drain timeout passed.
-    ShuttingDown,
-}
-
 impl DoorSettings {
-    /// `answer`, unless `deadline` or the drain timeout comes first.
+    /// `answer` of a call of `rpc`, unless its deadline (`deadline`, `budget` after it
+    /// was received) or the drain timeout comes first: then the call's error for that.
     pub(crate) async fn within_deadline<T>(
         &self,
-        deadline: Instant,
+        rpc: Rpc,
+        (deadline, budget): (tokio::time::Instant, Duration),
         answer: impl Future<Output = T>,
-    ) -> Result<T, Stopped> {
+    ) -> Result<T, CallError> {
         let mut stopping = self.stopping.clone();
         tokio::select! {
             answered = tokio::time::timeout_at(deadline, answer) => {
-                answered.map_err(|_elapsed| Stopped::Deadline)
+                answered.map_err(|_elapsed| CallError::DeadlineExceeded { rpc, budget })
             }
-            _ = stopping.wait_for(|stopping| *stopping) => Err(Stopped::ShuttingDown),
+            _ = stopping.wait_for(|stopping| *stopping) => Err(CallError::ShuttingDown),
         }
     }
+}
+
+/// `response`, holding the call's `slots` until its body is done, and returning the
+/// idempotency key in use (`key`) so the caller can retry the call with it.
+pub(crate) fn held<B>(
+    response: http::Response<B>,
+    slots: Slots,
+    key: http::HeaderValue,
+) -> http::Response<tonic::body::Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut response = response.map(|body| tonic::body::Body::new(HoldingSlots::new(body, slots)));
+    response
+        .headers_mut()
+        .insert(http::HeaderName::from_static(IDEMPOTENCY_HEADERS[0]), key);
+    response
 }
 
 /// Builds the call of `rpc` through `door` from the request head: peer, request id,
@@ -137,11 +148,6 @@ pub(crate) fn plain(
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
-}
-
-/// Returns the idempotency key in use to the caller, so it can retry the call with it.
-pub(crate) fn answered_key(headers: &mut http::HeaderMap, key: http::HeaderValue) {
-    headers.insert(http::HeaderName::from_static(IDEMPOTENCY_HEADERS[0]), key);
 }
 
 /// The caller's idempotency key, if it sent one: `None` when absent.

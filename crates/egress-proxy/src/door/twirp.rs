@@ -29,7 +29,7 @@ use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 
-use super::{DoorSettings, HoldingSlots, Stopped, admit_head, answered_key, plain};
+use super::{DoorSettings, admit_head, held, plain};
 use crate::call::{Call, Door, Slots, Stages};
 use crate::error::CallError;
 use crate::error::twirp::TwirpAnswer;
@@ -106,7 +106,7 @@ where
         let stages = Arc::clone(&self.stages);
         let settings = Arc::clone(&self.settings);
         Box::pin(async move {
-            let (rpc, deadline, budget) = (call.rpc, call.deadline(), call.budget);
+            let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
             let key = call.idempotency_key.clone();
             let max = settings.max_message_size;
             let answered = async {
@@ -119,18 +119,12 @@ where
                         .map_err(|reason| CallError::Upstream(egress_twirp::Error::Decode(reason))),
                 }
             };
-            let outcome = match settings.within_deadline(deadline, answered).await {
-                Ok(outcome) => outcome,
-                Err(Stopped::Deadline) => Err(CallError::DeadlineExceeded { rpc, budget }),
-                Err(Stopped::ShuttingDown) => Err(CallError::ShuttingDown),
-            };
-            let response = match outcome {
+            let outcome = settings.within_deadline(rpc, deadline, answered).await;
+            let response = match outcome.and_then(|answered| answered) {
                 Ok(message) => answer(encoding, message),
                 Err(error) => answer_error(&error),
             };
-            let mut response = response.map(|body| Body::new(HoldingSlots::new(body, slots)));
-            answered_key(response.headers_mut(), key);
-            Ok(response)
+            Ok(held(response, slots, key))
         })
     }
 }
