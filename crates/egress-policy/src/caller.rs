@@ -54,6 +54,9 @@ pub struct CallerKey {
     pub api_key: String,
     /// The secret its tokens are signed with.
     pub api_secret: ApiSecret,
+    /// The file the secret was read from (`api_secret_file`), if it came from one: a
+    /// change to it is a reason to reload the policy.
+    pub secret_file: Option<std::path::PathBuf>,
     /// Where `api_key` is in the file (1-based line, column), for later refusals.
     pub(crate) at: (usize, usize),
 }

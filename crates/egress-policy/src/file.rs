@@ -376,6 +376,10 @@ fn caller_key(c: &RawCaller, text: &str, problems: &mut Vec<Problem>) -> Option<
     Some(CallerKey {
         api_key: key.clone(),
         api_secret,
+        secret_file: c
+            .api_secret_file
+            .as_ref()
+            .map(|file| std::path::PathBuf::from(file.get_ref())),
         at: line_column(text, at),
     })
 }

@@ -98,6 +98,13 @@ fn sdk(gateway: &Gateway, secret: &str) -> EgressClient {
         .with_request_timeout(Duration::from_secs(10))
 }
 
+fn in_room() -> EgressListOptions {
+    EgressListOptions {
+        filter: EgressListFilter::Room(ROOM.into()),
+        ..Default::default()
+    }
+}
+
 fn twirp_error(error: ServiceError) -> (String, String) {
     match error {
         ServiceError::Twirp(ServerError::Twirp(code)) => (code.code, code.msg),
@@ -655,4 +662,69 @@ fn a_caller_holding_the_gateways_own_key_is_refused_at_startup() {
         stderr.contains("policy.toml:6:11: the api_key of caller \"sneaky\" is the gateway's own"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn without_a_policy_twirp_callers_are_anonymous_and_bodies_are_bounded() {
+    let sim = sim_activating_after(Duration::from_millis(50));
+    let gateway = Gateway::start(
+        &sim.url(),
+        ProxyOptions::default().arg("--max-message-size").arg("64"),
+    );
+    // Loopback without a policy file: no token needed, as on gRPC.
+    let (status, content_type, body) = post(
+        &gateway,
+        "ListEgress",
+        "application/json",
+        &[],
+        br#"{"room_name":"any"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    let listed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(listed["items"].is_array(), "{listed}");
+
+    // Over --max-message-size: refused before LiveKit, in plain text as LiveKit does.
+    sim.clear_requests();
+    let big = format!(r#"{{"room_name":"{}"}}"#, "r".repeat(100));
+    let (status, content_type, body) = post(
+        &gateway,
+        "ListEgress",
+        "application/json",
+        &[],
+        big.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 413);
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(
+        String::from_utf8(body)
+            .unwrap()
+            .contains("--max-message-size"),
+        "the limit is named"
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_rotated_caller_secret_takes_effect_without_a_restart() {
+    let setup = setup();
+    let before = sdk(&setup.gateway, SDK_SECRET);
+    before.list_egress(in_room()).await.unwrap();
+
+    let rotated = "sdk-caller-secret-rotated-fedcba9876543210";
+    std::fs::write(setup._dir.0.join("sdk.secret"), rotated).unwrap();
+    let after = sdk(&setup.gateway, rotated);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while after.list_egress(in_room()).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new secret was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    match before.list_egress(in_room()).await {
+        Err(ServiceError::Twirp(ServerError::Request(_))) => {}
+        other => panic!("the old secret should get the plain-text 401: {other:?}"),
+    }
 }
