@@ -11,8 +11,8 @@
 //!    answered in plain HTTP, so a browser form post cannot drive the gateway with a
 //!    client certificate;
 //! 2. the RPC, from the path; the call's budget (the caller's `grpc-timeout`, see
-//!    [`Deadlines`]), which covers reading the request body too, so a caller that never
-//!    finishes its body cannot hold a slot;
+//!    [`Deadlines`](crate::deadline::Deadlines)), which covers reading the request body
+//!    too, so a caller that never finishes its body cannot hold a slot;
 //! 3. the head stages ([`Stages::admit`]: authenticate, take slots), before the body is read;
 //! 4. exactly one message, decompressed (`gzip`, `zstd`) and bounded by the message size
 //!    limit after decompression; then [`Stages::run`];
