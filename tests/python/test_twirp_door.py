@@ -128,6 +128,12 @@ def test_every_egress_method_works_through_the_gateway(gateway):
         assert stopped.egress_id == rc.egress_id
 
     run(gateway, scenario)
+    # The same audit line as a gRPC call's, naming the caller by its key's entry and the door.
+    audit = [line for line in gateway.log_lines if "audit: egress call" in line]
+    assert any(
+        'caller="python-sdk" door="twirp" rpc="StopEgress"' in line and "outcome=Ok" in line
+        for line in audit
+    ), "\n".join(audit)
 
 
 def test_a_policy_denial_surfaces_as_the_sdk_surfaces_livekits_errors(gateway):
