@@ -55,6 +55,7 @@
 //! ```
 
 pub mod audio;
+pub mod codec;
 mod error;
 pub mod events;
 pub mod list;

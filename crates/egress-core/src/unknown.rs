@@ -54,7 +54,7 @@ struct Schema {
 }
 
 /// The pinned schema's descriptors, decoded once for the whole process.
-pub(crate) fn pool() -> &'static DescriptorPool {
+pub fn pool() -> &'static DescriptorPool {
     static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
         DescriptorPool::decode(egress_proto::FILE_DESCRIPTOR_SET)
             .expect("the embedded descriptor set is valid")

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use egress_auth::ApiSecret;
 use serde::Deserialize;
 
 use crate::check::{CallerPolicy, Rules};
@@ -45,9 +46,33 @@ impl fmt::Display for AuthMode {
     }
 }
 
+/// A caller's own LiveKit-style API key (`api_key` in the file) and its secret (read from
+/// `api_secret_file` or `api_secret_env`): its SDK signs access tokens with them.
+#[derive(Clone, Debug)]
+pub struct CallerKey {
+    /// The key: the `iss` of the caller's tokens.
+    pub api_key: String,
+    /// The secret its tokens are signed with.
+    pub api_secret: ApiSecret,
+    /// The file the secret was read from (`api_secret_file`), if it came from one: a
+    /// change to it is a reason to reload the policy.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// Where `api_key` is in the file (1-based line, column), for later refusals.
+    pub(crate) at: (usize, usize),
+}
+
+/// How a `[[callers]]` entry proves who it is; any of them may be absent.
+#[derive(Clone, Default)]
+pub(crate) struct Credentials {
+    pub(crate) token_sha256: Option<[u8; 32]>,
+    pub(crate) identity: Option<String>,
+    pub(crate) key: Option<CallerKey>,
+}
+
 /// One authenticated caller (a `[[callers]]` entry).
 ///
-/// `Debug` shows whether a token hash is set, not the hash.
+/// `Debug` shows whether a token hash is set, not the hash, and the API key but never its
+/// secret.
 #[derive(Clone)]
 pub struct Caller {
     /// The caller's `name`, for logs, metrics and denial messages.
@@ -56,26 +81,28 @@ pub struct Caller {
     pub policy: Arc<CallerPolicy>,
     pub(crate) token_sha256: Option<[u8; 32]>,
     identity: Option<String>,
+    key: Option<CallerKey>,
 }
 
 impl Caller {
-    pub(crate) fn new(
-        name: String,
-        rules: Arc<Rules>,
-        token_sha256: Option<[u8; 32]>,
-        identity: Option<String>,
-    ) -> Self {
+    pub(crate) fn new(name: String, rules: Arc<Rules>, credentials: Credentials) -> Self {
         Self {
             policy: Arc::new(CallerPolicy::new(name.clone(), rules)),
             name,
-            token_sha256,
-            identity,
+            token_sha256: credentials.token_sha256,
+            identity: credentials.identity,
+            key: credentials.key,
         }
     }
 
     /// The certificate identity (`identity` in the file), if any.
     pub fn identity(&self) -> Option<&str> {
         self.identity.as_deref()
+    }
+
+    /// The caller's own API key and secret (`api_key` in the file), if any.
+    pub fn key(&self) -> Option<&CallerKey> {
+        self.key.as_ref()
     }
 }
 
@@ -86,6 +113,7 @@ impl fmt::Debug for Caller {
             .field("policy", &self.policy.policy_name())
             .field("has_token_sha256", &self.token_sha256.is_some())
             .field("identity", &self.identity)
+            .field("api_key", &self.key.as_ref().map(|k| &k.api_key))
             .finish()
     }
 }

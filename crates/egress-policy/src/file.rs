@@ -8,7 +8,7 @@ use egress_core::view::StorageProvider;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::caller::{AuthMode, Caller};
+use crate::caller::{AuthMode, Caller, CallerKey, Credentials};
 use crate::check::{Rules, WATCH, toml_key};
 use crate::error::{PolicyError, did_you_mean, line_column};
 use crate::pattern::{GlobList, UrlPattern, quote};
@@ -38,6 +38,12 @@ struct RawCaller {
     token_sha256: Option<Spanned<String>>,
     #[serde(default)]
     identity: Option<Spanned<String>>,
+    #[serde(default)]
+    api_key: Option<Spanned<String>>,
+    #[serde(default)]
+    api_secret_file: Option<Spanned<String>>,
+    #[serde(default)]
+    api_secret_env: Option<Spanned<String>>,
     policy: Spanned<String>,
 }
 
@@ -128,6 +134,7 @@ fn validate(raw: RawFile, text: &str, problems: &mut Vec<Problem>) -> Parsed {
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut hashes: HashMap<[u8; 32], (String, usize)> = HashMap::new();
     let mut identities: HashMap<String, (String, usize)> = HashMap::new();
+    let mut api_keys: HashMap<String, (String, usize)> = HashMap::new();
     let mut callers = Vec::new();
     for raw_caller in &raw.callers {
         let caller_start = raw_caller.span().start;
@@ -194,19 +201,38 @@ fn validate(raw: RawFile, text: &str, problems: &mut Vec<Problem>) -> Parsed {
             identity.clone()
         });
 
+        let key = caller_key(c, text, problems).and_then(|key| {
+            let at = c.api_key.as_ref().map_or(caller_start, |k| k.span().start);
+            if let Some((other, first)) = api_keys.get(&key.api_key) {
+                problems.push((
+                    at,
+                    format!(
+                        "caller {} has the same api_key as caller {} (line {}); every caller needs its own key",
+                        quote(name),
+                        quote(other),
+                        line_of(*first)
+                    ),
+                ));
+                return None;
+            }
+            api_keys.insert(key.api_key.clone(), (name.to_owned(), at));
+            Some(key)
+        });
+
         let mode = auth_mode.as_str();
+        let keyed = c.api_key.is_some();
         match auth_mode {
-            AuthMode::Bearer if c.token_sha256.is_none() => problems.push((
+            AuthMode::Bearer if c.token_sha256.is_none() && !keyed => problems.push((
                 caller_start,
                 format!(
-                    "caller {} has no token_sha256 (required by auth mode \"{mode}\")",
+                    "caller {} has no token_sha256 or api_key (required by auth mode \"{mode}\")",
                     quote(name)
                 ),
             )),
-            AuthMode::Mtls if c.identity.is_none() => problems.push((
+            AuthMode::Mtls if c.identity.is_none() && !keyed => problems.push((
                 caller_start,
                 format!(
-                    "caller {} has no identity (required by auth mode \"{mode}\")",
+                    "caller {} has no identity or api_key (required by auth mode \"{mode}\")",
                     quote(name)
                 ),
             )),
@@ -249,18 +275,32 @@ fn validate(raw: RawFile, text: &str, problems: &mut Vec<Problem>) -> Parsed {
         callers.push(Caller::new(
             name.to_owned(),
             rules.clone(),
-            token_sha256,
-            identity,
+            Credentials {
+                token_sha256,
+                identity,
+                key,
+            },
         ));
     }
 
-    if auth_mode == AuthMode::None && raw.callers.len() != 1 {
+    // Callers with their own API key authenticate with it in every mode; "none" is about
+    // everyone else.
+    let anonymous = raw
+        .callers
+        .iter()
+        .filter(|c| c.get_ref().api_key.is_none())
+        .count();
+    if auth_mode == AuthMode::None && anonymous != 1 {
+        let besides = if anonymous == raw.callers.len() {
+            ""
+        } else {
+            " besides those with an api_key"
+        };
         problems.push((
             raw.auth.mode.span().start,
             format!(
                 "auth mode \"none\" needs exactly one [[callers]] entry (whose policy applies to \
-                 every request); found {}",
-                raw.callers.len()
+                 every request){besides}; found {anonymous}"
             ),
         ));
     }
@@ -270,6 +310,78 @@ fn validate(raw: RawFile, text: &str, problems: &mut Vec<Problem>) -> Parsed {
         callers,
         policy_count,
     }
+}
+
+/// The caller's own API key and its secret, read from `api_secret_file` or
+/// `api_secret_env` (never inline); problems go to `problems`, never quoting a secret.
+fn caller_key(c: &RawCaller, text: &str, problems: &mut Vec<Problem>) -> Option<CallerKey> {
+    let name = quote(c.name.get_ref());
+    let sources = [c.api_secret_file.as_ref(), c.api_secret_env.as_ref()];
+    let Some(api_key) = &c.api_key else {
+        if let Some(source) = sources.into_iter().flatten().next() {
+            problems.push((
+                source.span().start,
+                format!("caller {name} has a secret source but no api_key"),
+            ));
+        }
+        return None;
+    };
+    let at = api_key.span().start;
+    let key = api_key.get_ref();
+    if key.is_empty() || key.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+        problems.push((
+            at,
+            "api_key must be non-empty, without whitespace".to_owned(),
+        ));
+        return None;
+    }
+    let secret = match (&c.api_secret_file, &c.api_secret_env) {
+        (None, None) => {
+            problems.push((
+                at,
+                format!(
+                    "caller {name} has an api_key but no api_secret_file or api_secret_env \
+                     (secrets are never written in the policy file)"
+                ),
+            ));
+            return None;
+        }
+        (Some(_), Some(both)) => {
+            problems.push((
+                both.span().start,
+                format!("caller {name} has both api_secret_file and api_secret_env; give one"),
+            ));
+            return None;
+        }
+        (Some(file), None) => egress_auth::Credentials::from_secret_file(file.get_ref(), Some(key))
+            .map(|credentials| credentials.api_secret)
+            .map_err(|err| (file.span().start, err.to_string())),
+        (None, Some(env)) => std::env::var(env.get_ref())
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .map(egress_auth::ApiSecret::new)
+            .ok_or_else(|| {
+                (
+                    env.span().start,
+                    format!(
+                        "environment variable {} (api_secret_env of caller {name}) is not set, \
+                         empty or not UTF-8",
+                        env.get_ref()
+                    ),
+                )
+            }),
+    };
+    let api_secret = secret.map_err(|problem| problems.push(problem)).ok()?;
+    Some(CallerKey {
+        api_key: key.clone(),
+        api_secret,
+        secret_file: c
+            .api_secret_file
+            .as_ref()
+            .map(|file| std::path::PathBuf::from(file.get_ref())),
+        at: line_column(text, at),
+    })
 }
 
 fn compile_policy(name: &str, raw: RawPolicy, problems: &mut Vec<Problem>) -> Rules {

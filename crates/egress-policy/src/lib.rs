@@ -72,7 +72,7 @@ mod restricts;
 mod store;
 mod token;
 
-pub use caller::{AuthMode, Caller};
+pub use caller::{AuthMode, Caller, CallerKey};
 pub use check::{CallerPolicy, DEFAULT_STORAGE_BUCKET, Denial, Rule, WATCH};
 pub use error::PolicyError;
 pub use policy::Policy;

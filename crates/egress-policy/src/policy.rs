@@ -58,7 +58,7 @@ impl Policy {
         let parsed = file::parse(text, source_name)?;
         Ok(Self {
             source_name: source_name.to_owned(),
-            fingerprint: hash_token(text),
+            fingerprint: fingerprint(text, &parsed.callers),
             auth_mode: parsed.auth_mode,
             callers: parsed.callers,
             policy_count: parsed.policy_count,
@@ -91,7 +91,8 @@ impl Policy {
         &self.source_name
     }
 
-    /// Hex SHA-256 of the file's text: tells reloads apart in logs.
+    /// Hex SHA-256 of the file's text (and of the callers' API secrets it names, so that a
+    /// rotated secret is a new policy): tells reloads apart in logs.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
@@ -175,12 +176,90 @@ impl Policy {
         Some(first)
     }
 
-    /// The caller every request is treated as when the auth mode is
-    /// [`AuthMode::None`] (the file's only caller); `None` in other modes.
+    /// The caller every request without a caller key is treated as when the auth mode is
+    /// [`AuthMode::None`] (the file's only caller without an `api_key`); `None` in other
+    /// modes.
     pub fn anonymous_caller(&self) -> Option<&Caller> {
         match self.auth_mode {
-            AuthMode::None => self.callers.first(),
+            AuthMode::None => self.callers.iter().find(|c| c.key().is_none()),
             AuthMode::Bearer | AuthMode::Mtls => None,
         }
+    }
+
+    /// Whether any caller has its own API key (`api_key`).
+    pub fn has_caller_keys(&self) -> bool {
+        self.callers.iter().any(|c| c.key().is_some())
+    }
+
+    /// The caller whose `api_key` is `api_key` (a token's `iss`), in any auth mode.
+    ///
+    /// ```
+    /// use egress_policy::Policy;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("egress-policy-key-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let secret = dir.join("recorder.secret");
+    /// std::fs::write(&secret, "recorder-secret\n").unwrap();
+    /// let policy = Policy::from_toml_str(&format!(r#"
+    ///     [auth]
+    ///     mode = "bearer"
+    ///     [[callers]]
+    ///     name = "recorder"
+    ///     api_key = "APIrecorder"
+    ///     api_secret_file = "{}"
+    ///     policy = "p"
+    ///     [policies.p]
+    ///     rpcs = ["ListEgress"]
+    /// "#, secret.display()), "policy.toml")?;
+    /// let caller = policy.caller_by_api_key("APIrecorder").unwrap();
+    /// assert_eq!(caller.name, "recorder");
+    /// assert_eq!(caller.key().unwrap().api_secret.expose(), "recorder-secret");
+    /// assert!(policy.caller_by_api_key("APIother").is_none());
+    /// # std::fs::remove_dir_all(&dir).unwrap();
+    /// # Ok::<(), egress_policy::PolicyError>(())
+    /// ```
+    pub fn caller_by_api_key(&self, api_key: &str) -> Option<&Caller> {
+        self.callers
+            .iter()
+            .find(|c| c.key().is_some_and(|k| k.api_key == api_key))
+    }
+
+    /// Refuses the policy if a caller's `api_key` is `reserved` (the gateway's own LiveKit
+    /// API key: a caller holding it could talk to LiveKit directly, and its tokens would
+    /// not tell the two apart).
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError::Invalid`] pointing at that `api_key`.
+    pub fn refuse_api_key(&self, reserved: &str) -> Result<(), PolicyError> {
+        let Some(caller) = self.caller_by_api_key(reserved) else {
+            return Ok(());
+        };
+        let (line, column) = caller.key().map_or((1, 1), |k| k.at);
+        Err(PolicyError::Invalid {
+            source_name: self.source_name.clone(),
+            line,
+            column,
+            message: format!(
+                "the api_key of caller \"{}\" is the gateway's own LiveKit API key; give the \
+                 caller a key of its own",
+                caller.name
+            ),
+        })
+    }
+}
+
+/// The fingerprint of a policy read from `text` whose callers are `callers`: the text's
+/// hash, and with caller keys, a hash over it and every key's secret hash too.
+fn fingerprint(text: &str, callers: &[Caller]) -> String {
+    let keys: Vec<String> = callers
+        .iter()
+        .filter_map(Caller::key)
+        .map(|k| format!("{}={}", k.api_key, hash_token(k.api_secret.expose())))
+        .collect();
+    if keys.is_empty() {
+        hash_token(text)
+    } else {
+        hash_token(&format!("{}\n{}", hash_token(text), keys.join("\n")))
     }
 }

@@ -84,6 +84,8 @@ fn short(fingerprint: &str) -> &str {
 /// ```
 pub struct PolicyStore {
     current: ArcSwap<Policy>,
+    /// An API key no caller may have (the gateway's own; see [`Policy::refuse_api_key`]).
+    reserved_api_key: Option<String>,
 }
 
 impl PolicyStore {
@@ -91,7 +93,21 @@ impl PolicyStore {
     pub fn new(policy: Policy) -> Self {
         Self {
             current: ArcSwap::from_pointee(policy),
+            reserved_api_key: None,
         }
+    }
+
+    /// Refuses, now and on every reload, a policy giving a caller the API key `key` (the
+    /// gateway's own LiveKit key).
+    ///
+    /// # Errors
+    ///
+    /// As [`Policy::refuse_api_key`] for the policy in effect.
+    pub fn reserving_api_key(mut self, key: impl Into<String>) -> Result<Self, PolicyError> {
+        let key = key.into();
+        self.current.load().refuse_api_key(&key)?;
+        self.reserved_api_key = Some(key);
+        Ok(self)
     }
 
     /// A store holding the policy loaded from `path`.
@@ -116,6 +132,9 @@ impl PolicyStore {
     /// As [`Policy::load`]; the policy in effect is left untouched.
     pub fn reload_from(&self, path: impl AsRef<Path>) -> Result<ReloadOutcome, PolicyError> {
         let policy = Policy::load(path)?;
+        if let Some(key) = &self.reserved_api_key {
+            policy.refuse_api_key(key)?;
+        }
         Ok(self.replace(policy))
     }
 

@@ -171,7 +171,7 @@ fn unknown_keys() {
     ]);
     assert_eq!(
         error(&text),
-        "policy.toml:5:1: unknown field `token`, expected one of `name`, `token_sha256`, `identity`, `policy`"
+        "policy.toml:5:1: unknown field `token`, expected one of `name`, `token_sha256`, `identity`, `api_key`, `api_secret_file`, `api_secret_env`, `policy`"
     );
 }
 
@@ -318,7 +318,7 @@ fn bearer_caller_without_token() {
     );
     assert_eq!(
         error(&text),
-        "policy.toml:9:1: caller \"b\" has no token_sha256 (required by auth mode \"bearer\")"
+        "policy.toml:9:1: caller \"b\" has no token_sha256 or api_key (required by auth mode \"bearer\")"
     );
 }
 
@@ -338,7 +338,7 @@ fn mtls_caller_without_identity() {
     ]);
     assert_eq!(
         error(&text),
-        "policy.toml:4:1: caller \"recorder\" has no identity (required by auth mode \"mtls\")"
+        "policy.toml:4:1: caller \"recorder\" has no identity or api_key (required by auth mode \"mtls\")"
     );
 }
 

@@ -358,7 +358,10 @@ impl EventSources {
 fn load_policy(config: &Config) -> Result<Option<Arc<PolicyStore>>, AppError> {
     let store = match &config.policy_file {
         None => None,
-        Some(path) => Some(Arc::new(PolicyStore::load(path)?)),
+        // No caller may hold the gateway's own LiveKit key, now or after a reload.
+        Some(path) => Some(Arc::new(
+            PolicyStore::load(path)?.reserving_api_key(config.credentials.api_key.as_str())?,
+        )),
     };
     let mode = store.as_ref().map(|s| s.current().auth_mode());
     if matches!(mode, None | Some(AuthMode::None))

@@ -1,4 +1,5 @@
-//! The caller's deadline, from the `grpc-timeout` header.
+//! The caller's deadline, from the `grpc-timeout` header (gRPC) or `X-Twirp-Timeout-Ms`
+//! (Twirp).
 //!
 //! We read the header ourselves rather than using tonic's timeout layer: that layer answers
 //! CANCELLED when time runs out, while gRPC callers expect DEADLINE_EXCEEDED, and the
@@ -10,6 +11,9 @@ use crate::error::CallError;
 
 /// The header gRPC clients put their deadline in.
 pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+/// The header Twirp clients (and LiveKit's server) put their deadline in: integer
+/// milliseconds.
+pub const TWIRP_TIMEOUT: &str = "x-twirp-timeout-ms";
 
 /// How a call's deadline is chosen.
 #[derive(Debug, Clone, Copy)]
@@ -40,16 +44,53 @@ impl Deadlines {
     ///
     /// [`CallError::MalformedTimeout`] when `grpc-timeout` is malformed.
     pub fn budget(&self, headers: &http::HeaderMap) -> Result<Duration, CallError> {
-        let budget = match headers.get(GRPC_TIMEOUT) {
+        self.budget_in(headers, GRPC_TIMEOUT, parse_grpc_timeout)
+    }
+
+    /// As [`budget`](Self::budget), for a Twirp call: its `X-Twirp-Timeout-Ms`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use egress_proxy::deadline::Deadlines;
+    /// let deadlines = Deadlines { default: Duration::from_secs(2), max: None };
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("x-twirp-timeout-ms", "1500".parse().unwrap());
+    /// assert_eq!(deadlines.twirp_budget(&headers).unwrap(), Duration::from_millis(1500));
+    /// headers.insert("x-twirp-timeout-ms", "1.5".parse().unwrap());
+    /// assert!(deadlines.twirp_budget(&headers).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::MalformedTimeout`] when the header is not an integer.
+    pub fn twirp_budget(&self, headers: &http::HeaderMap) -> Result<Duration, CallError> {
+        self.budget_in(headers, TWIRP_TIMEOUT, parse_twirp_timeout)
+    }
+
+    fn budget_in(
+        &self,
+        headers: &http::HeaderMap,
+        header: &'static str,
+        parse: fn(&str) -> Option<Duration>,
+    ) -> Result<Duration, CallError> {
+        let budget = match headers.get(header) {
             None => self.default,
             Some(raw) => raw
                 .to_str()
                 .ok()
-                .and_then(parse_grpc_timeout)
-                .ok_or(CallError::MalformedTimeout)?,
+                .and_then(parse)
+                .ok_or(CallError::MalformedTimeout { header })?,
         };
         Ok(self.max.map_or(budget, |max| budget.min(max)))
     }
+}
+
+/// Parses an `X-Twirp-Timeout-Ms` value: 1 to 18 ASCII digits of milliseconds.
+pub fn parse_twirp_timeout(value: &str) -> Option<Duration> {
+    if value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    value.parse().ok().map(Duration::from_millis)
 }
 
 /// Parses a `grpc-timeout` value: at most 8 ASCII digits followed by one unit letter
@@ -95,6 +136,15 @@ mod tests {
             parse_grpc_timeout("99999999S"),
             Some(Duration::from_secs(99_999_999))
         );
+    }
+
+    #[test]
+    fn twirp_timeouts_are_integer_milliseconds() {
+        assert_eq!(parse_twirp_timeout("0"), Some(Duration::ZERO));
+        assert_eq!(parse_twirp_timeout("250"), Some(Duration::from_millis(250)));
+        for bad in ["", "-1", "1.5", "1S", " 1", "1234567890123456789"] {
+            assert_eq!(parse_twirp_timeout(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

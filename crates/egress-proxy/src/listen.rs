@@ -1,7 +1,9 @@
 //! Client connections: how many, how long, and how long each stream on them may live.
 //!
-//! hyper's HTTP/2 server has no notion of a request deadline, of a connection that never
-//! sends a request, or of an idle connection. The listener adds them:
+//! Connections speak HTTP/2 (gRPC, and Twirp from HTTP/2 clients) or HTTP/1.1 (LiveKit's
+//! SDKs on the Twirp door), told apart by the HTTP/2 preface. hyper's server has no notion
+//! of a request deadline, of a connection that never sends a request, or of an idle
+//! connection. The listener adds them:
 //!
 //! - **Connection cap** (`--max-connections`): the accept loop takes a slot before it
 //!   accepts, so at the cap further clients wait in the kernel's backlog instead of taking
@@ -35,7 +37,6 @@ use pin_project_lite::pin_project;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::{Instant, Sleep};
-use tower::ServiceExt;
 
 use crate::call::ConnectionSlots;
 use crate::tls::{self, Peer};
@@ -365,8 +366,11 @@ async fn serve_connection<S: Routes<B>, B: ResponseBody>(
     };
     let peer = Peer { addr, identities };
     let slots = ConnectionSlots::new(settings.per_connection);
-    let conn = http2_builder(StreamExecutor::new(Arc::clone(&state)))
-        .serve_connection(TokioIo::new(io), with_peer(routes, peer, slots));
+    let builder = connection_builder(StreamExecutor::new(Arc::clone(&state)));
+    let conn = builder.serve_connection(
+        TokioIo::new(io),
+        with_peer(routes, peer, slots, Arc::clone(&state)),
+    );
     tokio::pin!(conn);
     let expired = state.expired(settings.header_read_timeout, settings.idle_timeout);
     tokio::pin!(expired);
@@ -423,24 +427,73 @@ fn with_peer<S>(
     routes: S,
     peer: Peer,
     slots: ConnectionSlots,
-) -> TowerToHyperService<
-    impl tower::Service<
-        http::Request<hyper::body::Incoming>,
-        Response = S::Response,
-        Error = S::Error,
-        Future = S::Future,
-    > + Clone,
->
+    state: Arc<ConnectionState>,
+) -> TowerToHyperService<Tagged<S>>
 where
     S: tower::Service<http::Request<hyper::body::Incoming>> + Clone,
 {
-    TowerToHyperService::new(routes.map_request(
-        move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(peer.clone());
-            req.extensions_mut().insert(slots.clone());
-            req
-        },
-    ))
+    TowerToHyperService::new(Tagged {
+        inner: routes,
+        peer,
+        slots,
+        state,
+    })
+}
+
+/// Tags each request with its connection's peer and call slots, and counts HTTP/1.x
+/// requests as the connection's streams while they are answered: hyper serves those in the
+/// connection's own task, not through [`StreamExecutor`].
+#[derive(Clone)]
+struct Tagged<S> {
+    inner: S,
+    peer: Peer,
+    slots: ConnectionSlots,
+    state: Arc<ConnectionState>,
+}
+
+impl<S, R> tower::Service<http::Request<R>> for Tagged<S>
+where
+    S: tower::Service<http::Request<R>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<S::Future, Counting<S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<R>) -> Self::Future {
+        req.extensions_mut().insert(self.peer.clone());
+        req.extensions_mut().insert(self.slots.clone());
+        let http1 = req.version() < http::Version::HTTP_2;
+        let answer = self.inner.call(req);
+        if http1 {
+            futures_util::future::Either::Right(Counting {
+                answer,
+                _active: Active::new(Arc::clone(&self.state)),
+            })
+        } else {
+            futures_util::future::Either::Left(answer)
+        }
+    }
+}
+
+pin_project! {
+    /// An HTTP/1.x answer being made, counted as an open stream until it is ready.
+    struct Counting<F> {
+        #[pin]
+        answer: F,
+        _active: Active,
+    }
+}
+
+impl<F: Future> Future for Counting<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().answer.poll(cx)
+    }
 }
 
 /// A connection's byte stream, plain or TLS.
@@ -478,17 +531,30 @@ async fn secure(
     }
 }
 
-/// HTTP/2 settings of every client connection, with `streams` spawning its streams.
-fn http2_builder(streams: StreamExecutor) -> hyper::server::conn::http2::Builder<StreamExecutor> {
-    let mut http2 = hyper::server::conn::http2::Builder::new(streams);
-    http2
+/// HTTP/1.1 and HTTP/2 settings of every client connection, with `streams` spawning its
+/// HTTP/2 streams.
+///
+/// HTTP/1.1 gets no hyper header-read timeout: hyper would run it between the requests of
+/// a kept-alive connection too, closing it under a client about to reuse it. The
+/// connection's own timeouts ([`ConnectionState::expired`]) bound the first request's
+/// headers and idle time for both protocols.
+fn connection_builder(
+    streams: StreamExecutor,
+) -> hyper_util::server::conn::auto::Builder<StreamExecutor> {
+    let mut builder = hyper_util::server::conn::auto::Builder::new(streams);
+    builder
+        .http1()
+        .header_read_timeout(None)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(Some(1024))
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(10))
         .max_header_list_size(64 * 1024)
         .max_send_buf_size(MAX_SEND_BUF);
-    http2
+    builder
 }
 
 /// Raises the soft open-files limit to the hard one, as Go's runtime does at start-up, and

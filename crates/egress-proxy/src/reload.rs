@@ -1,4 +1,5 @@
-//! Hot reload of the policy file and the API secret file, on SIGHUP and when a file changes.
+//! Hot reload of the policy file (with the caller secret files it names) and the API secret
+//! file, on SIGHUP and when a file changes.
 //!
 //! A reload that fails keeps what is in force and logs why: a typo in a policy edit must not
 //! take the gateway down or open it up. In-flight calls keep the policy they started with
@@ -33,6 +34,19 @@ fn stamp(path: &PathBuf) -> Stamp {
         .and_then(|m| Some((m.modified().ok()?, m.len())))
 }
 
+/// The stamps of a policy file and of the caller secret files its policy in force names:
+/// a rotated caller secret reloads the policy as an edit of the file does.
+fn policy_stamps(path: &PathBuf, store: &PolicyStore) -> Vec<Stamp> {
+    let policy = store.current();
+    let secrets = policy
+        .callers()
+        .iter()
+        .filter_map(|caller| caller.key()?.secret_file.as_ref());
+    std::iter::once(stamp(path))
+        .chain(secrets.map(stamp))
+        .collect()
+}
+
 impl Reloader {
     /// Runs until the task is dropped.
     pub async fn run(self) {
@@ -40,7 +54,10 @@ impl Reloader {
             return;
         }
         let mut hangup = hangup_signal();
-        let mut policy_stamp = self.policy.as_ref().and_then(|(p, _)| stamp(p));
+        let mut policy_stamp = self
+            .policy
+            .as_ref()
+            .map(|(path, store)| policy_stamps(path, store));
         let mut secret_stamp = self.secret.as_ref().and_then(|(p, _, _)| stamp(p));
         loop {
             let forced = tokio::select! {
@@ -51,9 +68,8 @@ impl Reloader {
                 () = tokio::time::sleep(POLL) => false,
             };
             if let Some((path, store)) = &self.policy {
-                let now = stamp(path);
+                let now = Some(policy_stamps(path, store));
                 if forced || now != policy_stamp {
-                    policy_stamp = now;
                     match store.reload_from(path) {
                         Ok(outcome) => {
                             tracing::info!(path = %path.display(), ?outcome, "policy reloaded")
@@ -62,6 +78,8 @@ impl Reloader {
                             tracing::error!(error = %err, "policy reload failed; keeping the policy in force")
                         }
                     }
+                    // After the reload: the files the policy now in force names.
+                    policy_stamp = Some(policy_stamps(path, store));
                 }
             }
             if let Some((path, key, tokens)) = &self.secret {

@@ -1,5 +1,5 @@
-//! The gateway's routes (`livekit.Egress` to the gRPC door, anything else to health and
-//! reflection), the upstream health probe, and the order of a drain. The connections
+//! The gateway's routes (`livekit.Egress` to the gRPC door, `/twirp/…` to the Twirp door,
+//! anything else to health and reflection), the upstream health probe, and the order of a drain. The connections
 //! themselves are [`crate::listen`]'s.
 //!
 //! We drive hyper ourselves instead of `tonic::transport::Server`: tonic's server always
@@ -23,8 +23,10 @@ use tower::{Layer, ServiceBuilder};
 
 use crate::call::{Authenticator, Forwarder, Limits, PolicyStage, Stages};
 use crate::deadline::Deadlines;
+use crate::door::DoorSettings;
 use crate::door::events::EventsDoor;
-use crate::door::grpc::{DoorSettings, GrpcDoor, refuse_non_grpc};
+use crate::door::grpc::{GrpcDoor, refuse_non_grpc};
+use crate::door::twirp::TwirpDoor;
 use crate::drain::DrainSignal;
 use crate::listen::{ConnectionSettings, Connections};
 use crate::request_id::RequestIdLayer;
@@ -103,14 +105,13 @@ pub async fn serve(
         policy: PolicyStage::new(client.clone()),
         forwarder: Forwarder::new(client.clone(), settings.metrics.clone(), settings.retry),
     });
-    let egress = GrpcDoor::new(
-        stages,
-        DoorSettings {
-            max_message_size: settings.max_message_size,
-            deadlines: settings.deadlines,
-            stopping,
-        },
-    );
+    let door_settings = DoorSettings {
+        max_message_size: settings.max_message_size,
+        deadlines: settings.deadlines,
+        stopping,
+    };
+    let twirp = TwirpDoor::new(Arc::clone(&stages), door_settings.clone());
+    let egress = GrpcDoor::new(stages, door_settings);
     let (drain_signal, drain_watches) = DrainSignal::new();
     let events = EventsDoor::new(
         authenticator,
@@ -122,6 +123,7 @@ pub async fn serve(
     // the traffic, skip it.
     let routes = Dispatch {
         egress,
+        twirp,
         other: drain_watches.layer(
             Routes::new(health_service)
                 .add_service(events)
@@ -229,22 +231,25 @@ fn reflection() -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
-/// Sends `livekit.Egress` calls to `egress` and every other path to `other`.
+/// Sends `livekit.Egress` gRPC calls to `egress`, Twirp calls (`/twirp/…`) to `twirp`
+/// and every other path to `other`.
 #[derive(Debug, Clone)]
-struct Dispatch<E, R> {
+struct Dispatch<E, T, R> {
     egress: E,
+    twirp: T,
     other: R,
 }
 
-impl<E, R, B> tower::Service<http::Request<B>> for Dispatch<E, R>
+impl<E, T, R, B> tower::Service<http::Request<B>> for Dispatch<E, T, R>
 where
     E: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    T: tower::Service<http::Request<B>, Response = E::Response, Error = E::Error>,
     R: tower::Service<http::Request<B>, Response = E::Response, Error = E::Error>,
 {
     type Response = E::Response;
     type Error = E::Error;
     type Future = futures_util::future::Either<
-        E::Future,
+        futures_util::future::Either<E::Future, T::Future>,
         futures_util::future::Either<
             futures_util::future::Ready<Result<E::Response, E::Error>>,
             R::Future,
@@ -256,11 +261,15 @@ where
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::ready!(self.egress.poll_ready(cx))?;
+        std::task::ready!(self.twirp.poll_ready(cx))?;
         self.other.poll_ready(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         use futures_util::future::Either;
+        if TwirpDoor::serves(req.uri().path()) {
+            return Either::Left(Either::Right(self.twirp.call(req)));
+        }
         let egress = req
             .uri()
             .path()
@@ -273,7 +282,7 @@ where
             if let Some(refusal) = refuse_non_grpc(&req) {
                 return Either::Right(Either::Left(futures_util::future::ready(Ok(refusal))));
             }
-            Either::Left(self.egress.call(req))
+            Either::Left(Either::Left(self.egress.call(req)))
         } else {
             Either::Right(Either::Right(self.other.call(req)))
         }

@@ -80,7 +80,6 @@
 #![warn(missing_docs)]
 
 mod auth;
-mod codec;
 mod cors;
 mod fault;
 mod flavor;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, WireFormat};
 use crate::rpc::Rpc;
+use egress_core::codec::{self, WireFormat};
 
 /// One request the simulator received (anything but `/sim/...`), as `GET /sim/requests`
 /// returns it.

@@ -19,7 +19,7 @@ mod tests {
     fn names_round_trip_and_types_exist() {
         for rpc in Rpc::ALL {
             assert_eq!(Rpc::from_method(rpc.as_str()), Some(rpc));
-            let pool = crate::codec::pool();
+            let pool = egress_core::codec::pool();
             assert!(
                 pool.get_message_by_name(rpc.request_type()).is_some(),
                 "{rpc}"

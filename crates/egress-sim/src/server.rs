@@ -22,7 +22,6 @@ use tokio::net::TcpListener;
 use tokio::time::Sleep;
 
 use crate::auth;
-use crate::codec::{self, WireFormat};
 use crate::cors;
 use crate::fault::{self, CAPTIVE_PORTAL_PAGE, Fault, FaultAction};
 use crate::flavor::Flavor;
@@ -31,6 +30,7 @@ use crate::rpc::Rpc;
 use crate::service;
 use crate::state::{ListFilter, Shared, now_ns};
 use crate::twirp::TwirpError;
+use egress_core::codec::{self, WireFormat};
 
 /// The Twirp service name in request paths.
 const SERVICE: &str = Rpc::SERVICE;

@@ -18,11 +18,11 @@ use egress_proto::livekit::{
     egress_info, start_egress_request,
 };
 
-use crate::codec::{self, WireFormat};
 use crate::redact::Redact;
 use crate::rpc::Rpc;
 use crate::state::{ListFilter, NewEgress, Shared, WorkerAnswer, now_ns};
 use crate::twirp::TwirpError;
+use egress_core::codec::{self, WireFormat};
 
 /// Rejects requests LiveKit's egress worker would reject, with the worker's text
 /// (`ValidationError::livekit_message`, e.g. `request has missing or invalid field:

@@ -95,14 +95,10 @@ impl TwirpError {
         Self::new("bad_route", msg).with_meta("twirp_invalid_route", format!("{method} {path}"))
     }
 
-    pub(crate) fn malformed(encoding: crate::codec::WireFormat) -> Self {
-        let what = match encoding {
-            crate::codec::WireFormat::Json => "json",
-            crate::codec::WireFormat::Protobuf => "protobuf",
-        };
+    pub(crate) fn malformed(encoding: egress_core::codec::WireFormat) -> Self {
         Self::new(
             "malformed",
-            format!("the {what} request could not be decoded"),
+            format!("the {} request could not be decoded", encoding.as_str()),
         )
     }
 

@@ -37,10 +37,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use crate::codec;
 use crate::fault::Faults;
 use crate::ids::{now_ns, random_id};
 use crate::redact::redact_info;
+use egress_core::codec;
 
 /// Attempts per webhook (go-retryablehttp's `RetryMax` 4, plus the first).
 pub const WEBHOOK_ATTEMPTS: u32 = 5;

@@ -13,13 +13,22 @@ pub const RPC_REFLECTION: &str = "reflection";
 /// services, non-gRPC requests.
 pub const RPC_OTHER: &str = "other";
 
+/// `door` label of calls through the gRPC listener's gRPC door (health and reflection too).
+pub const DOOR_GRPC: &str = "grpc";
+/// `door` label of calls through the Twirp door (`/twirp/livekit.Egress/…`).
+pub const DOOR_TWIRP: &str = "twirp";
+/// Every `door` label, in a fixed order.
+pub(crate) const DOOR_LABELS: [&str; 2] = [DOOR_GRPC, DOOR_TWIRP];
+const TWIRP_PREFIX: &str = "/twirp/";
+
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
 const REFLECTION_PREFIXES: [&str; 2] = [
     "/grpc.reflection.v1.ServerReflection/",
     "/grpc.reflection.v1alpha.ServerReflection/",
 ];
 
-/// The `rpc` label for a gRPC request path.
+/// The `rpc` label for a request path, gRPC (`/livekit.Egress/X`) or Twirp
+/// (`/twirp/livekit.Egress/X`).
 ///
 /// One of the ten `livekit.Egress` method names, [`RPC_HEALTH`], [`RPC_REFLECTION`] or
 /// [`RPC_OTHER`]; the set is closed, so the label's cardinality is bounded whatever
@@ -29,6 +38,7 @@ const REFLECTION_PREFIXES: [&str; 2] = [
 /// use egress_telemetry::rpc_label;
 ///
 /// assert_eq!(rpc_label("/livekit.Egress/StopEgress"), "StopEgress");
+/// assert_eq!(rpc_label("/twirp/livekit.Egress/StopEgress"), "StopEgress");
 /// assert_eq!(rpc_label("/grpc.health.v1.Health/Check"), "health");
 /// assert_eq!(rpc_label("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"), "reflection");
 /// assert_eq!(rpc_label("/livekit.Egress/NoSuchMethod"), "other");
@@ -36,10 +46,7 @@ const REFLECTION_PREFIXES: [&str; 2] = [
 /// ```
 pub fn rpc_label(path: &str) -> &'static str {
     if let Some(rpc) = Rpc::from_path(path) {
-        // Twirp-style paths are not gRPC; `from_path` accepts both, we only label gRPC.
-        if !path.starts_with("/twirp/") {
-            return rpc.as_str();
-        }
+        return rpc.as_str();
     }
     if path.starts_with(HEALTH_PREFIX) {
         RPC_HEALTH
@@ -47,6 +54,22 @@ pub fn rpc_label(path: &str) -> &'static str {
         RPC_REFLECTION
     } else {
         RPC_OTHER
+    }
+}
+
+/// The `door` label for a request path: [`DOOR_TWIRP`] under `/twirp/`, else [`DOOR_GRPC`].
+///
+/// ```
+/// use egress_telemetry::door_label;
+///
+/// assert_eq!(door_label("/twirp/livekit.Egress/ListEgress"), "twirp");
+/// assert_eq!(door_label("/livekit.Egress/ListEgress"), "grpc");
+/// ```
+pub fn door_label(path: &str) -> &'static str {
+    if path.starts_with(TWIRP_PREFIX) {
+        DOOR_TWIRP
+    } else {
+        DOOR_GRPC
     }
 }
 
@@ -215,7 +238,9 @@ mod tests {
         for rpc in Rpc::ALL {
             let path = format!("/livekit.Egress/{}", rpc.as_str());
             assert_eq!(rpc_label(&path), rpc.as_str());
-            assert_eq!(rpc_label(&format!("/twirp{path}")), RPC_OTHER);
+            assert_eq!(rpc_label(&format!("/twirp{path}")), rpc.as_str());
+            assert_eq!(door_label(&format!("/twirp{path}")), DOOR_TWIRP);
+            assert_eq!(door_label(&path), DOOR_GRPC);
         }
         assert_eq!(rpc_label("/grpc.health.v1.Health/Watch"), RPC_HEALTH);
         assert_eq!(

@@ -29,7 +29,11 @@ use crate::metrics::Metrics;
 ///   status was sent (client went away, connection closed, server shutting down):
 ///   `CANCELLED`.
 ///
+/// * **Twirp answers**: the door puts the gRPC code of its outcome in the response's
+///   extensions ([`CallCode`]), recorded when the head is ready.
+///
 /// A service error (`Err` from the inner service; hyper resets the stream) is `UNKNOWN`.
+/// Every call is labelled with its front door ([`door_label`](crate::door_label)).
 ///
 /// Health and reflection calls are counted in `egress_proxy_calls_total` but stay out of
 /// `egress_proxy_in_flight_calls` and `egress_proxy_call_duration_seconds`: `Health/Watch`
@@ -67,13 +71,18 @@ use crate::metrics::Metrics;
 /// assert_eq!(metrics.in_flight(), 0);
 /// assert!(metrics
 ///     .encode()
-///     .contains(r#"egress_proxy_calls_total{rpc="StopEgress",code="NOT_FOUND"} 1"#));
+///     .contains(r#"egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="NOT_FOUND"} 1"#));
 /// # }
 /// ```
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
     metrics: Metrics,
 }
+
+/// The gRPC code (as a number) a door that does not speak gRPC answered a call with, for
+/// `egress_proxy_calls_total`: set in the response's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallCode(pub u32);
 
 // Here rather than in `metrics`, so that `metrics` does not import this module back.
 impl Metrics {
@@ -122,7 +131,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        let guard = CallGuard::start(&self.metrics, labels::rpc_label(req.uri().path()));
+        let path = req.uri().path();
+        let guard = CallGuard::start(
+            &self.metrics,
+            labels::door_label(path),
+            labels::rpc_label(path),
+        );
         ResponseFuture {
             inner: self.inner.call(req),
             guard: Some(guard),
@@ -163,10 +177,16 @@ where
             .expect("ResponseFuture polled after completion");
         match result {
             Ok(response) => {
-                let head_code = labels::status_in(response.headers()).or_else(|| {
-                    (response.status() != http::StatusCode::OK)
-                        .then(|| labels::code_for_http_status(response.status()))
-                });
+                let door_code = response
+                    .extensions()
+                    .get::<CallCode>()
+                    .map(|code| labels::code_name(code.0));
+                let head_code = door_code
+                    .or_else(|| labels::status_in(response.headers()))
+                    .or_else(|| {
+                        (response.status() != http::StatusCode::OK)
+                            .then(|| labels::code_for_http_status(response.status()))
+                    });
                 let guard = match head_code {
                     Some(code) => {
                         guard.finish(code);
@@ -254,6 +274,7 @@ impl<B: Body> Body for MetricsBody<B> {
 /// records `CANCELLED`. Either way the in-flight gauge is decremented exactly once.
 pub(crate) struct CallGuard {
     metrics: Metrics,
+    door: &'static str,
     rpc: &'static str,
     start: Instant,
     /// Whether the call is in the in-flight gauge and the duration histogram.
@@ -262,13 +283,14 @@ pub(crate) struct CallGuard {
 }
 
 impl CallGuard {
-    fn start(metrics: &Metrics, rpc: &'static str) -> Self {
+    fn start(metrics: &Metrics, door: &'static str, rpc: &'static str) -> Self {
         let timed = !matches!(rpc, RPC_HEALTH | RPC_REFLECTION);
         if timed {
             metrics.call_started();
         }
         Self {
             metrics: metrics.clone(),
+            door,
             rpc,
             start: Instant::now(),
             timed,
@@ -281,7 +303,7 @@ impl CallGuard {
             return;
         }
         let elapsed = self.timed.then(|| self.start.elapsed());
-        self.metrics.record_call(self.rpc, code, elapsed);
+        self.metrics.record_call(self.door, self.rpc, code, elapsed);
         if self.timed {
             self.metrics.call_ended();
         }

@@ -51,6 +51,9 @@ mod layer;
 mod metrics;
 
 pub use admin::{AdminState, NotReady, Readiness, serve_admin};
-pub use labels::{RPC_HEALTH, RPC_OTHER, RPC_REFLECTION, code_name, rpc_label};
+pub use labels::{
+    DOOR_GRPC, DOOR_TWIRP, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION, code_name, door_label, rpc_label,
+};
+pub use layer::CallCode;
 pub use layer::{MetricsBody, MetricsLayer, MetricsService, ResponseFuture};
 pub use metrics::{DURATION_BUCKETS, METRICS_CONTENT_TYPE, Metrics, TokenRefreshSource};

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::labels::{CODE_NAMES, RPC_LABELS, index_of};
+use crate::labels::{CODE_NAMES, DOOR_LABELS, RPC_LABELS, index_of};
 
 /// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
 /// scrapes natively).
@@ -30,6 +30,7 @@ pub type TokenRefreshSource = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
+    door: &'static str,
     rpc: &'static str,
     code: &'static str,
 }
@@ -186,7 +187,7 @@ impl EventMetrics {
 /// lookup hashes the labels and takes a lock, three times per call. A handle is taken from
 /// its family the first time its labels occur, so `/metrics` shows the same series either way.
 struct Handles {
-    /// By `rpc * CODE_NAMES.len() + code`.
+    /// By `(door * RPC_LABELS.len() + rpc) * CODE_NAMES.len() + code`.
     calls: Box<[OnceLock<Counter>]>,
     call_duration: Box<[OnceLock<Histogram>]>,
     upstream_duration: Box<[OnceLock<Histogram>]>,
@@ -198,7 +199,7 @@ impl Handles {
             (0..n).map(|_| OnceLock::new()).collect()
         }
         Self {
-            calls: slots(RPC_LABELS.len() * CODE_NAMES.len()),
+            calls: slots(DOOR_LABELS.len() * RPC_LABELS.len() * CODE_NAMES.len()),
             call_duration: slots(RPC_LABELS.len()),
             upstream_duration: slots(RPC_LABELS.len()),
         }
@@ -248,7 +249,7 @@ impl Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "egress_proxy_calls",
-            "gRPC calls answered, by method and gRPC status code",
+            "Egress calls answered, by front door (grpc, twirp), method and gRPC status code",
             calls.clone(),
         );
 
@@ -505,15 +506,23 @@ impl Metrics {
 
     pub(crate) fn record_call(
         &self,
+        door: &'static str,
         rpc: &'static str,
         code: &'static str,
         elapsed: Option<Duration>,
     ) {
         let inner = &self.inner;
-        let count = || inner.calls.get_or_create(&CallLabels { rpc, code }).clone();
-        match (index_of(&RPC_LABELS, rpc), index_of(&CODE_NAMES, code)) {
-            (Some(r), Some(c)) => {
-                inner.handles.calls[r * CODE_NAMES.len() + c]
+        let count = || {
+            let labels = CallLabels { door, rpc, code };
+            inner.calls.get_or_create(&labels).clone()
+        };
+        match (
+            index_of(&DOOR_LABELS, door),
+            index_of(&RPC_LABELS, rpc),
+            index_of(&CODE_NAMES, code),
+        ) {
+            (Some(d), Some(r), Some(c)) => {
+                inner.handles.calls[(d * RPC_LABELS.len() + r) * CODE_NAMES.len() + c]
                     .get_or_init(count)
                     .inc();
             }
@@ -573,18 +582,20 @@ mod tests {
     #[test]
     fn handles_and_families_count_into_the_same_series() {
         let metrics = Metrics::new();
-        metrics.record_call("StopEgress", "OK", Some(Duration::from_millis(3)));
-        metrics.record_call("StopEgress", "OK", None);
-        metrics.record_call("StopEgress", "NOT_FOUND", None);
+        metrics.record_call("grpc", "StopEgress", "OK", Some(Duration::from_millis(3)));
+        metrics.record_call("grpc", "StopEgress", "OK", None);
+        metrics.record_call("grpc", "StopEgress", "NOT_FOUND", None);
+        metrics.record_call("twirp", "StopEgress", "OK", None);
         // Labels outside the fixed sets take the family path.
-        metrics.record_call("custom", "OK", Some(Duration::from_millis(1)));
+        metrics.record_call("grpc", "custom", "OK", Some(Duration::from_millis(1)));
         metrics.observe_upstream("StopEgress", Duration::from_millis(2));
         metrics.observe_upstream("custom", Duration::from_millis(2));
         let text = metrics.encode();
         for line in [
-            r#"egress_proxy_calls_total{rpc="StopEgress",code="OK"} 2"#,
-            r#"egress_proxy_calls_total{rpc="StopEgress",code="NOT_FOUND"} 1"#,
-            r#"egress_proxy_calls_total{rpc="custom",code="OK"} 1"#,
+            r#"egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="OK"} 2"#,
+            r#"egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="NOT_FOUND"} 1"#,
+            r#"egress_proxy_calls_total{door="twirp",rpc="StopEgress",code="OK"} 1"#,
+            r#"egress_proxy_calls_total{door="grpc",rpc="custom",code="OK"} 1"#,
             r#"egress_proxy_call_duration_seconds_count{rpc="StopEgress"} 1"#,
             r#"egress_proxy_call_duration_seconds_count{rpc="custom"} 1"#,
             r#"egress_proxy_upstream_duration_seconds_count{rpc="StopEgress"} 1"#,

@@ -151,7 +151,9 @@ async fn metrics_endpoint_serves_every_metric() {
     assert_eq!(
         value(
             &text,
-            &format!(r#"egress_proxy_calls_total{{rpc="{rpc}",code="DEADLINE_EXCEEDED"}}"#)
+            &format!(
+                r#"egress_proxy_calls_total{{door="grpc",rpc="{rpc}",code="DEADLINE_EXCEEDED"}}"#
+            )
         ),
         1.0
     );

@@ -107,7 +107,7 @@ fn service(metrics: &Metrics) -> MetricsService<FakeService> {
 }
 
 fn calls(rpc: &str, code: &str) -> String {
-    format!(r#"egress_proxy_calls_total{{rpc="{rpc}",code="{code}"}}"#)
+    format!(r#"egress_proxy_calls_total{{door="grpc",rpc="{rpc}",code="{code}"}}"#)
 }
 
 fn duration_count(rpc: &str) -> String {

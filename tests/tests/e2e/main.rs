@@ -20,5 +20,6 @@ mod sim_lifecycle;
 mod sim_webhooks;
 mod sim_wire;
 mod tls;
+mod twirp_door;
 mod upstream_failures;
 mod upstream_protocol;

@@ -55,7 +55,7 @@ async fn metrics_count_calls_by_rpc_and_code() {
     assert_eq!(
         metric_value(
             &metrics,
-            r#"egress_proxy_calls_total{rpc="ListEgress",code="OK"}"#
+            r#"egress_proxy_calls_total{door="grpc",rpc="ListEgress",code="OK"}"#
         ),
         Some(3.0),
         "{metrics}"
@@ -63,7 +63,7 @@ async fn metrics_count_calls_by_rpc_and_code() {
     assert_eq!(
         metric_value(
             &metrics,
-            r#"egress_proxy_calls_total{rpc="StopEgress",code="NOT_FOUND"}"#
+            r#"egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="NOT_FOUND"}"#
         ),
         Some(1.0),
         "{metrics}"
@@ -124,7 +124,7 @@ async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
     assert_eq!(
         metric_value(
             &m,
-            r#"egress_proxy_calls_total{rpc="ListEgress",code="CANCELLED"}"#
+            r#"egress_proxy_calls_total{door="grpc",rpc="ListEgress",code="CANCELLED"}"#
         ),
         Some(5.0),
         "{m}"

@@ -64,6 +64,7 @@ fn record(call: &Call, code: Code, answered: Option<&str>, latency: Duration) {
     tracing::info!(
         target: "audit",
         caller = &*call.caller.name,
+        door = call.door.as_str(),
         rpc = call.rpc.as_str(),
         room = view.and_then(|v| v.room_name.as_deref()).unwrap_or(""),
         egress_id = view

@@ -68,10 +68,31 @@ pub struct TraceContext {
     pub tracestate: Option<HeaderValue>,
 }
 
+/// The front door a call came through (a label in metrics, a field of the audit line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// gRPC (`/livekit.Egress/<Method>`).
+    Grpc,
+    /// LiveKit's Twirp API (`/twirp/livekit.Egress/<Method>`), for LiveKit's SDKs.
+    Twirp,
+}
+
+impl Door {
+    /// The door's name: `grpc` or `twirp`, as the `door` metric label reads.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Door::Grpc => egress_telemetry::DOOR_GRPC,
+            Door::Twirp => egress_telemetry::DOOR_TWIRP,
+        }
+    }
+}
+
 /// One egress call: every fact a stage may need, in one place.
 #[derive(Debug)]
 pub struct Call {
     pub rpc: Rpc,
+    /// The front door it came through.
+    pub door: Door,
     /// The connection it came on.
     pub peer: Peer,
     /// `x-request-id`, the caller's or a fresh one.
@@ -97,7 +118,7 @@ pub struct Call {
 }
 
 impl Call {
-    /// A call whose message is not read yet.
+    /// A gRPC call whose message is not read yet (see [`door`](Self::door) for others).
     pub fn new(
         rpc: Rpc,
         peer: Peer,
@@ -107,6 +128,7 @@ impl Call {
     ) -> Self {
         Self {
             rpc,
+            door: Door::Grpc,
             peer,
             request_id,
             idempotency_key: fresh_key(),

@@ -11,8 +11,8 @@
 //!    answered in plain HTTP, so a browser form post cannot drive the gateway with a
 //!    client certificate;
 //! 2. the RPC, from the path; the call's budget (the caller's `grpc-timeout`, see
-//!    [`Deadlines`]), which covers reading the request body too, so a caller that never
-//!    finishes its body cannot hold a slot;
+//!    [`Deadlines`](crate::deadline::Deadlines)), which covers reading the request body
+//!    too, so a caller that never finishes its body cannot hold a slot;
 //! 3. the head stages ([`Stages::admit`]: authenticate, take slots), before the body is read;
 //! 4. exactly one message, decompressed (`gzip`, `zstd`) and bounded by the message size
 //!    limit after decompression; then [`Stages::run`];
@@ -28,39 +28,15 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use egress_core::Rpc;
 use futures_util::future::BoxFuture;
-use tokio::sync::watch;
 use tonic::body::Body;
 use tonic::codec::{CompressionEncoding, Streaming};
 use tonic::{Code, Request, Response, Status};
 
-use super::HoldingSlots;
-use crate::call::{Call, ConnectionSlots, Stages, TraceContext};
+pub use super::DoorSettings;
+use super::{admit_head, held, plain};
+use crate::call::{Call, Door, Stages};
 use crate::codec::BytesCodec;
-use crate::deadline::Deadlines;
 use crate::error::CallError;
-use crate::listen::bound_this_stream;
-use crate::request_id::REQUEST_ID;
-use crate::tls::Peer;
-
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
-
-/// Where a caller may put its idempotency key (LiveKit's own name first), and where the
-/// key in use goes back to it.
-const IDEMPOTENCY_HEADERS: [&str; 2] = ["x-livekit-request-id", "idempotency-key"];
-/// Longest idempotency key accepted.
-pub const MAX_IDEMPOTENCY_KEY: usize = 128;
-
-/// What the door needs besides the stages.
-#[derive(Debug, Clone)]
-pub struct DoorSettings {
-    /// Largest request and response message (after decompression), in bytes.
-    pub max_message_size: usize,
-    pub deadlines: Deadlines,
-    /// Turns `true` when the drain timeout has passed: calls still running are answered
-    /// UNAVAILABLE instead of being dropped with their connection.
-    pub stopping: watch::Receiver<bool>,
-}
 
 /// The `livekit.Egress` gRPC endpoint.
 #[derive(Debug, Clone)]
@@ -116,18 +92,6 @@ pub fn refuse_non_grpc<B>(req: &http::Request<B>) -> Option<http::Response<Body>
     }
 }
 
-fn plain(status: http::StatusCode, text: &'static str) -> http::Response<Body> {
-    let mut response = http::Response::new(Body::new(http_body_util::Full::new(
-        Bytes::from_static(text.as_bytes()),
-    )));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
 /// A gRPC trailers-only answer for `error`.
 pub(crate) fn answer_error(error: &CallError) -> http::Response<Body> {
     error.to_status().into_http()
@@ -158,8 +122,7 @@ where
         let settings = Arc::clone(&self.settings);
         let call_key = call.idempotency_key.clone();
         Box::pin(async move {
-            let rpc = call.rpc;
-            let (deadline, budget) = (call.deadline(), call.budget);
+            let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
             let max = settings.max_message_size;
             let mut grpc = tonic::server::Grpc::new(BytesCodec)
                 .max_decoding_message_size(max)
@@ -176,21 +139,11 @@ where
                 },
                 req,
             );
-            let key = call_key.clone();
-            let mut stopping = settings.stopping.clone();
-            let response = tokio::select! {
-                answered = tokio::time::timeout_at(deadline, answered) => match answered {
-                    Ok(response) => response,
-                    Err(_elapsed) => answer_error(&CallError::DeadlineExceeded { rpc, budget }),
-                },
-                _ = stopping.wait_for(|stopping| *stopping) => answer_error(&CallError::ShuttingDown),
-            };
-            let mut response = response.map(|body| Body::new(HoldingSlots::new(body, slots)));
-            // The key in use, so the caller can retry this call with it.
-            response
-                .headers_mut()
-                .insert(http::HeaderName::from_static(IDEMPOTENCY_HEADERS[0]), key);
-            Ok(response)
+            let response = settings
+                .within_deadline(rpc, deadline, answered)
+                .await
+                .unwrap_or_else(|error| answer_error(&error));
+            Ok(held(response, slots, call_key))
         })
     }
 }
@@ -207,60 +160,9 @@ impl GrpcDoor {
         let rpc = Rpc::from_path(path).ok_or_else(|| CallError::UnknownMethod {
             path: path.to_owned(),
         })?;
-        let headers = req.headers();
-        let budget = self.settings.deadlines.budget(headers)?;
-        let peer = req
-            .extensions()
-            .get::<Peer>()
-            .cloned()
-            .unwrap_or_else(Peer::unknown);
-        // `RequestIdLayer` has made sure there is one.
-        let request_id = headers
-            .get(REQUEST_ID)
-            .cloned()
-            .unwrap_or_else(|| http::HeaderValue::from_static(""));
-        let trace = TraceContext {
-            traceparent: headers.get(TRACEPARENT).cloned(),
-            tracestate: headers.get(TRACESTATE).cloned(),
-        };
-        let mut call = Call::new(rpc, peer, request_id, budget, trace);
-        if let Some(key) = idempotency_key(headers)? {
-            call.idempotency_key = key;
-        }
-        // The stream itself, answer flushing included, may not outlive the call.
-        bound_this_stream(call.deadline());
-        let slots = self.stages.admit(
-            &mut call,
-            headers.get_all(http::header::AUTHORIZATION).iter(),
-            req.extensions().get::<ConnectionSlots>(),
-        )?;
-        Ok((call, slots))
+        let budget = self.settings.deadlines.budget(req.headers())?;
+        admit_head(&self.stages, req, rpc, Door::Grpc, budget)
     }
-}
-
-/// The caller's idempotency key, if it sent one: `None` when absent.
-///
-/// # Errors
-///
-/// [`CallError::MalformedIdempotencyKey`] for an empty, long or odd key: it is forwarded to
-/// LiveKit as a header and logged, and silently replacing it would make the caller's own
-/// retry a new call.
-fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<http::HeaderValue>, CallError> {
-    for header in IDEMPOTENCY_HEADERS {
-        let Some(value) = headers.get(header) else {
-            continue;
-        };
-        let usable = (1..=MAX_IDEMPOTENCY_KEY).contains(&value.len())
-            && value
-                .as_bytes()
-                .iter()
-                .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(b));
-        if !usable {
-            return Err(CallError::MalformedIdempotencyKey { header });
-        }
-        return Ok(Some(value.clone()));
-    }
-    Ok(None)
 }
 
 /// Reads a unary call's one message from tonic's request stream, then runs the call. tonic's

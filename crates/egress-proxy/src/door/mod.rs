@@ -5,20 +5,175 @@
 //! the stages are the only way to an answer.
 //!
 //! - [`grpc`]: gRPC over HTTP/2 (the `livekit.Egress` service).
+//! - [`twirp`]: LiveKit's own Twirp API (`/twirp/livekit.Egress/<Method>`), so LiveKit's
+//!   SDKs can call the gateway as they call LiveKit.
 //! - [`events`]: the gateway's own `egress_gateway.v1.EgressEvents/Watch` stream, over the
 //!   same authentication and policy.
+//!
+//! What the egress doors share is here: the settings, building a [`Call`] from a request
+//! head and admitting it ([`admit_head`]), and the deadline and drain around an answer.
 
 pub mod events;
 pub mod grpc;
+pub mod twirp;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
+use egress_core::Rpc;
 use http_body::Frame;
 use pin_project_lite::pin_project;
+use tokio::sync::watch;
 
-use crate::call::Slots;
+use crate::call::{Call, ConnectionSlots, Door, Slots, Stages, TraceContext};
+use crate::deadline::Deadlines;
+use crate::error::{CallError, MAX_IDEMPOTENCY_KEY};
+use crate::listen::bound_this_stream;
+use crate::request_id::REQUEST_ID;
+use crate::tls::Peer;
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// Where a caller may put its idempotency key (LiveKit's own name first), and where the
+/// key in use goes back to it.
+const IDEMPOTENCY_HEADERS: [&str; 2] = ["x-livekit-request-id", "idempotency-key"];
+
+/// What the egress doors need besides the stages.
+#[derive(Debug, Clone)]
+pub struct DoorSettings {
+    /// Largest request and response message (after decompression), in bytes.
+    pub max_message_size: usize,
+    pub deadlines: Deadlines,
+    /// Turns `true` when the drain timeout has passed: calls still running are answered
+    /// UNAVAILABLE instead of being dropped with their connection.
+    pub stopping: watch::Receiver<bool>,
+}
+
+impl DoorSettings {
+    /// `answer` of a call of `rpc`, unless its deadline (`deadline`, `budget` after it
+    /// was received) or the drain timeout comes first: then the call's error for that.
+    pub(crate) async fn within_deadline<T>(
+        &self,
+        rpc: Rpc,
+        (deadline, budget): (tokio::time::Instant, Duration),
+        answer: impl Future<Output = T>,
+    ) -> Result<T, CallError> {
+        let mut stopping = self.stopping.clone();
+        tokio::select! {
+            answered = tokio::time::timeout_at(deadline, answer) => {
+                answered.map_err(|_elapsed| CallError::DeadlineExceeded { rpc, budget })
+            }
+            _ = stopping.wait_for(|stopping| *stopping) => Err(CallError::ShuttingDown),
+        }
+    }
+}
+
+/// `response`, holding the call's `slots` until its body is done, and returning the
+/// idempotency key in use (`key`) so the caller can retry the call with it.
+pub(crate) fn held<B>(
+    response: http::Response<B>,
+    slots: Slots,
+    key: http::HeaderValue,
+) -> http::Response<tonic::body::Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut response = response.map(|body| tonic::body::Body::new(HoldingSlots::new(body, slots)));
+    response
+        .headers_mut()
+        .insert(http::HeaderName::from_static(IDEMPOTENCY_HEADERS[0]), key);
+    response
+}
+
+/// Builds the call of `rpc` through `door` from the request head: peer, request id,
+/// trace context, idempotency key and `budget`; bounds the stream by its deadline; then
+/// runs the head stages ([`Stages::admit`]: authenticate, take slots).
+///
+/// # Errors
+///
+/// A malformed idempotency key, or what the head stages refused.
+pub(crate) fn admit_head<B>(
+    stages: &Stages,
+    req: &http::Request<B>,
+    rpc: Rpc,
+    door: Door,
+    budget: Duration,
+) -> Result<(Call, Slots), CallError> {
+    let headers = req.headers();
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .cloned()
+        .unwrap_or_else(Peer::unknown);
+    // `RequestIdLayer` has made sure there is one.
+    let request_id = headers
+        .get(REQUEST_ID)
+        .cloned()
+        .unwrap_or_else(|| http::HeaderValue::from_static(""));
+    let trace = TraceContext {
+        traceparent: headers.get(TRACEPARENT).cloned(),
+        tracestate: headers.get(TRACESTATE).cloned(),
+    };
+    let mut call = Call::new(rpc, peer, request_id, budget, trace);
+    call.door = door;
+    if let Some(key) = idempotency_key(headers)? {
+        call.idempotency_key = key;
+    }
+    // The stream itself, answer flushing included, may not outlive the call.
+    bound_this_stream(call.deadline());
+    let slots = stages.admit(
+        &mut call,
+        headers.get_all(http::header::AUTHORIZATION).iter(),
+        req.extensions().get::<ConnectionSlots>(),
+    )?;
+    Ok((call, slots))
+}
+
+/// A plain-text answer with `status`.
+pub(crate) fn plain(
+    status: http::StatusCode,
+    text: impl Into<Bytes>,
+) -> http::Response<tonic::body::Body> {
+    let mut response = http::Response::new(tonic::body::Body::new(http_body_util::Full::new(
+        text.into(),
+    )));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// The caller's idempotency key, if it sent one: `None` when absent.
+///
+/// # Errors
+///
+/// [`CallError::MalformedIdempotencyKey`] for an empty, long or odd key: it is forwarded to
+/// LiveKit as a header and logged, and silently replacing it would make the caller's own
+/// retry a new call.
+fn idempotency_key(headers: &http::HeaderMap) -> Result<Option<http::HeaderValue>, CallError> {
+    for header in IDEMPOTENCY_HEADERS {
+        let Some(value) = headers.get(header) else {
+            continue;
+        };
+        let usable = (1..=MAX_IDEMPOTENCY_KEY).contains(&value.len())
+            && value
+                .as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_:".contains(b));
+        if !usable {
+            return Err(CallError::MalformedIdempotencyKey { header });
+        }
+        return Ok(Some(value.clone()));
+    }
+    Ok(None)
+}
 
 pin_project! {
     /// An answer's body that holds the call's [`Slots`] until it is dropped: after its last

@@ -3,9 +3,11 @@
 //!
 //! Stages return [`CallError`]; only a door turns it into its protocol's answer. For gRPC
 //! that is [`CallError::to_status`], whose `match` is the README's status table for what
-//! the gateway itself decides. What LiveKit (or something in front of it) answered keeps
+//! the gateway itself decides; for Twirp it is [`CallError::twirp_code`] and
+//! [`twirp::TwirpAnswer`], in [`twirp`]. What LiveKit (or something in front of it) answered keeps
 //! LiveKit's own table, in [`upstream`], with its message, `ErrorInfo` and bounded trailers.
 
+pub mod twirp;
 pub mod upstream;
 
 use std::time::Duration;
@@ -14,6 +16,9 @@ use egress_core::Rpc;
 use egress_core::unknown::UnknownField;
 use egress_policy::Denial;
 use tonic::{Code, Status};
+
+/// Longest idempotency key accepted (`x-livekit-request-id`, `idempotency-key`).
+pub const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 /// Longest piece of a caller-supplied path or content type echoed back in a message.
 pub const MAX_ECHO: usize = 200;
@@ -58,14 +63,39 @@ pub enum CallError {
     )]
     UnsupportedCodec { content_type: String },
 
-    #[error("malformed grpc-timeout header")]
-    MalformedTimeout,
+    /// A deadline header (`grpc-timeout`, `X-Twirp-Timeout-Ms`) that does not parse.
+    #[error("malformed {header} header")]
+    MalformedTimeout { header: &'static str },
+
+    /// A Twirp request that is not `POST`.
+    #[error("unsupported method {} (only POST is allowed)", echo(method))]
+    MethodNotAllowed { method: String },
+
+    /// A Twirp request whose content type is neither protobuf nor JSON.
+    #[error(
+        "unexpected Content-Type: {} (LiveKit's Twirp API takes application/protobuf or \
+         application/json)",
+        echo(content_type)
+    )]
+    TwirpContentType { content_type: String },
+
+    /// A request body over `--max-message-size`.
+    #[error("request body larger than the gateway's limit of {max} bytes (--max-message-size)")]
+    BodyTooLarge { max: usize },
+
+    /// The request body could not be read (the caller broke it off).
+    #[error("reading the request body failed: {reason}")]
+    RequestBody { reason: String },
+
+    /// A JSON request body that is not protobuf-JSON of the RPC's request message.
+    #[error("{rpc}: the json request could not be decoded: {reason}")]
+    MalformedJson { rpc: Rpc, reason: String },
 
     /// The caller's idempotency key cannot be forwarded as it is (and replacing it would
     /// defeat its purpose).
     #[error(
         "{header} must be 1-{max} characters of A-Z a-z 0-9 . _ : - (a UUID, say)",
-        max = crate::door::grpc::MAX_IDEMPOTENCY_KEY
+        max = MAX_IDEMPOTENCY_KEY
     )]
     MalformedIdempotencyKey { header: &'static str },
 
@@ -164,6 +194,18 @@ pub enum AuthFailure {
     UnknownCertificate,
     #[error("no caller is configured")]
     NoCaller,
+    /// A token naming a caller's `api_key` that is not a valid HS256 JWT.
+    #[error("invalid authorization token")]
+    CallerTokenMalformed,
+    #[error("invalid token, error: invalid token signature")]
+    CallerTokenSignature,
+    #[error("invalid token, error: token has expired")]
+    CallerTokenExpired,
+    #[error("invalid token, error: token is not valid yet")]
+    CallerTokenNotYetValid,
+    /// A valid caller token without the `roomRecord` grant (LiveKit's own words).
+    #[error("permissions denied")]
+    MissingGrant,
 }
 
 /// Which concurrency limit a call hit.
@@ -194,16 +236,21 @@ impl CallError {
         match self {
             CallError::UnknownMethod { .. }
             | CallError::UnknownEventsMethod { .. }
-            | CallError::UnsupportedCodec { .. } => Code::Unimplemented,
-            CallError::MalformedTimeout
+            | CallError::UnsupportedCodec { .. }
+            | CallError::MethodNotAllowed { .. }
+            | CallError::TwirpContentType { .. } => Code::Unimplemented,
+            CallError::MalformedTimeout { .. }
             | CallError::MalformedIdempotencyKey { .. }
             | CallError::MalformedRequest { .. }
+            | CallError::MalformedJson { .. }
+            | CallError::RequestBody { .. }
             | CallError::NoMessage { .. }
             | CallError::ExtraMessage { .. }
             | CallError::MalformedWatchRequest(_) => Code::InvalidArgument,
             CallError::Unauthenticated(_) => Code::Unauthenticated,
             CallError::Shed(_)
             | CallError::RequestTooLarge(_)
+            | CallError::BodyTooLarge { .. }
             | CallError::TooManyWatchers { .. }
             | CallError::WatcherBehind { .. } => Code::ResourceExhausted,
             CallError::Denied(_) | CallError::UnknownField { .. } => Code::PermissionDenied,
@@ -269,7 +316,12 @@ mod tests {
                 },
                 Code::Unimplemented,
             ),
-            (CallError::MalformedTimeout, Code::InvalidArgument),
+            (
+                CallError::MalformedTimeout {
+                    header: "grpc-timeout",
+                },
+                Code::InvalidArgument,
+            ),
             (CallError::NoMessage { rpc }, Code::InvalidArgument),
             (CallError::ExtraMessage { rpc }, Code::InvalidArgument),
             (AuthFailure::AmbiguousToken.into(), Code::Unauthenticated),

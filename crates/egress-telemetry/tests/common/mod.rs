@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 /// The value of the sample whose name and labels are exactly `series`, e.g.
-/// `egress_proxy_calls_total{rpc="StopEgress",code="OK"}`.
+/// `egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="OK"}`.
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|line| {
         let rest = line.strip_prefix(series)?.strip_prefix(' ')?;
