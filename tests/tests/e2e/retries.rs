@@ -27,6 +27,17 @@ fn keys_of(sim: &egress_sim::SimHandle, rpc: &str) -> Vec<String> {
         .collect()
 }
 
+/// The idempotency key the gateway says it used.
+fn returned_key<T>(answer: &tonic::Response<T>) -> String {
+    answer
+        .metadata()
+        .get("x-livekit-request-id")
+        .expect("the key comes back")
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn no_workers_twice(rpc: &str) -> Fault {
     Fault::twirp_error("unavailable", "no response from servers")
         .method(rpc)
@@ -44,13 +55,7 @@ async fn opted_in_writes_are_retried_with_one_key_and_start_one_egress() {
         .start_room_composite_egress(start_request())
         .await
         .unwrap();
-    let key = answer
-        .metadata()
-        .get("x-livekit-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let key = returned_key(&answer);
 
     let keys = keys_of(&sim, "StartRoomCompositeEgress");
     assert_eq!(
@@ -175,13 +180,7 @@ async fn on_livekit_cloud_a_retry_fails_over_to_another_region() {
         .start_room_composite_egress(start_request())
         .await
         .unwrap();
-    let key = answer
-        .metadata()
-        .get("x-livekit-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let key = returned_key(&answer);
     assert_eq!(
         keys_of(&primary, "StartRoomCompositeEgress"),
         vec![key.clone()]

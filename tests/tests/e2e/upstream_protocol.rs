@@ -51,6 +51,18 @@ async fn h2_only_upstream() -> (String, Arc<AtomicUsize>) {
     (format!("http://{addr}"), connections)
 }
 
+/// Fifty ListEgress calls at once through `gateway`, each answered.
+async fn fifty_calls(gateway: &Gateway) {
+    let channel = gateway.channel().await;
+    let calls = (0..50).map(|_| {
+        let mut client = lk::egress_client::EgressClient::new(channel.clone());
+        async move { client.list_egress(lk::ListEgressRequest::default()).await }
+    });
+    for answer in futures_util::future::join_all(calls).await {
+        answer.expect("answered over HTTP/2");
+    }
+}
+
 #[tokio::test]
 async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
     let (url, connections) = h2_only_upstream().await;
@@ -61,14 +73,7 @@ async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
             .arg("--upstream-http2-connections")
             .arg("1"),
     );
-    let channel = gateway.channel().await;
-    let calls = (0..50).map(|_| {
-        let mut client = lk::egress_client::EgressClient::new(channel.clone());
-        async move { client.list_egress(lk::ListEgressRequest::default()).await }
-    });
-    for answer in futures_util::future::join_all(calls).await {
-        answer.expect("answered over HTTP/2");
-    }
+    fifty_calls(&gateway).await;
     // The health probe and the calls share what the pool opened: one connection, maybe two
     // when the first ones raced.
     let opened = connections.load(Ordering::SeqCst);
@@ -88,14 +93,7 @@ async fn calls_spread_over_the_configured_http2_connections() {
             .arg("--upstream-http2-connections")
             .arg("4"),
     );
-    let channel = gateway.channel().await;
-    let calls = (0..50).map(|_| {
-        let mut client = lk::egress_client::EgressClient::new(channel.clone());
-        async move { client.list_egress(lk::ListEgressRequest::default()).await }
-    });
-    for answer in futures_util::future::join_all(calls).await {
-        answer.expect("answered over HTTP/2");
-    }
+    fifty_calls(&gateway).await;
     let opened = connections.load(Ordering::SeqCst);
     assert!(
         (4..=8).contains(&opened),
