@@ -176,7 +176,7 @@ impl EventMetrics {
         );
         registry.register(
             "egress_proxy_redis_up",
-            "1 while the Redis fan-out is connected, 0 while it reconnects (absent without Redis)",
+            "1 while the Redis fan-out is subscribed, 0 while it reconnects or without Redis",
             this.redis_up.clone(),
         );
         this
