@@ -141,6 +141,10 @@ pub async fn serve(
                 .prepare(),
         ),
     };
+    let routes = WithGrpcWeb {
+        web: tonic_web::GrpcWebLayer::new().layer(routes.clone()),
+        plain: routes,
+    };
     // Metrics sit outside everything else so that shed, refused and unimplemented calls
     // are counted too.
     let routes = ServiceBuilder::new()
@@ -285,6 +289,60 @@ where
             Either::Left(Either::Left(self.egress.call(req)))
         } else {
             Either::Right(Either::Right(self.other.call(req)))
+        }
+    }
+}
+
+/// gRPC-Web for browser tools: a request whose content type is `application/grpc-web…` is
+/// translated to gRPC by tonic-web and answered by the same routes, so it meets the same
+/// doors and stages; anything else goes straight to them. (tonic-web's own pass-through
+/// would re-box every body and refuse HTTP/1.1, which the Twirp door needs.) No CORS headers
+/// are added: a browser page calls it from the same origin, or through a proxy that adds them.
+#[derive(Debug, Clone)]
+struct WithGrpcWeb<S> {
+    plain: S,
+    web: tonic_web::GrpcWebService<S>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for WithGrpcWeb<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + tower::Service<
+            http::Request<tonic::body::Body>,
+            Response = http::Response<tonic::body::Body>,
+            Error = <S as tower::Service<http::Request<B>>>::Error,
+        >,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = <S as tower::Service<http::Request<B>>>::Error;
+    type Future = futures_util::future::Either<
+        <S as tower::Service<http::Request<B>>>::Future,
+        <tonic_web::GrpcWebService<S> as tower::Service<http::Request<B>>>::Future,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::ready!(tower::Service::<http::Request<B>>::poll_ready(
+            &mut self.plain,
+            cx
+        ))?;
+        tower::Service::<http::Request<B>>::poll_ready(&mut self.web, cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use futures_util::future::Either;
+        let web = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+        if web {
+            Either::Right(self.web.call(req))
+        } else {
+            Either::Left(self.plain.call(req))
         }
     }
 }

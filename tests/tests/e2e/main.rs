@@ -6,6 +6,7 @@
 
 mod access;
 mod events;
+mod grpc_web;
 mod hostile;
 mod hostile_upstream;
 mod idempotency;
