@@ -255,9 +255,7 @@ impl TwirpClient {
         } else {
             1
         };
-        let http = (0..pools)
-            .map(|_| transport::build(&config, &root))
-            .collect::<Result<Vec<_>, _>>()?;
+        let http = transport::build(&config, &root, pools)?;
         let in_flight = config
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));

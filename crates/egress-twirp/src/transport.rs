@@ -84,13 +84,19 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
-/// Builds the pooled client for `config`.
+/// Builds `pools` pooled clients for `config` (more than one only for HTTP/2, where a pool
+/// keeps one connection per host). They share one connector, so the TLS configuration (the
+/// platform verifier and its roots) and the proxy decision are made once.
 ///
 /// TLS verifies with the platform's trust store (plus [`ClientConfig::extra_root_certs_pem`])
 /// and offers HTTP/2 and HTTP/1.1 through ALPN. When [`ClientConfig::proxy_from_env`] is set
 /// and `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (minus `NO_PROXY`) apply to the LiveKit URL,
 /// every connection is a `CONNECT` tunnel through that proxy.
-pub(crate) fn build(config: &ClientConfig, base: &Uri) -> Result<HttpClient, Error> {
+pub(crate) fn build(
+    config: &ClientConfig,
+    base: &Uri,
+    pools: usize,
+) -> Result<Vec<HttpClient>, Error> {
     let tls = tls_config(config)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
@@ -120,14 +126,17 @@ pub(crate) fn build(config: &ClientConfig, base: &Uri) -> Result<HttpClient, Err
         route,
         timeout: config.connect_timeout,
     };
-    Ok(Client::builder(TokioExecutor::new())
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(config.pool_idle_timeout)
         .pool_max_idle_per_host(config.pool_max_idle_per_host)
         .http2_adaptive_window(true)
-        .http2_only(config.http2_only)
-        .build(connector))
+        .http2_only(config.http2_only);
+    Ok((0..pools.max(1))
+        .map(|_| builder.build(connector.clone()))
+        .collect())
 }
 
 /// Installs rustls' `ring` provider as the process default unless one is already installed.
