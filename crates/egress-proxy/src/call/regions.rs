@@ -23,6 +23,7 @@ const MAX_REGIONS: usize = 16;
 #[derive(Debug)]
 pub struct Regions {
     client: TwirpClient,
+    /// The list and until when it is used.
     cached: Mutex<Option<(Instant, Vec<BaseUrl>)>>,
 }
 
@@ -37,8 +38,8 @@ impl Regions {
     /// The other regions' URLs, nearest first; empty when there are none or the list
     /// cannot be had.
     pub async fn others(&self) -> Vec<BaseUrl> {
-        if let Some((at, regions)) = &*self.lock()
-            && at.elapsed() < TTL
+        if let Some((until, regions)) = &*self.lock()
+            && Instant::now() < *until
         {
             return regions.clone();
         }
@@ -49,8 +50,7 @@ impl Regions {
                 (Vec::new(), RETRY_AFTER)
             }
         };
-        // Stored so that it expires `keep` from now.
-        *self.lock() = Some((Instant::now() - (TTL - keep), regions.clone()));
+        *self.lock() = Some((Instant::now() + keep, regions.clone()));
         regions
     }
 
