@@ -63,20 +63,26 @@ async fn fifty_calls(gateway: &Gateway) {
     }
 }
 
-#[tokio::test]
-async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
+/// Connections an h2-only upstream saw for fifty calls through a gateway that spreads its
+/// calls over `pools` HTTP/2 connections.
+async fn connections_for_fifty_calls(pools: usize) -> usize {
     let (url, connections) = h2_only_upstream().await;
     let gateway = Gateway::start(
         &url,
         ProxyOptions::default()
             .arg("--upstream-http2")
             .arg("--upstream-http2-connections")
-            .arg("1"),
+            .arg(pools.to_string()),
     );
     fifty_calls(&gateway).await;
+    connections.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
     // The health probe and the calls share what the pool opened: one connection, maybe two
     // when the first ones raced.
-    let opened = connections.load(Ordering::SeqCst);
+    let opened = connections_for_fifty_calls(1).await;
     assert!(
         (1..=2).contains(&opened),
         "{opened} connections for 50 calls"
@@ -85,16 +91,7 @@ async fn prior_knowledge_http2_multiplexes_calls_over_one_connection() {
 
 #[tokio::test]
 async fn calls_spread_over_the_configured_http2_connections() {
-    let (url, connections) = h2_only_upstream().await;
-    let gateway = Gateway::start(
-        &url,
-        ProxyOptions::default()
-            .arg("--upstream-http2")
-            .arg("--upstream-http2-connections")
-            .arg("4"),
-    );
-    fifty_calls(&gateway).await;
-    let opened = connections.load(Ordering::SeqCst);
+    let opened = connections_for_fifty_calls(4).await;
     assert!(
         (4..=8).contains(&opened),
         "{opened} connections for 50 calls over 4 pools"
