@@ -236,6 +236,7 @@ impl App {
                 max: config.max_call_timeout,
             },
             max_message_size: config.max_message_size,
+            cors: config.cors.clone(),
             max_concurrency: config.max_concurrency,
             max_concurrency_per_connection: config.max_concurrency_per_connection,
             max_connections,

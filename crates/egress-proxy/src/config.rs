@@ -137,6 +137,16 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// Browser origins allowed to call the listener cross-origin (gRPC-Web and Twirp), e.g.
+    /// `https://dash.example.com`; repeatable or comma-separated, `*` for any. Off by default:
+    /// browsers then allow only pages served from the gateway's own origin.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "EGRESS_PROXY_CORS_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
+
     /// Log format.
     #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -279,6 +289,7 @@ pub struct Config {
     pub upstream_http2: bool,
     pub upstream_http2_connections: usize,
     pub max_upstream_connections: usize,
+    pub cors: crate::cors::CorsOrigins,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -298,6 +309,8 @@ pub enum ConfigError {
         "callers would be unauthenticated on non-loopback address {0}: set --policy-file with an auth mode, listen on 127.0.0.1, or pass --allow-unauthenticated"
     )]
     UnauthenticatedExposed(SocketAddr),
+    #[error(transparent)]
+    Cors(#[from] crate::cors::BadOrigin),
     #[error(
         "policy file {path}: auth mode \"mtls\" needs --tls-cert, --tls-key and --tls-client-ca"
     )]
@@ -406,6 +419,7 @@ impl RunArgs {
             upstream_http2: self.upstream_http2,
             upstream_http2_connections: self.upstream_http2_connections,
             max_upstream_connections: self.max_upstream_connections,
+            cors: crate::cors::CorsOrigins::parse(&self.cors_allow_origins)?,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

@@ -4,6 +4,7 @@ pub mod app;
 pub mod call;
 pub mod codec;
 pub mod config;
+pub mod cors;
 pub mod deadline;
 pub mod door;
 pub mod drain;

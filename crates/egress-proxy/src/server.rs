@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use egress_policy::PolicyStore;
-use egress_telemetry::{AdminState, Metrics};
+use egress_telemetry::{AdminState, GrpcWeb, Metrics};
 use egress_twirp::TwirpClient;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub deadlines: Deadlines,
     /// Largest request and response message, in bytes.
     pub max_message_size: usize,
+    /// Origins allowed to call cross-origin from a browser (off by default).
+    pub cors: crate::cors::CorsOrigins,
     pub max_concurrency: usize,
     pub max_concurrency_per_connection: usize,
     /// Client connections served at once; further ones wait in the accept backlog.
@@ -141,16 +143,15 @@ pub async fn serve(
                 .prepare(),
         ),
     };
-    let routes = WithGrpcWeb {
-        web: tonic_web::GrpcWebLayer::new().layer(routes.clone()),
-        plain: routes,
-    };
-    // Metrics sit outside everything else so that shed, refused and unimplemented calls
-    // are counted too.
+    // Metrics sit outside the routes so that shed, refused and unimplemented calls are
+    // counted too; CORS outside them, since a preflight is not a call; gRPC-Web is
+    // translated outside all of it, so that its calls read as any gRPC call's.
     let routes = ServiceBuilder::new()
+        .option_layer(settings.cors.layer())
         .layer(RequestIdLayer)
         .layer(settings.metrics.layer())
         .service(routes);
+    let routes = WithGrpcWeb::new(routes);
 
     let connections = Connections::new(
         settings.max_connections,
@@ -294,32 +295,50 @@ where
 }
 
 /// gRPC-Web for browser tools: a request whose content type is `application/grpc-web…` is
-/// translated to gRPC by tonic-web and answered by the same routes, so it meets the same
-/// doors and stages; anything else goes straight to them. (tonic-web's own pass-through
-/// would re-box every body and refuse HTTP/1.1, which the Twirp door needs.) No CORS headers
-/// are added: a browser page calls it from the same origin, or through a proxy that adds them.
+/// translated to gRPC by tonic-web, marked [`GrpcWeb`] (its door's label), and answered by
+/// the same routes, so it meets the same doors and stages; anything else goes straight to
+/// them. (tonic-web's own pass-through would re-box every body and refuse HTTP/1.1, which
+/// the Twirp door needs.) Cross-origin pages need `--cors-allow-origin` (see
+/// [`crate::cors`]).
 #[derive(Debug, Clone)]
 struct WithGrpcWeb<S> {
     plain: S,
     web: tonic_web::GrpcWebService<S>,
 }
 
-impl<S, B> tower::Service<http::Request<B>> for WithGrpcWeb<S>
+impl<S: Clone> WithGrpcWeb<S> {
+    fn new(routes: S) -> Self {
+        Self {
+            web: tonic_web::GrpcWebLayer::new().layer(routes.clone()),
+            plain: routes,
+        }
+    }
+}
+
+impl<S, B, RB> tower::Service<http::Request<B>> for WithGrpcWeb<S>
 where
-    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+    S: tower::Service<http::Request<B>, Response = http::Response<RB>>
         + tower::Service<
             http::Request<tonic::body::Body>,
-            Response = http::Response<tonic::body::Body>,
+            Response = http::Response<RB>,
             Error = <S as tower::Service<http::Request<B>>>::Error,
         >,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+    RB: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    RB::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
 {
-    type Response = http::Response<tonic::body::Body>;
+    type Response = http::Response<http_body_util::Either<RB, tonic::body::Body>>;
     type Error = <S as tower::Service<http::Request<B>>>::Error;
     type Future = futures_util::future::Either<
-        <S as tower::Service<http::Request<B>>>::Future,
-        <tonic_web::GrpcWebService<S> as tower::Service<http::Request<B>>>::Future,
+        futures_util::future::MapOk<
+            <S as tower::Service<http::Request<B>>>::Future,
+            fn(http::Response<RB>) -> Self::Response,
+        >,
+        futures_util::future::MapOk<
+            <tonic_web::GrpcWebService<S> as tower::Service<http::Request<B>>>::Future,
+            fn(http::Response<tonic::body::Body>) -> Self::Response,
+        >,
     >;
 
     fn poll_ready(
@@ -333,16 +352,24 @@ where
         tower::Service::<http::Request<B>>::poll_ready(&mut self.web, cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        use futures_util::TryFutureExt;
         use futures_util::future::Either;
         let web = req
             .headers()
             .get(http::header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
         if web {
-            Either::Right(self.web.call(req))
+            req.extensions_mut().insert(GrpcWeb);
+            Either::Right(self.web.call(req).map_ok(
+                (|r: http::Response<_>| r.map(http_body_util::Either::Right)) as fn(_) -> _,
+            ))
         } else {
-            Either::Left(self.plain.call(req))
+            Either::Left(
+                self.plain.call(req).map_ok(
+                    (|r: http::Response<_>| r.map(http_body_util::Either::Left)) as fn(_) -> _,
+                ),
+            )
         }
     }
 }

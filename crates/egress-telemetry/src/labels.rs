@@ -17,8 +17,15 @@ pub const RPC_OTHER: &str = "other";
 pub const DOOR_GRPC: &str = "grpc";
 /// `door` label of calls through the Twirp door (`/twirp/livekit.Egress/…`).
 pub const DOOR_TWIRP: &str = "twirp";
+/// `door` label of gRPC-Web calls (translated to gRPC, then through the gRPC door).
+pub const DOOR_GRPC_WEB: &str = "grpc-web";
 /// Every `door` label, in a fixed order.
-pub(crate) const DOOR_LABELS: [&str; 2] = [DOOR_GRPC, DOOR_TWIRP];
+pub(crate) const DOOR_LABELS: [&str; 3] = [DOOR_GRPC, DOOR_TWIRP, DOOR_GRPC_WEB];
+
+/// Request extension marking a call that arrived as gRPC-Web and was translated to gRPC:
+/// its path and content type then read as gRPC's, so the translation says so here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcWeb;
 const TWIRP_PREFIX: &str = "/twirp/";
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -57,16 +64,23 @@ pub fn rpc_label(path: &str) -> &'static str {
     }
 }
 
-/// The `door` label for a request path: [`DOOR_TWIRP`] under `/twirp/`, else [`DOOR_GRPC`].
+/// The `door` label of a request: [`DOOR_GRPC_WEB`] when marked [`GrpcWeb`], else
+/// [`DOOR_TWIRP`] under `/twirp/`, else [`DOOR_GRPC`].
 ///
 /// ```
-/// use egress_telemetry::door_label;
+/// use egress_telemetry::{GrpcWeb, door_label};
 ///
-/// assert_eq!(door_label("/twirp/livekit.Egress/ListEgress"), "twirp");
-/// assert_eq!(door_label("/livekit.Egress/ListEgress"), "grpc");
+/// let request = |path| http::Request::post(path).body(()).unwrap();
+/// assert_eq!(door_label(&request("/twirp/livekit.Egress/ListEgress")), "twirp");
+/// assert_eq!(door_label(&request("/livekit.Egress/ListEgress")), "grpc");
+/// let mut web = request("/livekit.Egress/ListEgress");
+/// web.extensions_mut().insert(GrpcWeb);
+/// assert_eq!(door_label(&web), "grpc-web");
 /// ```
-pub fn door_label(path: &str) -> &'static str {
-    if path.starts_with(TWIRP_PREFIX) {
+pub fn door_label<B>(request: &http::Request<B>) -> &'static str {
+    if request.extensions().get::<GrpcWeb>().is_some() {
+        DOOR_GRPC_WEB
+    } else if request.uri().path().starts_with(TWIRP_PREFIX) {
         DOOR_TWIRP
     } else {
         DOOR_GRPC
@@ -239,8 +253,9 @@ mod tests {
             let path = format!("/livekit.Egress/{}", rpc.as_str());
             assert_eq!(rpc_label(&path), rpc.as_str());
             assert_eq!(rpc_label(&format!("/twirp{path}")), rpc.as_str());
-            assert_eq!(door_label(&format!("/twirp{path}")), DOOR_TWIRP);
-            assert_eq!(door_label(&path), DOOR_GRPC);
+            let request = |path: &str| http::Request::post(path).body(()).unwrap();
+            assert_eq!(door_label(&request(&format!("/twirp{path}"))), DOOR_TWIRP);
+            assert_eq!(door_label(&request(&path)), DOOR_GRPC);
         }
         assert_eq!(rpc_label("/grpc.health.v1.Health/Watch"), RPC_HEALTH);
         assert_eq!(

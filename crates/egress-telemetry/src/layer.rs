@@ -134,7 +134,7 @@ where
         let path = req.uri().path();
         let guard = CallGuard::start(
             &self.metrics,
-            labels::door_label(path),
+            labels::door_label(&req),
             labels::rpc_label(path),
         );
         ResponseFuture {
@@ -222,6 +222,17 @@ impl<B> MetricsBody<B> {
     /// The wrapped body.
     pub fn into_inner(self) -> B {
         self.inner
+    }
+}
+
+/// An empty answer that no call is waiting on (a CORS preflight answered in front of the
+/// metrics layer): nothing to count.
+impl<B: Default> Default for MetricsBody<B> {
+    fn default() -> Self {
+        Self {
+            inner: B::default(),
+            guard: None,
+        }
     }
 }
 

@@ -52,7 +52,8 @@ mod metrics;
 
 pub use admin::{AdminState, NotReady, Readiness, serve_admin};
 pub use labels::{
-    DOOR_GRPC, DOOR_TWIRP, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION, code_name, door_label, rpc_label,
+    DOOR_GRPC, DOOR_GRPC_WEB, DOOR_TWIRP, GrpcWeb, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION,
+    code_name, door_label, rpc_label,
 };
 pub use layer::CallCode;
 pub use layer::{MetricsBody, MetricsLayer, MetricsService, ResponseFuture};

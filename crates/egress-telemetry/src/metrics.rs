@@ -36,6 +36,12 @@ struct CallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorRpcLabels {
+    door: &'static str,
+    rpc: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     rpc: &'static str,
 }
@@ -66,6 +72,7 @@ struct BuildLabels {
 }
 
 type HistogramFamily = Family<RpcLabels, Histogram, fn() -> Histogram>;
+type DoorHistogramFamily = Family<DoorRpcLabels, Histogram, fn() -> Histogram>;
 
 fn duration_histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
@@ -101,7 +108,7 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     calls: Family<CallLabels, Counter>,
-    call_duration: HistogramFamily,
+    call_duration: DoorHistogramFamily,
     upstream_duration: HistogramFamily,
     in_flight: Gauge,
     upstream_errors: Family<KindLabels, Counter>,
@@ -189,6 +196,7 @@ impl EventMetrics {
 struct Handles {
     /// By `(door * RPC_LABELS.len() + rpc) * CODE_NAMES.len() + code`.
     calls: Box<[OnceLock<Counter>]>,
+    /// By `door * RPC_LABELS.len() + rpc`.
     call_duration: Box<[OnceLock<Histogram>]>,
     upstream_duration: Box<[OnceLock<Histogram>]>,
 }
@@ -200,7 +208,7 @@ impl Handles {
         }
         Self {
             calls: slots(DOOR_LABELS.len() * RPC_LABELS.len() * CODE_NAMES.len()),
-            call_duration: slots(RPC_LABELS.len()),
+            call_duration: slots(DOOR_LABELS.len() * RPC_LABELS.len()),
             upstream_duration: slots(RPC_LABELS.len()),
         }
     }
@@ -249,14 +257,15 @@ impl Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "egress_proxy_calls",
-            "Egress calls answered, by front door (grpc, twirp), method and gRPC status code",
+            "Egress calls answered, by front door (grpc, twirp, grpc-web), method and gRPC status code",
             calls.clone(),
         );
 
-        let call_duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        let call_duration: DoorHistogramFamily = Family::new_with_constructor(duration_histogram);
         registry.register_with_unit(
             "egress_proxy_call_duration",
-            "Time from receiving a call to sending its status, as seen by the proxy",
+            "Time from receiving a call to sending its status, as seen by the proxy, by front door \
+             and method",
             Unit::Seconds,
             call_duration.clone(),
         );
@@ -531,12 +540,17 @@ impl Metrics {
             }
         }
         if let Some(elapsed) = elapsed {
-            observe_rpc(
-                &inner.call_duration,
-                &inner.handles.call_duration,
-                rpc,
-                elapsed.as_secs_f64(),
-            );
+            let seconds = elapsed.as_secs_f64();
+            let histogram = || {
+                let labels = DoorRpcLabels { door, rpc };
+                inner.call_duration.get_or_create(&labels).clone()
+            };
+            match (index_of(&DOOR_LABELS, door), index_of(&RPC_LABELS, rpc)) {
+                (Some(d), Some(r)) => inner.handles.call_duration[d * RPC_LABELS.len() + r]
+                    .get_or_init(histogram)
+                    .observe(seconds),
+                _ => histogram().observe(seconds),
+            }
         }
     }
 }
@@ -585,7 +599,7 @@ mod tests {
         metrics.record_call("grpc", "StopEgress", "OK", Some(Duration::from_millis(3)));
         metrics.record_call("grpc", "StopEgress", "OK", None);
         metrics.record_call("grpc", "StopEgress", "NOT_FOUND", None);
-        metrics.record_call("twirp", "StopEgress", "OK", None);
+        metrics.record_call("twirp", "StopEgress", "OK", Some(Duration::from_millis(2)));
         // Labels outside the fixed sets take the family path.
         metrics.record_call("grpc", "custom", "OK", Some(Duration::from_millis(1)));
         metrics.observe_upstream("StopEgress", Duration::from_millis(2));
@@ -596,8 +610,9 @@ mod tests {
             r#"egress_proxy_calls_total{door="grpc",rpc="StopEgress",code="NOT_FOUND"} 1"#,
             r#"egress_proxy_calls_total{door="twirp",rpc="StopEgress",code="OK"} 1"#,
             r#"egress_proxy_calls_total{door="grpc",rpc="custom",code="OK"} 1"#,
-            r#"egress_proxy_call_duration_seconds_count{rpc="StopEgress"} 1"#,
-            r#"egress_proxy_call_duration_seconds_count{rpc="custom"} 1"#,
+            r#"egress_proxy_call_duration_seconds_count{door="grpc",rpc="StopEgress"} 1"#,
+            r#"egress_proxy_call_duration_seconds_count{door="grpc",rpc="custom"} 1"#,
+            r#"egress_proxy_call_duration_seconds_count{door="twirp",rpc="StopEgress"} 1"#,
             r#"egress_proxy_upstream_duration_seconds_count{rpc="StopEgress"} 1"#,
             r#"egress_proxy_upstream_duration_seconds_count{rpc="custom"} 1"#,
         ] {

@@ -160,7 +160,7 @@ async fn metrics_endpoint_serves_every_metric() {
     assert_eq!(
         value(
             &text,
-            &format!(r#"egress_proxy_call_duration_seconds_count{{rpc="{rpc}"}}"#)
+            &format!(r#"egress_proxy_call_duration_seconds_count{{door="grpc",rpc="{rpc}"}}"#)
         ),
         1.0
     );

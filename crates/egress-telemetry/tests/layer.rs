@@ -111,7 +111,7 @@ fn calls(rpc: &str, code: &str) -> String {
 }
 
 fn duration_count(rpc: &str) -> String {
-    format!(r#"egress_proxy_call_duration_seconds_count{{rpc="{rpc}"}}"#)
+    format!(r#"egress_proxy_call_duration_seconds_count{{door="grpc",rpc="{rpc}"}}"#)
 }
 
 /// Polls the body to its end, returning the trailers.
@@ -346,7 +346,9 @@ async fn durations_land_in_the_right_bucket() {
     let bucket = |le: &str| {
         value(
             &text,
-            &format!(r#"egress_proxy_call_duration_seconds_bucket{{le="{le}",rpc="ListEgress"}}"#),
+            &format!(
+                r#"egress_proxy_call_duration_seconds_bucket{{le="{le}",door="grpc",rpc="ListEgress"}}"#
+            ),
         )
     };
     assert_eq!(bucket("0.025"), 0.0);
@@ -354,7 +356,7 @@ async fn durations_land_in_the_right_bucket() {
     assert_eq!(bucket("+Inf"), 1.0);
     let sum = value(
         &text,
-        r#"egress_proxy_call_duration_seconds_sum{rpc="ListEgress"}"#,
+        r#"egress_proxy_call_duration_seconds_sum{door="grpc",rpc="ListEgress"}"#,
     );
     assert!((0.03..0.05).contains(&sum), "sum {sum}");
 }

@@ -329,6 +329,9 @@ async fn livekits_rust_sdk_drives_every_egress_method_with_its_own_key() {
     for rpc in ["StartRoomCompositeEgress", "ListEgress", "StopEgress"] {
         let series = format!(r#"egress_proxy_calls_total{{door="twirp",rpc="{rpc}",code="OK"}} 1"#);
         assert!(metrics.contains(&series), "{series} in\n{metrics}");
+        let timed =
+            format!(r#"egress_proxy_call_duration_seconds_count{{door="twirp",rpc="{rpc}"}} 1"#);
+        assert!(metrics.contains(&timed), "{timed} in\n{metrics}");
     }
 }
 

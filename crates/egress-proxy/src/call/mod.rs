@@ -75,14 +75,31 @@ pub enum Door {
     Grpc,
     /// LiveKit's Twirp API (`/twirp/livekit.Egress/<Method>`), for LiveKit's SDKs.
     Twirp,
+    /// gRPC-Web, translated to gRPC in front of the gRPC door (browser tools).
+    GrpcWeb,
 }
 
 impl Door {
-    /// The door's name: `grpc` or `twirp`, as the `door` metric label reads.
+    /// The door's name: `grpc`, `twirp` or `grpc-web`, as the `door` metric label reads.
     pub const fn as_str(self) -> &'static str {
         match self {
             Door::Grpc => egress_telemetry::DOOR_GRPC,
             Door::Twirp => egress_telemetry::DOOR_TWIRP,
+            Door::GrpcWeb => egress_telemetry::DOOR_GRPC_WEB,
+        }
+    }
+
+    /// The door of a request the gRPC door serves: gRPC-Web when the translation in front
+    /// of it marked the request so.
+    pub fn of_grpc_request<B>(request: &http::Request<B>) -> Self {
+        if request
+            .extensions()
+            .get::<egress_telemetry::GrpcWeb>()
+            .is_some()
+        {
+            Door::GrpcWeb
+        } else {
+            Door::Grpc
         }
     }
 }

@@ -161,7 +161,7 @@ impl GrpcDoor {
             path: path.to_owned(),
         })?;
         let budget = self.settings.deadlines.budget(req.headers())?;
-        admit_head(&self.stages, req, rpc, Door::Grpc, budget)
+        admit_head(&self.stages, req, rpc, Door::of_grpc_request(req), budget)
     }
 }
 
