@@ -37,45 +37,90 @@ pub fn http_client(builder: reqwest::ClientBuilder) -> Result<reqwest::Client, B
         .map_err(|e| BenchError(format!("building the HTTP client: {e}")))
 }
 
-/// Twirp straight to the simulator: one pooled HTTP/1.1 keep-alive client (like the proxy's
-/// own upstream client), the URL, headers and body prepared once.
+/// How a Twirp caller encodes its messages (LiveKit's SDKs: Go, Python and Rust send
+/// protobuf, Node sends JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TwirpEncoding {
+    Protobuf,
+    Json,
+}
+
+impl TwirpEncoding {
+    /// `protobuf` or `json`, as the report names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TwirpEncoding::Protobuf => "protobuf",
+            TwirpEncoding::Json => "json",
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            TwirpEncoding::Protobuf => "application/protobuf",
+            TwirpEncoding::Json => "application/json",
+        }
+    }
+
+    fn encode(self, request: &ListEgressRequest) -> Bytes {
+        match self {
+            TwirpEncoding::Protobuf => Bytes::from(prost::Message::encode_to_vec(request)),
+            // What LiveKit's Node SDK sends: the proto field names in camelCase.
+            TwirpEncoding::Json => {
+                Bytes::from(format!(r#"{{"roomName":"{}"}}"#, request.room_name))
+            }
+        }
+    }
+}
+
+/// A Twirp caller: straight to the simulator (the baseline), or into the proxy's Twirp door.
+/// One pooled HTTP/1.1 keep-alive client (like the proxy's own upstream client), the URL,
+/// headers and body prepared once.
 #[derive(Debug)]
-pub struct Direct {
+pub struct Twirp {
     client: reqwest::Client,
     url: reqwest::Url,
     headers: HeaderMap,
     body: Bytes,
+    name: &'static str,
 }
 
-impl Direct {
-    pub fn new(sim_url: &str, bearer_token: &str) -> Result<Self, BenchError> {
+impl Twirp {
+    /// Calls `ListEgress` at `base_url` (simulator or proxy) signed with `bearer_token`;
+    /// `name` prefixes its errors.
+    pub fn new(
+        name: &'static str,
+        base_url: &str,
+        bearer_token: &str,
+        encoding: TwirpEncoding,
+    ) -> Result<Self, BenchError> {
         let client =
             http_client(reqwest::Client::builder().pool_idle_timeout(Duration::from_secs(600)))?;
         let url = format!(
             "{}/twirp/livekit.Egress/ListEgress",
-            sim_url.trim_end_matches('/')
+            base_url.trim_end_matches('/')
         );
         let url = reqwest::Url::parse(&url)
-            .map_err(|e| BenchError(format!("simulator URL {url:?}: {e}")))?;
+            .map_err(|e| BenchError(format!("{name} URL {url:?}: {e}")))?;
         let mut headers = HeaderMap::new();
         headers.insert(
             CONTENT_TYPE,
-            HeaderValue::from_static("application/protobuf"),
+            HeaderValue::from_static(encoding.content_type()),
         );
         let mut auth = HeaderValue::try_from(format!("Bearer {bearer_token}"))
             .map_err(|_| BenchError("the minted token is not a header value".to_owned()))?;
         auth.set_sensitive(true);
         headers.insert(AUTHORIZATION, auth);
-        let body = Bytes::from(prost::Message::encode_to_vec(&bench_request()));
         Ok(Self {
             client,
             url,
             headers,
-            body,
+            body: encoding.encode(&bench_request()),
+            name,
         })
     }
 
     async fn call(&self) -> Result<(), String> {
+        let name = self.name;
         let response = self
             .client
             .post(self.url.clone())
@@ -83,15 +128,15 @@ impl Direct {
             .body(self.body.clone())
             .send()
             .await
-            .map_err(|e| format!("direct: {e}"))?;
+            .map_err(|e| format!("{name}: {e}"))?;
         let status = response.status();
         let body = response
             .bytes()
             .await
-            .map_err(|e| format!("direct body: {e}"))?;
+            .map_err(|e| format!("{name} body: {e}"))?;
         if status != reqwest::StatusCode::OK {
             let excerpt = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
-            return Err(format!("direct: HTTP {status}: {excerpt}"));
+            return Err(format!("{name}: HTTP {status}: {excerpt}"));
         }
         Ok(())
     }
@@ -159,7 +204,7 @@ async fn proxy_call(
 /// What the workers of one phase call.
 #[derive(Debug, Clone)]
 pub enum Target {
-    Direct(Arc<Direct>),
+    Twirp(Arc<Twirp>),
     /// The proxy, with the number of channels this phase spreads its workers over.
     Proxy(Arc<ProxyTarget>, usize),
 }
@@ -167,7 +212,7 @@ pub enum Target {
 impl Target {
     fn caller(&self, index: usize) -> Caller {
         match self {
-            Target::Direct(direct) => Caller::Direct(Arc::clone(direct)),
+            Target::Twirp(twirp) => Caller::Twirp(Arc::clone(twirp)),
             Target::Proxy(proxy, used) => Caller::Proxy(Box::new(ProxyCaller {
                 client: proxy.client(index, *used),
                 request: proxy.request.clone(),
@@ -182,7 +227,7 @@ impl Target {
 }
 
 enum Caller {
-    Direct(Arc<Direct>),
+    Twirp(Arc<Twirp>),
     Proxy(Box<ProxyCaller>),
 }
 
@@ -194,7 +239,7 @@ struct ProxyCaller {
 impl Caller {
     async fn call(&mut self) -> Result<(), String> {
         match self {
-            Caller::Direct(direct) => direct.call().await,
+            Caller::Twirp(twirp) => twirp.call().await,
             Caller::Proxy(p) => proxy_call(&mut p.client, &p.request).await,
         }
     }

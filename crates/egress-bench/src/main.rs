@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use clap::{Parser, ValueEnum};
 use egress_auth::{Credentials, VideoGrants};
 
-use crate::load::{Direct, ProxyTarget, Target};
+use crate::load::{ProxyTarget, Target, Twirp, TwirpEncoding};
 use crate::procs::{ChildGuard, Pid, ReadyOn};
 use crate::report::{Level, Memory, Report, RunInfo};
 
@@ -48,6 +48,16 @@ struct Args {
     /// Concurrency levels: callers each keeping one call in flight.
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     concurrency: Vec<usize>,
+
+    /// Twirp encodings whose callers also load the proxy's Twirp door at each level (a row
+    /// each beside gRPC's); `--twirp-in ''` for none.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "protobuf,json"
+    )]
+    twirp_in: Vec<TwirpEncoding>,
 
     /// Write every number as JSON to this file.
     #[arg(long)]
@@ -683,7 +693,21 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         SystemTime::now(),
     )
     .map_err(|e| BenchError(format!("minting the token: {e}")))?;
-    let direct = Target::Direct(Arc::new(Direct::new(&sim_url, &token)?));
+    let direct = Target::Twirp(Arc::new(Twirp::new(
+        "direct",
+        &sim_url,
+        &token,
+        TwirpEncoding::Protobuf,
+    )?));
+    let proxy_url = format!("http://{proxy_addr}");
+    let twirp_in = args
+        .twirp_in
+        .iter()
+        .map(|&encoding| {
+            let twirp = Twirp::new("twirp door", &proxy_url, &token, encoding)?;
+            Ok((encoding, Target::Twirp(Arc::new(twirp))))
+        })
+        .collect::<Result<Vec<_>, BenchError>>()?;
     let pool = args.channels.max(1).max(args.inflight.div_ceil(500));
     let proxy_target = Arc::new(ProxyTarget::connect(&proxy_addr, pool).await?);
 
@@ -695,6 +719,13 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         .call_once()
         .await
         .map_err(|e| BenchError(format!("sanity call through the proxy failed: {e}")))?;
+    for (encoding, target) in &twirp_in {
+        target.call_once().await.map_err(|e| {
+            BenchError(format!(
+                "sanity call into the Twirp door ({encoding:?}) failed: {e}"
+            ))
+        })?;
+    }
 
     let run_info = run_info(
         args,
@@ -770,6 +801,36 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         rss_sampled_max = rss_sampled_max.max(proxy_usage.processes[0].rss_max_kib);
         tokio::time::sleep(Duration::from_millis(200)).await;
 
+        let mut twirp_levels = Vec::with_capacity(twirp_in.len());
+        for (encoding, target) in &twirp_in {
+            let (stats, usage) = load::run_phase(
+                target,
+                concurrency,
+                args.warmup,
+                args.duration,
+                &observe_proxy,
+                ticks_per_sec,
+            )
+            .await;
+            let encoding = encoding.as_str();
+            let proxy_usage = usage.processes.into_iter().next().unwrap_or_default();
+            eprintln!(
+                "[bench] C={concurrency} Twirp {encoding} in: {:.0} calls/s, p50 {}, p99 {}, {} errors, {} proxy CPU/call",
+                stats.rps,
+                report::fmt_us(stats.p50_us),
+                report::fmt_us(stats.p99_us),
+                stats.errors,
+                report::fmt_us(proxy_usage.cpu_us_per_call),
+            );
+            rss_sampled_max = rss_sampled_max.max(proxy_usage.rss_max_kib);
+            twirp_levels.push(report::TwirpIn {
+                encoding,
+                stats,
+                proxy_usage,
+            });
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
         let other_cores_direct = direct_usage.other_cores;
         let other_cores_proxy = proxy_usage.other_cores;
         let tcp_connects_direct = direct_usage.tcp_connects;
@@ -798,6 +859,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             other_cores_proxy,
             tcp_connects_direct,
             tcp_connects_proxy,
+            twirp_in: twirp_levels,
         });
     }
 

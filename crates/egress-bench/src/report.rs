@@ -48,6 +48,18 @@ pub struct Level {
     /// its connections; in the proxy phase, mostly the proxy's new upstream connections.
     pub tcp_connects_direct: u64,
     pub tcp_connects_proxy: u64,
+    /// The same load into the proxy's Twirp door, by encoding (`--twirp-in`).
+    pub twirp_in: Vec<TwirpIn>,
+}
+
+/// One phase of Twirp callers (as LiveKit's SDKs call) into the proxy's Twirp door.
+#[derive(Debug, Clone, Serialize)]
+pub struct TwirpIn {
+    /// `protobuf` or `json`.
+    pub encoding: &'static str,
+    pub stats: CallStats,
+    /// The proxy process during the phase.
+    pub proxy_usage: Usage,
 }
 
 /// Proxy memory.
@@ -217,6 +229,41 @@ pub fn checks(levels: &[Level], memory: &Memory) -> Vec<Check> {
 /// CPU per call of every process in both phases. The simulator's direct-phase figure is the
 /// cost of one bare hyper HTTP/1.1 exchange on this machine (kernel included), the floor
 /// against which the proxy's two exchanges per call (HTTP/2 in, HTTP/1.1 out) are read.
+/// The proxy by front door: the gRPC phase beside the Twirp phases of each level.
+fn print_doors(levels: &[Level]) {
+    if levels.iter().all(|level| level.twirp_in.is_empty()) {
+        return;
+    }
+    println!("Through each front door (same call, same proxy):");
+    println!();
+    println!("| C | door | rps | p50 | p99 | proxy CPU/call | errors |");
+    println!("|--:|---|--:|--:|--:|--:|--:|");
+    for level in levels {
+        let grpc = ("gRPC", &level.proxy, &level.proxy_usage);
+        let twirp = level.twirp_in.iter().map(|t| {
+            (
+                if t.encoding == "json" {
+                    "Twirp JSON"
+                } else {
+                    "Twirp protobuf"
+                },
+                &t.stats,
+                &t.proxy_usage,
+            )
+        });
+        for (door, stats, usage) in std::iter::once(grpc).chain(twirp) {
+            println!(
+                "| {} | {door} | {} | {} | {} |",
+                level.concurrency,
+                rate_cells(stats),
+                fmt_us(usage.cpu_us_per_call),
+                stats.errors
+            );
+        }
+    }
+    println!();
+}
+
 fn print_cpu_breakdown(levels: &[Level]) {
     let sim = |usage: &Option<Usage>| {
         usage
@@ -296,6 +343,7 @@ pub fn print(report: &Report) {
             );
         }
         println!();
+        print_doors(&report.levels);
         print_cpu_breakdown(&report.levels);
         let others: Vec<f64> = report
             .levels

@@ -37,6 +37,12 @@ pub enum AppError {
         #[source]
         source: egress_twirp::Error,
     },
+    #[error("cannot read --upstream-ca-file {}: {source}", path.display())]
+    UpstreamCa {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot build the LiveKit client: {0}")]
     Client(#[source] egress_twirp::Error),
     #[error("cannot start the simulator: {0}")]
@@ -129,6 +135,13 @@ impl App {
         // calls may be in flight churns connections (and ports) under load.
         client_config.pool_max_idle_per_host = config.max_concurrency;
         client_config.http2_only = config.upstream_http2;
+        if let Some(path) = &config.upstream_ca_file {
+            let pem = std::fs::read(path).map_err(|source| AppError::UpstreamCa {
+                path: path.clone(),
+                source,
+            })?;
+            client_config.extra_root_certs_pem = Some(pem);
+        }
         client_config.http2_connections = config.upstream_http2_connections;
         // Over HTTP/2 calls multiplex: the cap is on connections, which stay few anyway.
         client_config.max_connections =

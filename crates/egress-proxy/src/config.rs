@@ -137,6 +137,11 @@ pub struct RunArgs {
     #[arg(long, env = "EGRESS_PROXY_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 
+    /// PEM CA bundle trusted for an `https://` LiveKit URL besides the system's roots (a
+    /// TLS-terminating proxy with a private CA in front of LiveKit).
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+
     /// Browser origins allowed to call the listener cross-origin (gRPC-Web and Twirp), e.g.
     /// `https://dash.example.com`; repeatable or comma-separated, `*` for any. Off by default:
     /// browsers then allow only pages served from the gateway's own origin.
@@ -289,6 +294,7 @@ pub struct Config {
     pub upstream_http2: bool,
     pub upstream_http2_connections: usize,
     pub max_upstream_connections: usize,
+    pub upstream_ca_file: Option<PathBuf>,
     pub cors: crate::cors::CorsOrigins,
 }
 
@@ -420,6 +426,7 @@ impl RunArgs {
             upstream_http2_connections: self.upstream_http2_connections,
             max_upstream_connections: self.max_upstream_connections,
             cors: crate::cors::CorsOrigins::parse(&self.cors_allow_origins)?,
+            upstream_ca_file: self.upstream_ca_file,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)

@@ -90,6 +90,7 @@ mod rpc;
 mod server;
 mod service;
 mod state;
+mod tls;
 mod twirp;
 mod webhook;
 
@@ -120,6 +121,7 @@ pub use webhook::{
 pub use state::Rooms;
 use state::Shared;
 use state::{ListFilter, Store, Timing, Waits, now_ns};
+pub use tls::{SimTls, TlsError};
 
 /// LiveKit's default request body limit: 10 MiB.
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
@@ -152,6 +154,7 @@ pub struct SimulatorBuilder {
     webhook_urls: Vec<String>,
     regions: Vec<String>,
     webhook_retry_wait: Duration,
+    tls: Option<SimTls>,
 }
 
 impl SimulatorBuilder {
@@ -287,6 +290,13 @@ impl SimulatorBuilder {
         self
     }
 
+    /// Serves HTTPS with this certificate (ALPN `h2`, `http/1.1`), as LiveKit Cloud does;
+    /// [`SimHandle::url`] then reads `https://`.
+    pub fn tls(mut self, tls: SimTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Builds the simulator (nothing is bound yet).
     pub fn build(self) -> Simulator {
         let mut store = Store::new(self.timing, self.rooms, self.workers);
@@ -312,6 +322,7 @@ impl SimulatorBuilder {
                 webhooks: Arc::new(webhooks),
                 regions: self.regions,
             }),
+            tls: self.tls,
         }
     }
 }
@@ -321,6 +332,7 @@ impl SimulatorBuilder {
 #[derive(Debug, Clone)]
 pub struct Simulator {
     shared: Arc<Shared>,
+    tls: Option<SimTls>,
 }
 
 impl Simulator {
@@ -347,6 +359,7 @@ impl Simulator {
             webhook_urls: Vec::new(),
             regions: Vec::new(),
             webhook_retry_wait: DEFAULT_WEBHOOK_RETRY_WAIT,
+            tls: None,
         }
     }
 
@@ -461,7 +474,12 @@ impl Simulator {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<()> {
         tokio::select! {
-            result = server::serve(self.shared.clone(), listener, shutdown) => result,
+            result = server::serve(
+                self.shared.clone(),
+                listener,
+                self.tls.as_ref().map(|tls| tls.acceptor.clone()),
+                shutdown,
+            ) => result,
             () = webhook::dispatch(Arc::clone(&self.shared.webhooks), {
                 // Reading the store reports whatever became due (its guard's drop).
                 let shared = Arc::clone(&self.shared);
@@ -517,7 +535,7 @@ impl SimHandle {
         self.local_addr
     }
 
-    /// `http://IP:PORT` of the server, without the path prefix (an unspecified bind address
+    /// `http://IP:PORT` (`https://` with [`SimulatorBuilder::tls`]) of the server, without the path prefix (an unspecified bind address
     /// such as `0.0.0.0` is reported as loopback). Give this to LiveKit clients.
     pub fn url(&self) -> String {
         let ip = match self.local_addr.ip() {
@@ -525,7 +543,12 @@ impl SimHandle {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
-        format!("http://{}", SocketAddr::new(ip, self.local_addr.port()))
+        let scheme = if self.sim.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.local_addr.port()))
     }
 
     /// [`url`](Self::url) plus the path prefix, e.g. `http://127.0.0.1:PORT/lk`: the base URL

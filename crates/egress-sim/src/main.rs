@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use egress_auth::Credentials;
-use egress_sim::{Flavor, Rooms, Simulator};
+use egress_sim::{Flavor, Rooms, SimTls, Simulator};
 
 /// `--rooms`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -30,6 +30,14 @@ struct Args {
     /// Address to listen on; port 0 picks a free port (printed on stdout).
     #[arg(long, default_value = "127.0.0.1:7880")]
     listen: SocketAddr,
+
+    /// PEM certificate chain: serve HTTPS (ALPN h2 and http/1.1), as LiveKit Cloud does.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 
     /// Path prefix before /twirp, e.g. /lk for POST /lk/twirp/livekit.Egress/...
     #[arg(long, default_value = "")]
@@ -126,6 +134,25 @@ async fn main() -> ExitCode {
     for url in args.webhook_urls {
         builder = builder.webhook_url(url);
     }
+    let scheme = if let Some((cert, key)) = args.tls_cert.zip(args.tls_key) {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        };
+        let tls = read(&cert).and_then(|cert| {
+            let key = read(&key)?;
+            SimTls::from_pem(&cert, &key).map_err(|e| e.to_string())
+        });
+        match tls {
+            Ok(tls) => builder = builder.tls(tls),
+            Err(error) => {
+                eprintln!("egress-sim: TLS: {error}");
+                return ExitCode::from(2);
+            }
+        }
+        "https"
+    } else {
+        "http"
+    };
     let simulator = builder.build();
 
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -137,7 +164,7 @@ async fn main() -> ExitCode {
     };
     let local = listener.local_addr().unwrap_or(args.listen);
     let mut stdout = std::io::stdout();
-    let _ = writeln!(stdout, "egress-sim listening on http://{local}");
+    let _ = writeln!(stdout, "egress-sim listening on {scheme}://{local}");
     let _ = stdout.flush();
 
     match simulator.serve(listener, shutdown_signal()).await {

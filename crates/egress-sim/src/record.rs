@@ -20,6 +20,9 @@ use egress_core::codec::{self, WireFormat};
 pub struct RecordedRequest {
     /// HTTP method, e.g. `POST`.
     pub method: String,
+    /// HTTP version the request came over: `HTTP/1.1` or `HTTP/2.0`.
+    #[serde(default)]
+    pub version: String,
     /// Request path without the query, e.g. `/twirp/livekit.Egress/StopEgress`.
     pub path: String,
     /// The RPC named by the path's last segment, if the path has the

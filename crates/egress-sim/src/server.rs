@@ -20,6 +20,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 
 use crate::auth;
 use crate::cors;
@@ -204,11 +205,15 @@ enum Outcome {
     Drop,
 }
 
-/// Serves connections from `listener` until `shutdown` resolves, then lets open connections
-/// finish for up to two seconds.
+/// Time a client has to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves connections from `listener` (over TLS with `tls`) until `shutdown` resolves, then
+/// lets open connections finish for up to two seconds.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -229,12 +234,39 @@ pub(crate) async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 let service = service_fn(move |request| handle(shared.clone(), request));
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let connection = graceful.watch(connection);
+                let Some(tls) = tls.clone() else {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%error, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                // The handshake runs in the connection's task, so a slow client holds up
+                // no one else; its connection is watched for shutdown once it is HTTP.
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
+                    let stream =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let connection = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    if let Err(error) = watcher.watch(connection).await {
                         tracing::debug!(%error, "connection ended with an error");
                     }
                 });
@@ -346,6 +378,7 @@ async fn handle_api(
     let rpc = rpc_from_path(&path);
     let mut record = RecordedRequest {
         method: parts.method.to_string(),
+        version: format!("{:?}", parts.version),
         path: path.clone(),
         rpc: rpc.clone(),
         content_type: parts

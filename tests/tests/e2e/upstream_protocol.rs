@@ -2,14 +2,15 @@
 //! multiplexed over one connection; over HTTP/1.1, at most `--max-upstream-connections`
 //! calls on the wire, the rest waiting within their deadlines. Real upstreams on loopback:
 //! an `h2` server that speaks nothing but HTTP/2, and a raw HTTP/1.1 one that counts its
-//! connections.
+//! connections; and the simulator over TLS, where ALPN picks HTTP/2.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use egress_e2e::{Gateway, ProxyOptions, read_request_head};
+use egress_e2e::certs::{TestCa, temp_dir};
+use egress_e2e::{Gateway, ProxyOptions, read_request_head, sim_builder, spawn_sim};
 use egress_proto::livekit::{self as lk};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -157,4 +158,71 @@ async fn http1_calls_beyond_the_cap_wait_instead_of_opening_connections() {
     // Two calls on the wire at a time, plus the health probe's own connection.
     let most = most.load(Ordering::SeqCst);
     assert!(most <= 3, "{most} connections open at once");
+}
+
+/// The simulator over TLS with a certificate from a fresh test CA, as LiveKit Cloud serves
+/// (ALPN `h2`, `http/1.1`); returns it and the CA file the gateway may trust.
+fn tls_sim() -> (egress_sim::SimHandle, std::path::PathBuf) {
+    let dir = temp_dir("tls-upstream");
+    let ca = TestCa::new("upstream CA");
+    let leaf = ca.server(&dir, "sim");
+    let tls = egress_sim::SimTls::from_pem(leaf.cert_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .expect("the test certificate serves");
+    let sim = spawn_sim(sim_builder().tls(tls));
+    (sim, ca.write(&dir, "ca.pem"))
+}
+
+fn trusting(ca: &std::path::Path) -> ProxyOptions {
+    ProxyOptions::default()
+        .arg("--upstream-ca-file")
+        .arg(ca.display().to_string())
+}
+
+fn versions(sim: &egress_sim::SimHandle) -> Vec<String> {
+    sim.requests().into_iter().map(|r| r.version).collect()
+}
+
+#[tokio::test]
+async fn an_https_upstream_gets_http2_by_alpn() {
+    let (sim, ca) = tls_sim();
+    assert!(sim.url().starts_with("https://"), "{}", sim.url());
+    let gateway = Gateway::start(&sim.url(), trusting(&ca));
+    fifty_calls(&gateway).await;
+    let versions = versions(&sim);
+    assert_eq!(versions.len(), 50);
+    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+}
+
+#[tokio::test]
+async fn with_upstream_http2_an_https_upstream_multiplexes_over_tls() {
+    let (sim, ca) = tls_sim();
+    let gateway = Gateway::start(
+        &sim.url(),
+        trusting(&ca)
+            .arg("--upstream-http2")
+            .arg("--upstream-http2-connections")
+            .arg("2"),
+    );
+    fifty_calls(&gateway).await;
+    let versions = versions(&sim);
+    assert_eq!(versions.len(), 50);
+    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+}
+
+#[tokio::test]
+async fn an_upstream_certificate_from_an_untrusted_ca_is_refused() {
+    let (sim, _ca) = tls_sim();
+    let gateway = Gateway::start(&sim.url(), ProxyOptions::default());
+    let status = gateway
+        .client()
+        .await
+        .list_egress(lk::ListEgressRequest::default())
+        .await
+        .expect_err("the simulator's certificate is not trusted");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(
+        status.message().to_lowercase().contains("certificate"),
+        "{status:?}"
+    );
+    assert!(sim.requests().is_empty(), "nothing reached LiveKit");
 }
