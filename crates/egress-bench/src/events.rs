@@ -342,6 +342,7 @@ impl Bench<'_> {
                 rust_log: &self.args.proxy_rust_log,
                 extra: [extra, self.args.proxy_args.clone()].concat(),
                 threads: self.args.proxy_threads,
+                cpus: self.args.proxy_cpus.clone(),
             },
         )?;
         if proxy.admin.is_none() {

@@ -50,11 +50,12 @@ struct Args {
     concurrency: Vec<usize>,
 
     /// Twirp encodings whose callers also load the proxy's Twirp door at each level (a row
-    /// each beside gRPC's); `--twirp-in ''` for none.
+    /// each beside gRPC's); `--twirp-in` alone for none.
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
+        num_args = 0..,
         default_value = "protobuf,json"
     )]
     twirp_in: Vec<TwirpEncoding>,
@@ -128,6 +129,11 @@ struct Args {
     /// Pin the processes with `taskset` to measure CPU per call by core count.
     #[arg(long)]
     proxy_threads: Option<usize>,
+
+    /// CPUs the proxy may run on (`taskset -c` list, e.g. `1` or `2-9`); the load generator
+    /// and simulator keep the rest when the bench itself runs under `taskset -c`.
+    #[arg(long)]
+    proxy_cpus: Option<String>,
 
     /// Another argument for the proxy, e.g. `--proxy-arg=--upstream-http2` (repeatable).
     #[arg(long = "proxy-arg", allow_hyphen_values = true)]
@@ -458,6 +464,8 @@ struct ProxyLaunch<'a> {
     extra: Vec<String>,
     /// Tokio worker threads (`--proxy-threads`); `None`: the runtime's default.
     threads: Option<usize>,
+    /// `taskset -c` CPU list (`--proxy-cpus`); `None`: wherever the scheduler puts it.
+    cpus: Option<String>,
 }
 
 /// A started proxy: killed when dropped.
@@ -478,7 +486,15 @@ impl Proxy {
 
 /// Starts the proxy and reads its addresses from its readiness line.
 fn start_proxy(bin_dir: &Path, launch: ProxyLaunch<'_>) -> Result<Proxy, BenchError> {
-    let mut cmd = Command::new(bin_dir.join("egress-proxy"));
+    // taskset execs the proxy: the child's pid is the proxy's.
+    let mut cmd = match &launch.cpus {
+        Some(cpus) => {
+            let mut cmd = Command::new("taskset");
+            cmd.args(["-c", cpus]).arg(bin_dir.join("egress-proxy"));
+            cmd
+        }
+        None => Command::new(bin_dir.join("egress-proxy")),
+    };
     cmd.args([
         "--listen",
         "127.0.0.1:0",
@@ -664,6 +680,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             rust_log: &args.proxy_rust_log,
             extra: args.proxy_args.clone(),
             threads: args.proxy_threads,
+            cpus: args.proxy_cpus.clone(),
         },
     )?;
     let proxy_pid = proxy.pid();
