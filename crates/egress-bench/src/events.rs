@@ -341,7 +341,7 @@ impl Bench<'_> {
                 per_connection: self.args.watchers_per_connection,
                 rust_log: &self.args.proxy_rust_log,
                 extra: [extra, self.args.proxy_args.clone()].concat(),
-                threads: self.args.proxy_threads,
+                threads: self.args.proxy_threads.first().copied(),
                 cpus: self.args.proxy_cpus.clone(),
             },
         )?;
@@ -638,6 +638,7 @@ pub async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), Benc
         checks,
         soak: Vec::new(),
         events: Some(events),
+        threads: Vec::new(),
     };
     crate::write_json(args, &report)
 }

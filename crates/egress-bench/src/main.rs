@@ -14,6 +14,7 @@ mod events;
 mod load;
 mod procs;
 mod report;
+mod threads;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -126,9 +127,15 @@ struct Args {
     threads: Option<usize>,
 
     /// Tokio worker threads of the proxy (its `TOKIO_WORKER_THREADS`; default: CPU count).
-    /// Pin the processes with `taskset` to measure CPU per call by core count.
+    /// Several (`1,2,4,8`): thread-count mode, a table of CPU per call by thread count (a
+    /// fresh proxy for each).
+    #[arg(long, value_delimiter = ',')]
+    proxy_threads: Vec<usize>,
+
+    /// Thread-count mode: pin the proxy with N worker threads to CPUs FROM..FROM+N-1
+    /// (`taskset -c`), so that threads and cores grow together.
     #[arg(long)]
-    proxy_threads: Option<usize>,
+    pin_proxy_from: Option<usize>,
 
     /// CPUs the proxy may run on (`taskset -c` list, e.g. `1` or `2-9`); the load generator
     /// and simulator keep the rest when the bench itself runs under `taskset -c`.
@@ -668,6 +675,9 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
     if args.events {
         return events::run(args, bin_dir, threads).await;
     }
+    if args.proxy_threads.len() > 1 {
+        return threads::run(args, bin_dir, threads).await;
+    }
     let ticks_per_sec = procs::clock_ticks_per_sec();
     let (sim, sim_url) = start_sim(args.sim, bin_dir)?;
     eprintln!("[bench] simulator at {sim_url}");
@@ -679,7 +689,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             per_connection: args.proxy_max_concurrency,
             rust_log: &args.proxy_rust_log,
             extra: args.proxy_args.clone(),
-            threads: args.proxy_threads,
+            threads: args.proxy_threads.first().copied(),
             cpus: args.proxy_cpus.clone(),
         },
     )?;
@@ -906,6 +916,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         all_pass,
         soak: Vec::new(),
         events: None,
+        threads: Vec::new(),
     };
     report::print(&report);
     write_json(args, &report)?;
@@ -964,6 +975,7 @@ async fn soak_mode(
         all_pass: errors == 0,
         soak: samples,
         events: None,
+        threads: Vec::new(),
     };
     write_json(args, &report)
 }

@@ -114,6 +114,48 @@ pub struct Report {
     /// Events mode (`--events`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub events: Option<EventsRun>,
+    /// Thread-count mode (`--proxy-threads 1,2,4,8`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadRow>,
+}
+
+/// One (thread count, concurrency) measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadRow {
+    pub threads: usize,
+    /// The proxy's `taskset -c` CPU list, if pinned.
+    pub cpus: Option<String>,
+    pub concurrency: usize,
+    pub stats: CallStats,
+    /// The proxy process during the phase.
+    pub proxy_usage: Usage,
+    /// Cores used by everything outside the measured processes.
+    pub other_cores: f64,
+}
+
+/// Thread-count mode's table: by thread count, then concurrency.
+pub fn print_threads(rows: &[ThreadRow]) {
+    println!();
+    println!("## egress-proxy CPU per call by worker threads");
+    println!();
+    println!(
+        "| worker threads | proxy CPUs | C | rps | p50 | p99 | proxy CPU/call | proxy cores busy | other cores | errors |"
+    );
+    println!("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            row.threads,
+            row.cpus.as_deref().unwrap_or("any"),
+            row.concurrency,
+            rate_cells(&row.stats),
+            fmt_us(row.proxy_usage.cpu_us_per_call),
+            row.proxy_usage.cpu_us_per_call * row.stats.rps / 1e6,
+            row.other_cores,
+            row.stats.errors,
+        );
+    }
+    println!();
 }
 
 pub fn verdict(pass: bool) -> &'static str {
