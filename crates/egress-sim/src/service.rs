@@ -248,7 +248,7 @@ async fn stop(
     let rpc_error = if cut {
         TwirpError::request_canceled()
     } else {
-        TwirpError::request_timed_out()
+        TwirpError::deadline_exceeded()
     };
     Err(store_fallback(shared, &egress_id, rpc_error, "stopped"))
 }
