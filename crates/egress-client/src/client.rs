@@ -16,6 +16,37 @@ use crate::options::{
     ParticipantEgressOptions, RoomCompositeOptions, TrackCompositeOptions, WebOptions,
 };
 
+/// The `start_*` call of each v1 Start RPC: `fn name(args; Options) => Builder { setters }`.
+/// The builder is made from the call's string arguments, given the options the call names
+/// (`setter` for `options.setter`, or `setter: field`), then what every v1 Start request has:
+/// the outputs, the webhooks and the encoding. Validated and sent like every call.
+macro_rules! v1_start {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident),+; $options:ty) => $builder:ident {
+            $($setter:ident $(: $field:ident)?),* $(,)?
+        }
+    )*) => {$(
+        $(#[$doc])*
+        pub async fn $name(
+            &self,
+            $($arg: &str,)+
+            outputs: Vec<EgressOutput>,
+            options: $options,
+        ) -> Result<proto::EgressInfo, ClientError> {
+            let request = $builder::new($($arg),+)
+                $(.$setter(v1_start!(@field options, $setter $(: $field)?)))*
+                .outputs(outputs)
+                .webhooks(options.webhooks)
+                .encoding(options.encoding.resolve())
+                .build()?;
+            self.send(&request).await
+        }
+    )*};
+    (@field $options:ident, $setter:ident) => { $options.$setter };
+    (@field $options:ident, $setter:ident: $field:ident) => { $options.$field };
+}
+
 /// Most pages [`EgressClient::list_all_egress`] fetches before giving up with
 /// [`ClientError::Pagination`].
 pub const MAX_LIST_PAGES: usize = 10_000;
@@ -328,184 +359,133 @@ impl EgressClient {
             .map_err(ClientError::from)
     }
 
-    /// Records a whole room through a layout template (`StartRoomCompositeEgress`).
-    ///
-    /// With the default options the request is byte-identical to what `livekit-api` sends for
-    /// the same arguments (see [`Encoding::SdkDefault`](crate::Encoding::SdkDefault)).
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Validation`] (nothing sent) for an empty room, no outputs,
-    /// `audio_only` with `video_only`; otherwise any call failure.
-    ///
-    /// ```no_run
-    /// use egress_client::{EgressClient, EgressOutput, RoomCompositeOptions, proto};
-    ///
-    /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
-    /// let info = client
-    ///     .start_room_composite_egress(
-    ///         "standup",
-    ///         vec![EgressOutput::File(proto::EncodedFileOutput {
-    ///             filepath: "recordings/{room_name}.mp4".into(),
-    ///             ..Default::default()
-    ///         })],
-    ///         RoomCompositeOptions {
-    ///             layout: "speaker".into(),
-    ///             encoding: proto::EncodingOptionsPreset::H264720p30.into(),
-    ///             ..Default::default()
-    ///         },
-    ///     )
-    ///     .await?;
-    /// println!("started {}", info.egress_id);
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn start_room_composite_egress(
-        &self,
-        room: &str,
-        outputs: Vec<EgressOutput>,
-        options: RoomCompositeOptions,
-    ) -> Result<proto::EgressInfo, ClientError> {
-        let request = RoomCompositeRequest::new(room)
-            .layout(options.layout)
-            .audio_only(options.audio_only)
-            .video_only(options.video_only)
-            .audio_mixing(options.audio_mixing)
-            .custom_base_url(options.custom_base_url)
-            .outputs(outputs)
-            .webhooks(options.webhooks)
-            .encoding(options.encoding.resolve())
-            .build()?;
-        self.send(&request).await
-    }
+    v1_start! {
+        /// Records a whole room through a layout template (`StartRoomCompositeEgress`).
+        ///
+        /// With the default options the request is byte-identical to what `livekit-api` sends for
+        /// the same arguments (see [`Encoding::SdkDefault`](crate::Encoding::SdkDefault)).
+        ///
+        /// # Errors
+        ///
+        /// [`ClientError::Validation`] (nothing sent) for an empty room, no outputs,
+        /// `audio_only` with `video_only`; otherwise any call failure.
+        ///
+        /// ```no_run
+        /// use egress_client::{EgressClient, EgressOutput, RoomCompositeOptions, proto};
+        ///
+        /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
+        /// let info = client
+        ///     .start_room_composite_egress(
+        ///         "standup",
+        ///         vec![EgressOutput::File(proto::EncodedFileOutput {
+        ///             filepath: "recordings/{room_name}.mp4".into(),
+        ///             ..Default::default()
+        ///         })],
+        ///         RoomCompositeOptions {
+        ///             layout: "speaker".into(),
+        ///             encoding: proto::EncodingOptionsPreset::H264720p30.into(),
+        ///             ..Default::default()
+        ///         },
+        ///     )
+        ///     .await?;
+        /// println!("started {}", info.egress_id);
+        /// # Ok(())
+        /// # }
+        /// ```
+        fn start_room_composite_egress(room; RoomCompositeOptions) => RoomCompositeRequest {
+            layout, audio_only, video_only, audio_mixing, custom_base_url
+        }
 
-    /// Records a web page (`StartWebEgress`).
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Validation`] (nothing sent) for an empty URL, no outputs, `audio_only`
-    /// with `video_only`; otherwise any call failure.
-    ///
-    /// ```no_run
-    /// use egress_client::{EgressClient, EgressOutput, WebOptions, proto};
-    ///
-    /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
-    /// let info = client
-    ///     .start_web_egress(
-    ///         "https://example.com/dashboard",
-    ///         vec![EgressOutput::Stream(proto::StreamOutput {
-    ///             protocol: proto::StreamProtocol::Rtmp as i32,
-    ///             urls: vec!["rtmp://live.example.com/app/key".into()],
-    ///             ..Default::default()
-    ///         })],
-    ///         WebOptions { await_start_signal: true, ..Default::default() },
-    ///     )
-    ///     .await?;
-    /// # let _ = info;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn start_web_egress(
-        &self,
-        url: &str,
-        outputs: Vec<EgressOutput>,
-        options: WebOptions,
-    ) -> Result<proto::EgressInfo, ClientError> {
-        let request = WebRequest::new(url)
-            .audio_only(options.audio_only)
-            .video_only(options.video_only)
-            .await_start_signal(options.await_start_signal)
-            .outputs(outputs)
-            .webhooks(options.webhooks)
-            .encoding(options.encoding.resolve())
-            .build()?;
-        self.send(&request).await
-    }
+        /// Records a web page (`StartWebEgress`).
+        ///
+        /// # Errors
+        ///
+        /// [`ClientError::Validation`] (nothing sent) for an empty URL, no outputs, `audio_only`
+        /// with `video_only`; otherwise any call failure.
+        ///
+        /// ```no_run
+        /// use egress_client::{EgressClient, EgressOutput, WebOptions, proto};
+        ///
+        /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
+        /// let info = client
+        ///     .start_web_egress(
+        ///         "https://example.com/dashboard",
+        ///         vec![EgressOutput::Stream(proto::StreamOutput {
+        ///             protocol: proto::StreamProtocol::Rtmp as i32,
+        ///             urls: vec!["rtmp://live.example.com/app/key".into()],
+        ///             ..Default::default()
+        ///         })],
+        ///         WebOptions { await_start_signal: true, ..Default::default() },
+        ///     )
+        ///     .await?;
+        /// # let _ = info;
+        /// # Ok(())
+        /// # }
+        /// ```
+        fn start_web_egress(url; WebOptions) => WebRequest {
+            audio_only, video_only, await_start_signal
+        }
 
-    /// Records one participant's camera (or screen share) and microphone
-    /// (`StartParticipantEgress`).
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Validation`] (nothing sent) for an empty room or identity, or no
-    /// outputs; otherwise any call failure.
-    ///
-    /// ```no_run
-    /// use egress_client::{EgressClient, EgressOutput, ParticipantEgressOptions, proto};
-    ///
-    /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
-    /// let info = client
-    ///     .start_participant_egress(
-    ///         "standup",
-    ///         "alice",
-    ///         vec![EgressOutput::Segments(proto::SegmentedFileOutput {
-    ///             filename_prefix: "hls/alice".into(),
-    ///             playlist_name: "alice.m3u8".into(),
-    ///             ..Default::default()
-    ///         })],
-    ///         ParticipantEgressOptions { screenshare: true, ..Default::default() },
-    ///     )
-    ///     .await?;
-    /// # let _ = info;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn start_participant_egress(
-        &self,
-        room: &str,
-        participant_identity: &str,
-        outputs: Vec<EgressOutput>,
-        options: ParticipantEgressOptions,
-    ) -> Result<proto::EgressInfo, ClientError> {
-        let request = ParticipantRequest::new(room, participant_identity)
-            .screen_share(options.screenshare)
-            .outputs(outputs)
-            .webhooks(options.webhooks)
-            .encoding(options.encoding.resolve())
-            .build()?;
-        self.send(&request).await
-    }
+        /// Records one participant's camera (or screen share) and microphone
+        /// (`StartParticipantEgress`).
+        ///
+        /// # Errors
+        ///
+        /// [`ClientError::Validation`] (nothing sent) for an empty room or identity, or no
+        /// outputs; otherwise any call failure.
+        ///
+        /// ```no_run
+        /// use egress_client::{EgressClient, EgressOutput, ParticipantEgressOptions, proto};
+        ///
+        /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
+        /// let info = client
+        ///     .start_participant_egress(
+        ///         "standup",
+        ///         "alice",
+        ///         vec![EgressOutput::Segments(proto::SegmentedFileOutput {
+        ///             filename_prefix: "hls/alice".into(),
+        ///             playlist_name: "alice.m3u8".into(),
+        ///             ..Default::default()
+        ///         })],
+        ///         ParticipantEgressOptions { screenshare: true, ..Default::default() },
+        ///     )
+        ///     .await?;
+        /// # let _ = info;
+        /// # Ok(())
+        /// # }
+        /// ```
+        fn start_participant_egress(room, participant_identity; ParticipantEgressOptions)
+            => ParticipantRequest { screen_share: screenshare }
 
-    /// Records one audio and/or one video track, synchronised (`StartTrackCompositeEgress`).
-    ///
-    /// # Errors
-    ///
-    /// [`ClientError::Validation`] (nothing sent) for an empty room, no track id, or no
-    /// outputs; otherwise any call failure.
-    ///
-    /// ```no_run
-    /// use egress_client::{EgressClient, EgressOutput, TrackCompositeOptions, proto};
-    ///
-    /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
-    /// let info = client
-    ///     .start_track_composite_egress(
-    ///         "standup",
-    ///         vec![EgressOutput::File(proto::EncodedFileOutput::default())],
-    ///         TrackCompositeOptions {
-    ///             audio_track_id: "TR_audio".into(),
-    ///             video_track_id: "TR_video".into(),
-    ///             ..Default::default()
-    ///         },
-    ///     )
-    ///     .await?;
-    /// # let _ = info;
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub async fn start_track_composite_egress(
-        &self,
-        room: &str,
-        outputs: Vec<EgressOutput>,
-        options: TrackCompositeOptions,
-    ) -> Result<proto::EgressInfo, ClientError> {
-        let request = TrackCompositeRequest::new(room)
-            .audio_track_id(options.audio_track_id)
-            .video_track_id(options.video_track_id)
-            .outputs(outputs)
-            .webhooks(options.webhooks)
-            .encoding(options.encoding.resolve())
-            .build()?;
-        self.send(&request).await
+        /// Records one audio and/or one video track, synchronised (`StartTrackCompositeEgress`).
+        ///
+        /// # Errors
+        ///
+        /// [`ClientError::Validation`] (nothing sent) for an empty room, no track id, or no
+        /// outputs; otherwise any call failure.
+        ///
+        /// ```no_run
+        /// use egress_client::{EgressClient, EgressOutput, TrackCompositeOptions, proto};
+        ///
+        /// # async fn run(client: EgressClient) -> Result<(), egress_client::ClientError> {
+        /// let info = client
+        ///     .start_track_composite_egress(
+        ///         "standup",
+        ///         vec![EgressOutput::File(proto::EncodedFileOutput::default())],
+        ///         TrackCompositeOptions {
+        ///             audio_track_id: "TR_audio".into(),
+        ///             video_track_id: "TR_video".into(),
+        ///             ..Default::default()
+        ///         },
+        ///     )
+        ///     .await?;
+        /// # let _ = info;
+        /// # Ok(())
+        /// # }
+        /// ```
+        fn start_track_composite_egress(room; TrackCompositeOptions) => TrackCompositeRequest {
+            audio_track_id, video_track_id
+        }
     }
 
     /// Exports one track without transcoding, to a file or a WebSocket (`StartTrackEgress`).

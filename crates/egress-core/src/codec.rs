@@ -24,13 +24,9 @@ impl WireFormat {
     /// type is compared case-insensitively after trimming.
     pub fn from_content_type(value: &str) -> Option<WireFormat> {
         let media = value.split(';').next().unwrap_or("").trim();
-        if media.eq_ignore_ascii_case("application/protobuf") {
-            Some(WireFormat::Protobuf)
-        } else if media.eq_ignore_ascii_case("application/json") {
-            Some(WireFormat::Json)
-        } else {
-            None
-        }
+        [WireFormat::Protobuf, WireFormat::Json]
+            .into_iter()
+            .find(|format| media.eq_ignore_ascii_case(format.content_type()))
     }
 
     /// The `Content-Type` of an answer in this encoding.

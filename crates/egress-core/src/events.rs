@@ -5,7 +5,6 @@
 //! webhook listener, the poll, Redis, the streams).
 
 use std::collections::{HashMap, VecDeque};
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use prost_reflect::{DeserializeOptions, DynamicMessage};
@@ -48,11 +47,7 @@ impl EventKind {
     }
 }
 
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(EventKind);
 
 /// Where the gateway learned of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -86,3 +86,32 @@ pub use view::{RequestView, decode_view};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// `Display` for types whose text is their `as_str()` (the name they are written with on
+/// the wire or in a file): the one impl, instead of one per type.
+///
+/// ```
+/// #[derive(Clone, Copy)]
+/// pub enum Mode {
+///     On,
+/// }
+///
+/// impl Mode {
+///     pub const fn as_str(self) -> &'static str {
+///         "on"
+///     }
+/// }
+///
+/// egress_core::display_as_str!(Mode);
+/// assert_eq!(Mode::On.to_string(), "on");
+/// ```
+#[macro_export]
+macro_rules! display_as_str {
+    ($($ty:ty),* $(,)?) => {$(
+        impl ::std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    )*};
+}

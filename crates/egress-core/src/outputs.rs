@@ -72,29 +72,23 @@ impl EgressOutput {
     }
 }
 
-impl From<proto::EncodedFileOutput> for EgressOutput {
-    fn from(output: proto::EncodedFileOutput) -> Self {
-        Self::File(output)
-    }
+/// Each output message converts into its [`EgressOutput`] variant.
+macro_rules! egress_output_from {
+    ($($message:ident => $variant:ident),* $(,)?) => {$(
+        impl From<proto::$message> for EgressOutput {
+            fn from(output: proto::$message) -> Self {
+                Self::$variant(output)
+            }
+        }
+    )*};
 }
 
-impl From<proto::StreamOutput> for EgressOutput {
-    fn from(output: proto::StreamOutput) -> Self {
-        Self::Stream(output)
-    }
-}
-
-impl From<proto::SegmentedFileOutput> for EgressOutput {
-    fn from(output: proto::SegmentedFileOutput) -> Self {
-        Self::Segments(output)
-    }
-}
-
-impl From<proto::ImageOutput> for EgressOutput {
-    fn from(output: proto::ImageOutput) -> Self {
-        Self::Image(output)
-    }
-}
+egress_output_from!(
+    EncodedFileOutput => File,
+    StreamOutput => Stream,
+    SegmentedFileOutput => Segments,
+    ImageOutput => Image,
+);
 
 /// Outputs sorted into the four repeated fields of the v1 Start requests.
 ///

@@ -9,7 +9,6 @@
 //! expansions of that one table, so adding an RPC is one row and the compiler points at
 //! every `match` that must learn it.
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::proto;
@@ -200,11 +199,7 @@ impl Rpc {
     }
 }
 
-impl fmt::Display for Rpc {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+crate::display_as_str!(Rpc);
 
 /// A method name that is not one of the egress RPCs.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -42,50 +42,37 @@ pub(crate) fn non_empty(s: &str) -> Option<String> {
     (!s.is_empty()).then(|| s.to_owned())
 }
 
-impl From<&proto::S3Upload> for StorageTarget {
-    fn from(u: &proto::S3Upload) -> Self {
-        Self {
-            provider: StorageProvider::S3,
-            account: None,
-            bucket: non_empty(&u.bucket),
-            region: non_empty(&u.region),
-            endpoint: non_empty(&u.endpoint),
+/// Each upload message's target: its provider, and which of its fields hold the account,
+/// bucket, region and endpoint. A field the message lacks, or leaves empty, is `None`.
+macro_rules! storage_target_from {
+    ($($upload:ident => $provider:ident { $($field:ident: $source:ident),* }),* $(,)?) => {$(
+        impl From<&proto::$upload> for StorageTarget {
+            fn from(u: &proto::$upload) -> Self {
+                Self {
+                    $($field: non_empty(&u.$source),)*
+                    ..Self::at(StorageProvider::$provider)
+                }
+            }
         }
-    }
+    )*};
 }
 
-impl From<&proto::GcpUpload> for StorageTarget {
-    fn from(u: &proto::GcpUpload) -> Self {
+storage_target_from!(
+    S3Upload => S3 { bucket: bucket, region: region, endpoint: endpoint },
+    GcpUpload => Gcp { bucket: bucket },
+    AzureBlobUpload => Azure { account: account_name, bucket: container_name },
+    AliOssUpload => AliOss { bucket: bucket, region: region, endpoint: endpoint },
+);
+
+impl StorageTarget {
+    /// A target at `provider` that names nothing else.
+    fn at(provider: StorageProvider) -> Self {
         Self {
-            provider: StorageProvider::Gcp,
+            provider,
             account: None,
-            bucket: non_empty(&u.bucket),
+            bucket: None,
             region: None,
             endpoint: None,
-        }
-    }
-}
-
-impl From<&proto::AzureBlobUpload> for StorageTarget {
-    fn from(u: &proto::AzureBlobUpload) -> Self {
-        Self {
-            provider: StorageProvider::Azure,
-            account: non_empty(&u.account_name),
-            bucket: non_empty(&u.container_name),
-            region: None,
-            endpoint: None,
-        }
-    }
-}
-
-impl From<&proto::AliOssUpload> for StorageTarget {
-    fn from(u: &proto::AliOssUpload) -> Self {
-        Self {
-            provider: StorageProvider::AliOss,
-            account: None,
-            bucket: non_empty(&u.bucket),
-            region: non_empty(&u.region),
-            endpoint: non_empty(&u.endpoint),
         }
     }
 }

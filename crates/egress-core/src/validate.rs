@@ -77,18 +77,22 @@ fn optional_http(value: &str, field: &'static str) -> Result<(), ValidationError
     }
 }
 
-fn exclusive(
+/// What a request's `audio_only` and `video_only` (named `fields` in the request) leave
+/// recorded: `(audio, video)`. Both at once is refused.
+fn audio_video(
     audio_only: bool,
     video_only: bool,
-    field: &'static str,
-    other: &'static str,
-) -> Result<(), ValidationError> {
+    [field, other]: [&'static str; 2],
+) -> Result<(bool, bool), ValidationError> {
     if audio_only && video_only {
         Err(ValidationError::MutuallyExclusive { field, other })
     } else {
-        Ok(())
+        Ok((!video_only, !audio_only))
     }
 }
+
+/// The v1 requests' `audio_only` and `video_only`, for [`audio_video`].
+const V1_AUDIO_VIDEO: [&str; 2] = ["audio_only", "video_only"];
 
 /// Fails when more than one output of a kind is given (`multiple … outputs`).
 fn at_most_one(count: usize, field: &'static str) -> Result<(), ValidationError> {
@@ -299,13 +303,8 @@ pub fn validate_room_composite(
     request: &proto::RoomCompositeEgressRequest,
 ) -> Result<(), ValidationError> {
     optional_http(&request.custom_base_url, "custom_base_url")?;
-    exclusive(
-        request.audio_only,
-        request.video_only,
-        "audio_only",
-        "video_only",
-    )?;
-    validate_v1_outputs(request, !request.audio_only)?;
+    let (_, video) = audio_video(request.audio_only, request.video_only, V1_AUDIO_VIDEO)?;
+    validate_v1_outputs(request, video)?;
     require(&request.room_name, "room_name")
 }
 
@@ -325,13 +324,8 @@ pub fn validate_room_composite(
 /// ```
 pub fn validate_web(request: &proto::WebEgressRequest) -> Result<(), ValidationError> {
     require_http(&request.url, "url")?;
-    exclusive(
-        request.audio_only,
-        request.video_only,
-        "audio_only",
-        "video_only",
-    )?;
-    validate_v1_outputs(request, !request.audio_only)
+    let (_, video) = audio_video(request.audio_only, request.video_only, V1_AUDIO_VIDEO)?;
+    validate_v1_outputs(request, video)
 }
 
 /// Validates a `StartParticipantEgress` request.
@@ -460,23 +454,15 @@ pub fn validate_start_egress(request: &proto::StartEgressRequest) -> Result<(), 
         None => return Err(ValidationError::Missing { field: "source" }),
         Some(Source::Template(template)) => {
             optional_http(&template.custom_base_url, "template.custom_base_url")?;
-            exclusive(
-                template.audio_only,
-                template.video_only,
-                "template.audio_only",
-                "template.video_only",
-            )?;
-            (!template.video_only, !template.audio_only, true)
+            let fields = ["template.audio_only", "template.video_only"];
+            let (audio, video) = audio_video(template.audio_only, template.video_only, fields)?;
+            (audio, video, true)
         }
         Some(Source::Web(web)) => {
             require_http(&web.url, "web.url")?;
-            exclusive(
-                web.audio_only,
-                web.video_only,
-                "web.audio_only",
-                "web.video_only",
-            )?;
-            (!web.video_only, !web.audio_only, false)
+            let fields = ["web.audio_only", "web.video_only"];
+            let (audio, video) = audio_video(web.audio_only, web.video_only, fields)?;
+            (audio, video, false)
         }
         Some(Source::Media(media)) => {
             let video = media.video.is_some();

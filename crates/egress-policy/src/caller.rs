@@ -40,11 +40,7 @@ impl AuthMode {
     }
 }
 
-impl fmt::Display for AuthMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+egress_core::display_as_str!(AuthMode);
 
 /// A caller's own LiveKit-style API key (`api_key` in the file) and its secret (read from
 /// `api_secret_file` or `api_secret_env`): its SDK signs access tokens with them.

@@ -59,11 +59,7 @@ impl Rule {
     }
 }
 
-impl fmt::Display for Rule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+egress_core::display_as_str!(Rule);
 
 /// Why a request was refused: which caller, which rule, and the offending
 /// value.

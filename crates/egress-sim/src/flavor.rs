@@ -93,11 +93,7 @@ fn code_through_grpc(code: &str) -> &str {
     }
 }
 
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+egress_core::display_as_str!(Flavor);
 
 /// An unknown flavor name.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,9 +67,9 @@ fn redact_request(request: &mut egress_info::Request) {
                 &mut r.image_outputs,
             );
             match &mut r.output {
-                Some(lk::$oneof::Output::File(f)) => redact_upload(upload_of_file(f)),
+                Some(lk::$oneof::Output::File(f)) => redact_upload(f.output.as_mut()),
                 Some(lk::$oneof::Output::Stream(s)) => redact_stream_keys(s),
-                Some(lk::$oneof::Output::Segments(s)) => redact_upload(upload_of_segments(s)),
+                Some(lk::$oneof::Output::Segments(s)) => redact_upload(s.output.as_mut()),
                 None => {}
             }
         }};
@@ -87,12 +87,7 @@ fn redact_request(request: &mut egress_info::Request) {
         // `RedactDirectOutputs`.
         egress_info::Request::Track(r) => match &mut r.output {
             Some(lk::track_egress_request::Output::File(f)) => {
-                redact_upload(f.output.as_mut().map(|o| match o {
-                    lk::direct_file_output::Output::S3(s3) => Upload::S3(s3),
-                    lk::direct_file_output::Output::Gcp(gcp) => Upload::Gcp(gcp),
-                    lk::direct_file_output::Output::Azure(azure) => Upload::Azure(azure),
-                    lk::direct_file_output::Output::AliOss(ali) => Upload::AliOss(ali),
-                }));
+                redact_upload(f.output.as_mut());
             }
             Some(lk::track_egress_request::Output::WebsocketUrl(url)) => {
                 *url = redact_url_query_values(url);
@@ -113,29 +108,24 @@ fn redact_encoded(
     images: &mut [lk::ImageOutput],
 ) {
     if let [file] = files {
-        redact_upload(upload_of_file(file));
+        redact_upload(file.output.as_mut());
     }
     if let [segment] = segments {
-        redact_upload(upload_of_segments(segment));
+        redact_upload(segment.output.as_mut());
     }
     if let [stream] = streams {
         redact_stream_keys(stream);
     }
     if let [image] = images {
-        redact_upload(image.output.as_mut().map(|o| match o {
-            lk::image_output::Output::S3(s3) => Upload::S3(s3),
-            lk::image_output::Output::Gcp(gcp) => Upload::Gcp(gcp),
-            lk::image_output::Output::Azure(azure) => Upload::Azure(azure),
-            lk::image_output::Output::AliOss(ali) => Upload::AliOss(ali),
-        }));
+        redact_upload(image.output.as_mut());
     }
 }
 
 /// `RedactStartEgressRequest`: the shared storage, each output's storage and stream keys.
 fn redact_v2(storage: &mut Option<lk::StorageConfig>, outputs: &mut [lk::Output]) {
-    redact_upload(storage.as_mut().and_then(upload_of_storage));
+    redact_upload(storage.as_mut().and_then(|s| s.provider.as_mut()));
     for output in outputs {
-        redact_upload(output.storage.as_mut().and_then(upload_of_storage));
+        redact_upload(output.storage.as_mut().and_then(|s| s.provider.as_mut()));
         if let Some(lk::output::Config::Stream(stream)) = &mut output.config {
             redact_stream_keys(stream);
         }
@@ -150,36 +140,35 @@ enum Upload<'a> {
     AliOss(&'a mut lk::AliOssUpload),
 }
 
-fn upload_of_file(file: &mut lk::EncodedFileOutput) -> Option<Upload<'_>> {
-    file.output.as_mut().map(|o| match o {
-        lk::encoded_file_output::Output::S3(s3) => Upload::S3(s3),
-        lk::encoded_file_output::Output::Gcp(gcp) => Upload::Gcp(gcp),
-        lk::encoded_file_output::Output::Azure(azure) => Upload::Azure(azure),
-        lk::encoded_file_output::Output::AliOss(ali) => Upload::AliOss(ali),
-    })
+/// Every upload oneof (in a file, segments, image, direct file output or a `StorageConfig`)
+/// has the same four providers.
+macro_rules! upload_from {
+    ($($oneof:path),* $(,)?) => {$(
+        impl<'a> From<&'a mut $oneof> for Upload<'a> {
+            fn from(oneof: &'a mut $oneof) -> Self {
+                use $oneof as Oneof;
+                match oneof {
+                    Oneof::S3(s3) => Upload::S3(s3),
+                    Oneof::Gcp(gcp) => Upload::Gcp(gcp),
+                    Oneof::Azure(azure) => Upload::Azure(azure),
+                    Oneof::AliOss(ali) => Upload::AliOss(ali),
+                }
+            }
+        }
+    )*};
 }
 
-fn upload_of_segments(segments: &mut lk::SegmentedFileOutput) -> Option<Upload<'_>> {
-    segments.output.as_mut().map(|o| match o {
-        lk::segmented_file_output::Output::S3(s3) => Upload::S3(s3),
-        lk::segmented_file_output::Output::Gcp(gcp) => Upload::Gcp(gcp),
-        lk::segmented_file_output::Output::Azure(azure) => Upload::Azure(azure),
-        lk::segmented_file_output::Output::AliOss(ali) => Upload::AliOss(ali),
-    })
-}
-
-fn upload_of_storage(storage: &mut lk::StorageConfig) -> Option<Upload<'_>> {
-    storage.provider.as_mut().map(|p| match p {
-        lk::storage_config::Provider::S3(s3) => Upload::S3(s3),
-        lk::storage_config::Provider::Gcp(gcp) => Upload::Gcp(gcp),
-        lk::storage_config::Provider::Azure(azure) => Upload::Azure(azure),
-        lk::storage_config::Provider::AliOss(ali) => Upload::AliOss(ali),
-    })
-}
+upload_from!(
+    lk::encoded_file_output::Output,
+    lk::segmented_file_output::Output,
+    lk::image_output::Output,
+    lk::direct_file_output::Output,
+    lk::storage_config::Provider,
+);
 
 /// `RedactUpload`: credentials become `{access_key}`, `{secret}`, … (empty stays empty).
-fn redact_upload(upload: Option<Upload<'_>>) {
-    match upload {
+fn redact_upload<'a>(upload: Option<impl Into<Upload<'a>>>) {
+    match upload.map(Into::into) {
         Some(Upload::S3(s3)) => {
             redact(&mut s3.access_key, "{access_key}");
             redact(&mut s3.secret, "{secret}");

@@ -78,26 +78,81 @@ pub(crate) async fn call(
     claims: Option<&Claims>,
     deadline: Option<Instant>,
 ) -> Result<Vec<u8>, TwirpError> {
-    // The request's type names the RPC, and the table its response type, so a handler
-    // cannot answer with the wrong message.
-    async fn run<Req, F, Fut>(
-        encoding: WireFormat,
-        body: &[u8],
-        claims: Option<&Claims>,
-        f: F,
-    ) -> Result<Vec<u8>, TwirpError>
+    use egress_info::Request;
+    let incoming = Incoming {
+        shared,
+        encoding,
+        body,
+        claims,
+        deadline,
+    };
+    match rpc {
+        Rpc::StartRoomCompositeEgress => incoming.start(Request::RoomComposite).await,
+        Rpc::StartWebEgress => incoming.start(Request::Web).await,
+        Rpc::StartParticipantEgress => incoming.start(Request::Participant).await,
+        Rpc::StartTrackCompositeEgress => incoming.start(Request::TrackComposite).await,
+        Rpc::StartTrackEgress => incoming.start(Request::Track).await,
+        Rpc::StartEgress => incoming.start(Request::Egress).await,
+        // LiveKit looks the egress up before anything else, so an empty id is `not_found`
+        // rather than `invalid_argument`.
+        Rpc::UpdateLayout => {
+            incoming
+                .run(|r: lk::UpdateLayoutRequest| async move {
+                    shared
+                        .store()
+                        .update_layout(&r.egress_id, &r.layout, now_ns())
+                })
+                .await
+        }
+        Rpc::UpdateStream => {
+            incoming
+                .run(|r: lk::UpdateStreamRequest| update_stream(shared, r, deadline))
+                .await
+        }
+        Rpc::StopEgress => {
+            incoming
+                .run(|r: lk::StopEgressRequest| stop(shared, r.egress_id, deadline))
+                .await
+        }
+        Rpc::ListEgress => {
+            incoming
+                .run(|r: lk::ListEgressRequest| async move {
+                    check(&r)?;
+                    list(shared, &r)
+                })
+                .await
+        }
+    }
+}
+
+/// One call as it came in, before its request is decoded.
+#[derive(Clone, Copy)]
+struct Incoming<'a> {
+    shared: &'a Shared,
+    encoding: WireFormat,
+    body: &'a [u8],
+    claims: Option<&'a Claims>,
+    /// The caller's `X-Twirp-Timeout-Ms`.
+    deadline: Option<Instant>,
+}
+
+impl Incoming<'_> {
+    /// Decodes the request, checks the grant, then answers it with `f`. The request's type
+    /// names the RPC, and the table its response type, so a handler cannot answer with the
+    /// wrong message.
+    async fn run<Req, F, Fut>(self, f: F) -> Result<Vec<u8>, TwirpError>
     where
         Req: RpcRequest,
         F: FnOnce(Req) -> Fut,
         Fut: Future<Output = Result<Req::Response, TwirpError>>,
         Req::Response: Redact,
     {
-        let rpc = Req::RPC;
-        let request: Req = codec::decode(encoding, rpc.request_type(), body).map_err(|e| {
+        let (rpc, encoding) = (Req::RPC, self.encoding);
+        let request: Req = codec::decode(encoding, rpc.request_type(), self.body).map_err(|e| {
             tracing::debug!(%rpc, error = %e, "malformed request");
             TwirpError::malformed(encoding)
         })?;
-        if !claims.is_some_and(|c| c.video.room_record) {
+        if !self.claims.is_some_and(|c| c.video.room_record) {
             return Err(TwirpError::permission_denied());
         }
         let mut response = f(request).await?;
@@ -106,126 +161,42 @@ pub(crate) async fn call(
         Ok(codec::encode(encoding, rpc.response_type(), &response))
     }
 
-    match rpc {
-        Rpc::StartRoomCompositeEgress => {
-            run(
-                encoding,
-                body,
-                claims,
-                |r: lk::RoomCompositeEgressRequest| {
-                    let new = NewEgress {
-                        room_name: r.room_name.clone(),
-                        source_type: EgressSourceType::Web,
-                        request: egress_info::Request::RoomComposite(r.clone()),
-                    };
-                    start(shared, r, new, deadline)
-                },
-            )
+    /// Runs a Start RPC ([`start`]); `kept_as` is the `EgressInfo.request` variant that
+    /// keeps its request type.
+    async fn start<T>(self, kept_as: fn(T) -> egress_info::Request) -> Result<Vec<u8>, TwirpError>
+    where
+        T: RpcRequest<Response = EgressInfo> + Validate + Clone,
+    {
+        let (shared, deadline) = (self.shared, self.deadline);
+        self.run(|request| start(shared, request, kept_as, deadline))
             .await
-        }
-        Rpc::StartWebEgress => {
-            run(encoding, body, claims, |r: lk::WebEgressRequest| {
-                let new = NewEgress {
-                    room_name: String::new(),
-                    source_type: EgressSourceType::Web,
-                    request: egress_info::Request::Web(r.clone()),
-                };
-                start(shared, r, new, deadline)
-            })
-            .await
-        }
-        Rpc::StartParticipantEgress => {
-            run(encoding, body, claims, |r: lk::ParticipantEgressRequest| {
-                let new = NewEgress {
-                    room_name: r.room_name.clone(),
-                    source_type: EgressSourceType::Sdk,
-                    request: egress_info::Request::Participant(r.clone()),
-                };
-                start(shared, r, new, deadline)
-            })
-            .await
-        }
-        Rpc::StartTrackCompositeEgress => {
-            run(
-                encoding,
-                body,
-                claims,
-                |r: lk::TrackCompositeEgressRequest| {
-                    let new = NewEgress {
-                        room_name: r.room_name.clone(),
-                        source_type: EgressSourceType::Sdk,
-                        request: egress_info::Request::TrackComposite(r.clone()),
-                    };
-                    start(shared, r, new, deadline)
-                },
-            )
-            .await
-        }
-        Rpc::StartTrackEgress => {
-            run(encoding, body, claims, |r: lk::TrackEgressRequest| {
-                let new = NewEgress {
-                    room_name: r.room_name.clone(),
-                    source_type: EgressSourceType::Sdk,
-                    request: egress_info::Request::Track(r.clone()),
-                };
-                start(shared, r, new, deadline)
-            })
-            .await
-        }
-        Rpc::StartEgress => {
-            run(encoding, body, claims, |r: lk::StartEgressRequest| {
-                let source_type = match r.source {
-                    Some(start_egress_request::Source::Media(_)) => EgressSourceType::Sdk,
-                    _ => EgressSourceType::Web,
-                };
-                let new = NewEgress {
-                    room_name: r.room_name.clone(),
-                    source_type,
-                    request: egress_info::Request::Egress(r.clone()),
-                };
-                start(shared, r, new, deadline)
-            })
-            .await
-        }
-        // LiveKit looks the egress up before anything else, so an empty id is `not_found`
-        // rather than `invalid_argument`.
-        Rpc::UpdateLayout => {
-            run(
-                encoding,
-                body,
-                claims,
-                |r: lk::UpdateLayoutRequest| async move {
-                    shared
-                        .store()
-                        .update_layout(&r.egress_id, &r.layout, now_ns())
-                },
-            )
-            .await
-        }
-        Rpc::UpdateStream => {
-            run(encoding, body, claims, |r: lk::UpdateStreamRequest| {
-                update_stream(shared, r, deadline)
-            })
-            .await
-        }
-        Rpc::StopEgress => {
-            run(encoding, body, claims, |r: lk::StopEgressRequest| {
-                stop(shared, r.egress_id, deadline)
-            })
-            .await
-        }
-        Rpc::ListEgress => {
-            run(
-                encoding,
-                body,
-                claims,
-                |r: lk::ListEgressRequest| async move {
-                    check(&r)?;
-                    list(shared, &r)
-                },
-            )
-            .await
-        }
+    }
+}
+
+/// The egress a Start request (`request`, as `EgressInfo` keeps it) asks for: its room (a
+/// web egress joins none) and the source type LiveKit reports (`SDK` for what records
+/// tracks, `WEB` for what renders a page).
+fn new_egress(request: egress_info::Request) -> NewEgress {
+    use egress_info::Request;
+    let (room_name, source_type) = match &request {
+        Request::RoomComposite(r) => (r.room_name.clone(), EgressSourceType::Web),
+        Request::Web(_) => (String::new(), EgressSourceType::Web),
+        Request::Participant(r) => (r.room_name.clone(), EgressSourceType::Sdk),
+        Request::TrackComposite(r) => (r.room_name.clone(), EgressSourceType::Sdk),
+        Request::Track(r) => (r.room_name.clone(), EgressSourceType::Sdk),
+        Request::Egress(r) => match r.source {
+            Some(start_egress_request::Source::Media(_)) => {
+                (r.room_name.clone(), EgressSourceType::Sdk)
+            }
+            _ => (r.room_name.clone(), EgressSourceType::Web),
+        },
+        // `ExportReplay` is no RPC of the pinned `livekit.Egress`: [`call`] starts none.
+        Request::Replay(_) => unreachable!("only the Start RPCs of `call` start an egress"),
+    };
+    NewEgress {
+        room_name,
+        source_type,
+        request,
     }
 }
 
@@ -235,12 +206,13 @@ pub(crate) async fn call(
 /// retries run out (`unavailable` `no response from servers`), or the caller's deadline
 /// ends them first (`canceled` `request canceled`: psrpc's retry gives up with
 /// `ErrRequestCanceled` once the context is done).
-async fn start<T: Validate>(
+async fn start<T: Validate + Clone>(
     shared: &Shared,
     request: T,
-    new: NewEgress,
+    kept_as: fn(T) -> egress_info::Request,
     deadline: Option<Instant>,
 ) -> Result<EgressInfo, TwirpError> {
+    let new = new_egress(kept_as(request.clone()));
     let (room_id, workers) = {
         let mut store = shared.store();
         (store.room_for_start(&new.room_name)?, store.workers())
@@ -276,7 +248,7 @@ async fn stop(
     let rpc_error = if cut {
         TwirpError::request_canceled()
     } else {
-        TwirpError::request_timed_out()
+        TwirpError::deadline_exceeded()
     };
     Err(store_fallback(shared, &egress_id, rpc_error, "stopped"))
 }

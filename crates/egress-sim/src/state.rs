@@ -381,30 +381,32 @@ impl Entry {
         if let Some(reason) = &self.end_reason {
             info.details = format!("End reason: {reason}");
         }
-        match status {
-            EgressStatus::EgressComplete => {
-                let ended = self.complete_ns.unwrap_or(now);
-                info.ended_at = ended;
-                updated = updated.max(ended);
-                finish_results(&mut info, ended, stream_info::Status::Finished);
-            }
+        // A failed or aborted egress ended when it was made to, with its message.
+        let made_to =
+            |ending: &Option<(i64, String)>| ending.clone().unwrap_or((now, String::new()));
+        let ended = match status {
+            EgressStatus::EgressComplete => Some((
+                self.complete_ns.unwrap_or(now),
+                stream_info::Status::Finished,
+            )),
             EgressStatus::EgressFailed => {
-                let (ended, error) = self.failure.clone().unwrap_or((now, String::new()));
-                info.ended_at = ended;
+                let (ended, error) = made_to(&self.failure);
                 info.error = error;
-                updated = updated.max(ended);
-                finish_results(&mut info, ended, stream_info::Status::Failed);
+                Some((ended, stream_info::Status::Failed))
             }
             EgressStatus::EgressAborted => {
                 // protocol `EgressInfo.SetAborted`: the message, and 412 as its error code.
-                let (ended, error) = self.aborted.clone().unwrap_or((now, String::new()));
-                info.ended_at = ended;
+                let (ended, error) = made_to(&self.aborted);
                 info.error = error;
                 info.error_code = 412;
-                updated = updated.max(ended);
-                finish_results(&mut info, ended, stream_info::Status::Finished);
+                Some((ended, stream_info::Status::Finished))
             }
-            _ => {}
+            _ => None,
+        };
+        if let Some((ended, stream_status)) = ended {
+            info.ended_at = ended;
+            updated = updated.max(ended);
+            finish_results(&mut info, ended, stream_status);
         }
         info.updated_at = updated;
         info

@@ -135,12 +135,6 @@ impl TwirpError {
         Self::relayed("unavailable", "no response from servers")
     }
 
-    /// psrpc's `ErrRequestTimedOut`, which livekit's `StopEgress` answers instead of
-    /// `ErrNoResponse` ("do not map cases where the context times out to 503").
-    pub(crate) fn request_timed_out() -> Self {
-        Self::relayed("deadline_exceeded", "request timed out")
-    }
-
     /// psrpc's `ErrRequestCanceled`: the caller's deadline (`X-Twirp-Timeout-Ms`) ended
     /// the internal RPC's retries (psrpc `middleware/retry.go` gives up with this error
     /// once the request's context is done).
@@ -148,8 +142,10 @@ impl TwirpError {
         Self::relayed("canceled", "request canceled")
     }
 
-    /// The caller's deadline (`X-Twirp-Timeout-Ms`) ran out: the psrpc call behind the
-    /// handler gives up with `psrpc.ErrRequestTimedOut`, so it is relayed.
+    /// psrpc's `ErrRequestTimedOut`, relayed. The psrpc call behind a handler gives up with
+    /// it when the caller's deadline (`X-Twirp-Timeout-Ms`) runs out, and livekit's
+    /// `StopEgress` answers it instead of `ErrNoResponse` ("do not map cases where the
+    /// context times out to 503").
     pub(crate) fn deadline_exceeded() -> Self {
         Self::relayed("deadline_exceeded", "request timed out")
     }

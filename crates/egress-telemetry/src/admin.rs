@@ -4,7 +4,6 @@
 //! error kinds and the version; the probe answers are fixed words.
 
 use std::convert::Infallible;
-use std::fmt;
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
@@ -70,11 +69,7 @@ impl NotReady {
     }
 }
 
-impl fmt::Display for NotReady {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+egress_core::display_as_str!(NotReady);
 
 impl Readiness {
     /// Not draining, upstream not (yet) known to be reachable.

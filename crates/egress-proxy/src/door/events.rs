@@ -19,10 +19,8 @@
 //! every message is an event.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes};
@@ -41,6 +39,7 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 use super::grpc::{answer_error, refuse_non_grpc};
+use super::{FrontDoor, Protocol};
 use crate::call::{Authenticator, CallerInfo};
 use crate::codec::BytesCodec;
 use crate::error::CallError;
@@ -56,12 +55,10 @@ const MAX_REQUEST: usize = 4096;
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `egress_gateway.v1.EgressEvents`.
-#[derive(Clone)]
-pub struct EventsDoor {
-    inner: Arc<Inner>,
-}
+pub type EventsDoor = FrontDoor<Events>;
 
-struct Inner {
+/// The `Watch` protocol, served by [`EventsDoor`].
+pub struct Events {
     authenticator: Authenticator,
     hub: Arc<Hub>,
     client: TwirpClient,
@@ -69,9 +66,9 @@ struct Inner {
     draining: watch::Receiver<bool>,
 }
 
-impl std::fmt::Debug for EventsDoor {
+impl std::fmt::Debug for Events {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EventsDoor").finish_non_exhaustive()
+        f.debug_struct("Events").finish_non_exhaustive()
     }
 }
 
@@ -82,18 +79,18 @@ impl EventsDoor {
         client: TwirpClient,
         draining: watch::Receiver<bool>,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                authenticator,
-                hub,
-                client,
-                draining,
-            }),
-        }
+        Self::serving(Events {
+            authenticator,
+            hub,
+            client,
+            draining,
+        })
     }
+}
 
-    /// Steps 1–3: the head of the call.
-    fn admit<B>(&self, req: &http::Request<B>) -> Result<(CallerInfo, Watcher), CallError> {
+impl Events {
+    /// Steps 1–3 once the request is known to be gRPC: the head of the call.
+    fn recognise<B>(&self, req: &http::Request<B>) -> Result<(CallerInfo, Watcher), CallError> {
         if req.uri().path() != WATCH_PATH {
             return Err(CallError::UnknownEventsMethod {
                 path: req.uri().path().to_owned(),
@@ -104,12 +101,12 @@ impl EventsDoor {
             .get::<Peer>()
             .cloned()
             .unwrap_or_else(Peer::unknown);
-        let caller = self.inner.authenticator.authenticate(
+        let caller = self.authenticator.authenticate(
             req.headers().get_all(http::header::AUTHORIZATION).iter(),
             &peer,
         )?;
-        let watcher = self.inner.hub.watch().ok_or(CallError::TooManyWatchers {
-            max: self.inner.hub.max_watchers(),
+        let watcher = self.hub.watch().ok_or(CallError::TooManyWatchers {
+            max: self.hub.max_watchers(),
         })?;
         Ok((caller, watcher))
     }
@@ -119,42 +116,34 @@ impl NamedService for EventsDoor {
     const NAME: &'static str = egress_proto::EVENTS_SERVICE;
 }
 
-impl tower::Service<http::Request<Body>> for EventsDoor {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+impl Protocol<Body> for Events {
+    type Admitted = (CallerInfo, Watcher);
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn admit(&self, req: &http::Request<Body>) -> Result<Self::Admitted, http::Response<Body>> {
+        if let Some(refusal) = refuse_non_grpc(req) {
+            return Err(refusal);
+        }
+        self.recognise(req).map_err(|error| answer_error(&error))
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
-        if let Some(refusal) = refuse_non_grpc(&req) {
-            return Box::pin(async move { Ok(refusal) });
-        }
-        let (caller, watcher) = match self.admit(&req) {
-            Ok(admitted) => admitted,
-            Err(error) => {
-                let response = answer_error(&error);
-                return Box::pin(async move { Ok(response) });
-            }
+    async fn answer(
+        self: Arc<Self>,
+        admitted: Self::Admitted,
+        req: http::Request<Body>,
+    ) -> http::Response<Body> {
+        let mut grpc =
+            tonic::server::Grpc::new(WatchCodec::default()).max_decoding_message_size(MAX_REQUEST);
+        let handler = WatchHandler {
+            events: self,
+            admitted: Some(admitted),
         };
-        let inner = Arc::clone(&self.inner);
-        Box::pin(async move {
-            let mut grpc = tonic::server::Grpc::new(WatchCodec::default())
-                .max_decoding_message_size(MAX_REQUEST);
-            let handler = WatchHandler {
-                inner,
-                admitted: Some((caller, watcher)),
-            };
-            Ok(grpc.server_streaming(handler, req).await)
-        })
+        grpc.server_streaming(handler, req).await
     }
 }
 
 /// Steps 4–6, once tonic has read the request.
 struct WatchHandler {
-    inner: Arc<Inner>,
+    events: Arc<Events>,
     admitted: Option<(CallerInfo, Watcher)>,
 }
 
@@ -166,7 +155,7 @@ impl tonic::server::ServerStreamingService<WatchEgressRequest> for WatchHandler 
     type Future = BoxFuture<'static, Result<Response<EventStream>, Status>>;
 
     fn call(&mut self, request: Request<WatchEgressRequest>) -> Self::Future {
-        let inner = Arc::clone(&self.inner);
+        let events = Arc::clone(&self.events);
         let (caller, watcher) = self
             .admitted
             .take()
@@ -189,7 +178,7 @@ impl tonic::server::ServerStreamingService<WatchEgressRequest> for WatchHandler 
                 "watch started"
             );
             let snapshot = if request.snapshot {
-                snapshot(&inner.client, &filter).await?
+                snapshot(&events.client, &filter).await?
             } else {
                 VecDeque::new()
             };
@@ -197,8 +186,8 @@ impl tonic::server::ServerStreamingService<WatchEgressRequest> for WatchHandler 
                 snapshot,
                 watcher,
                 filter,
-                draining: inner.draining.clone(),
-                hub: Arc::clone(&inner.hub),
+                draining: events.draining.clone(),
+                hub: Arc::clone(&events.hub),
                 done: false,
                 caller: caller.name,
                 started: std::time::Instant::now(),

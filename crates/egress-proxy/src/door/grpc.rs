@@ -21,7 +21,6 @@
 //!    egresses; every other answer is a few hundred bytes, where compressing costs more
 //!    CPU than it saves).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -33,25 +32,25 @@ use tonic::codec::{CompressionEncoding, Streaming};
 use tonic::{Code, Request, Response, Status};
 
 pub use super::DoorSettings;
-use super::{admit_head, held, plain};
-use crate::call::{Call, Door, Stages};
+use super::{FrontDoor, Protocol, admit_head, held, plain};
+use crate::call::{Call, Door, Slots, Stages};
 use crate::codec::BytesCodec;
 use crate::error::CallError;
 
 /// The `livekit.Egress` gRPC endpoint.
-#[derive(Debug, Clone)]
-pub struct GrpcDoor {
+pub type GrpcDoor = FrontDoor<Grpc>;
+
+/// The gRPC protocol of `livekit.Egress`, served by [`GrpcDoor`].
+#[derive(Debug)]
+pub struct Grpc {
     stages: Arc<Stages>,
-    settings: Arc<DoorSettings>,
+    settings: DoorSettings,
 }
 
 impl GrpcDoor {
     /// Serves `livekit.Egress` through `stages`.
     pub fn new(stages: Arc<Stages>, settings: DoorSettings) -> Self {
-        Self {
-            stages,
-            settings: Arc::new(settings),
-        }
+        Self::serving(Grpc { stages, settings })
     }
 }
 
@@ -97,63 +96,52 @@ pub(crate) fn answer_error(error: &CallError) -> http::Response<Body> {
     error.to_status().into_http()
 }
 
-impl<B> tower::Service<http::Request<B>> for GrpcDoor
+impl<B> Protocol<B> for Grpc
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+    type Admitted = (Call, Slots);
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn admit(&self, req: &http::Request<B>) -> Result<(Call, Slots), http::Response<Body>> {
+        self.recognise(req).map_err(|error| answer_error(&error))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (call, slots) = match self.recognise(&req) {
-            Ok(admitted) => admitted,
-            Err(error) => {
-                let response = answer_error(&error);
-                return Box::pin(async move { Ok(response) });
-            }
-        };
-        let stages = Arc::clone(&self.stages);
-        let settings = Arc::clone(&self.settings);
+    async fn answer(
+        self: Arc<Self>,
+        (call, slots): (Call, Slots),
+        req: http::Request<B>,
+    ) -> http::Response<Body> {
         let call_key = call.idempotency_key.clone();
-        Box::pin(async move {
-            let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
-            let max = settings.max_message_size;
-            let mut grpc = tonic::server::Grpc::new(BytesCodec)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max)
-                .accept_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd);
-            if rpc == Rpc::ListEgress {
-                grpc = grpc.send_compressed(CompressionEncoding::Gzip);
-            }
-            let answered = grpc.client_streaming(
-                OneMessage {
-                    stages,
-                    call: Some(call),
-                },
-                req,
-            );
-            let response = settings
-                .within_deadline(rpc, deadline, answered)
-                .await
-                .unwrap_or_else(|error| answer_error(&error));
-            Ok(held(response, slots, call_key))
-        })
+        let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
+        let max = self.settings.max_message_size;
+        let mut grpc = tonic::server::Grpc::new(BytesCodec)
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd);
+        if rpc == Rpc::ListEgress {
+            grpc = grpc.send_compressed(CompressionEncoding::Gzip);
+        }
+        let answered = grpc.client_streaming(
+            OneMessage {
+                stages: Arc::clone(&self.stages),
+                call: Some(call),
+            },
+            req,
+        );
+        let response = self
+            .settings
+            .within_deadline(rpc, deadline, answered)
+            .await
+            .unwrap_or_else(|error| answer_error(&error));
+        held(response, slots, call_key)
     }
 }
 
-impl GrpcDoor {
+impl Grpc {
     /// Builds the call from the request head and runs the head stages.
-    fn recognise<B>(
-        &self,
-        req: &http::Request<B>,
-    ) -> Result<(Call, crate::call::Slots), CallError> {
+    fn recognise<B>(&self, req: &http::Request<B>) -> Result<(Call, Slots), CallError> {
         let path = req.uri().path();
         // Anything under the service path that is not one of the pinned RPCs is answered
         // here: LiveKit would only say `bad_route`, and an unknown method has no contract.

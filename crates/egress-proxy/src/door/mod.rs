@@ -10,20 +10,24 @@
 //! - [`events`]: the gateway's own `egress_gateway.v1.EgressEvents/Watch` stream, over the
 //!   same authentication and policy.
 //!
-//! What the egress doors share is here: the settings, building a [`Call`] from a request
-//! head and admitting it ([`admit_head`]), and the deadline and drain around an answer.
+//! What the doors share is here: the tower service around each door's [`Protocol`]
+//! ([`FrontDoor`]), the settings, building a [`Call`] from a request head and admitting it
+//! ([`admit_head`]), and the deadline and drain around an answer.
 
 pub mod events;
 pub mod grpc;
 pub mod twirp;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use egress_core::Rpc;
+use futures_util::future::BoxFuture;
 use http_body::Frame;
 use pin_project_lite::pin_project;
 use tokio::sync::watch;
@@ -41,6 +45,70 @@ const TRACESTATE: &str = "tracestate";
 /// Where a caller may put its idempotency key (LiveKit's own name first), and where the
 /// key in use goes back to it.
 const IDEMPOTENCY_HEADERS: [&str; 2] = ["x-livekit-request-id", "idempotency-key"];
+
+/// What one door does with a request; [`FrontDoor`] makes it a tower service.
+///
+/// The head is judged in the service's `call`, so a refused call is answered without
+/// waiting on anything; only an admitted call's answer (body, stages, LiveKit) is awaited.
+pub trait Protocol<B>: Send + Sync + 'static {
+    /// What admitting the head gave the answer to go on with.
+    type Admitted: Send + 'static;
+
+    /// Judges the request head: the call admitted, or the answer that refuses it.
+    #[expect(
+        clippy::result_large_err,
+        reason = "a refusal is the response sent back; boxing it would only add an allocation"
+    )]
+    fn admit(
+        &self,
+        req: &http::Request<B>,
+    ) -> Result<Self::Admitted, http::Response<tonic::body::Body>>;
+
+    /// The answer to an admitted call.
+    fn answer(
+        self: Arc<Self>,
+        admitted: Self::Admitted,
+        req: http::Request<B>,
+    ) -> impl Future<Output = http::Response<tonic::body::Body>> + Send + 'static;
+}
+
+/// A front door: the tower service that serves protocol `P`. It never fails as a service;
+/// every failure is an answer in `P`'s own terms.
+#[derive(Debug)]
+pub struct FrontDoor<P>(Arc<P>);
+
+impl<P> FrontDoor<P> {
+    fn serving(protocol: P) -> Self {
+        Self(Arc::new(protocol))
+    }
+}
+
+// Not derived: that would ask `P: Clone`, and only the `Arc` is cloned.
+impl<P> Clone for FrontDoor<P> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+impl<P: Protocol<B>, B> tower::Service<http::Request<B>> for FrontDoor<P> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self.0.admit(&req) {
+            Ok(admitted) => {
+                let answer = Arc::clone(&self.0).answer(admitted, req);
+                Box::pin(async move { Ok(answer.await) })
+            }
+            Err(refusal) => Box::pin(async move { Ok(refusal) }),
+        }
+    }
+}
 
 /// What the egress doors need besides the stages.
 #[derive(Debug, Clone)]

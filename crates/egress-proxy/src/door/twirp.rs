@@ -17,19 +17,16 @@
 //!    LiveKit writes it), or the failure as LiveKit would answer it
 //!    ([`CallError::to_twirp`]): never a gRPC status.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use egress_core::Rpc;
 use egress_core::codec::{self, WireFormat};
 use egress_telemetry::CallCode;
-use futures_util::future::BoxFuture;
 use http_body_util::BodyExt;
 use tonic::body::Body;
 
-use super::{DoorSettings, admit_head, held, plain};
+use super::{DoorSettings, FrontDoor, Protocol, admit_head, held, plain};
 use crate::call::{Call, Door, Slots, Stages};
 use crate::error::CallError;
 use crate::error::twirp::TwirpAnswer;
@@ -38,26 +35,28 @@ use crate::error::twirp::TwirpAnswer;
 pub const TWIRP_PREFIX: &str = "/twirp/";
 
 /// The `livekit.Egress` Twirp endpoint.
-#[derive(Debug, Clone)]
-pub struct TwirpDoor {
+pub type TwirpDoor = FrontDoor<Twirp>;
+
+/// LiveKit's Twirp protocol of `livekit.Egress`, served by [`TwirpDoor`].
+#[derive(Debug)]
+pub struct Twirp {
     stages: Arc<Stages>,
-    settings: Arc<DoorSettings>,
+    settings: DoorSettings,
 }
 
 impl TwirpDoor {
     /// Serves LiveKit's Twirp `livekit.Egress` through `stages`.
     pub fn new(stages: Arc<Stages>, settings: DoorSettings) -> Self {
-        Self {
-            stages,
-            settings: Arc::new(settings),
-        }
+        Self::serving(Twirp { stages, settings })
     }
 
     /// Whether `path` is one for this door.
     pub fn serves(path: &str) -> bool {
         path.starts_with(TWIRP_PREFIX)
     }
+}
 
+impl Twirp {
     /// The call's RPC and encoding from the request head; the call built and admitted.
     fn recognise<B>(&self, req: &http::Request<B>) -> Result<(Call, Slots, WireFormat), CallError> {
         if req.method() != http::Method::POST {
@@ -82,50 +81,41 @@ impl TwirpDoor {
     }
 }
 
-impl<B> tower::Service<http::Request<B>> for TwirpDoor
+impl<B> Protocol<B> for Twirp
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    type Response = http::Response<Body>;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+    type Admitted = (Call, Slots, WireFormat);
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
+    fn admit(&self, req: &http::Request<B>) -> Result<Self::Admitted, http::Response<Body>> {
+        self.recognise(req).map_err(|error| answer_error(&error))
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let (mut call, slots, encoding) = match self.recognise(&req) {
-            Ok(admitted) => admitted,
-            Err(error) => {
-                let response = answer_error(&error);
-                return Box::pin(async move { Ok(response) });
+    async fn answer(
+        self: Arc<Self>,
+        (mut call, slots, encoding): Self::Admitted,
+        req: http::Request<B>,
+    ) -> http::Response<Body> {
+        let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
+        let key = call.idempotency_key.clone();
+        let max = self.settings.max_message_size;
+        let answered = async {
+            call.message = read_message(req.into_body(), rpc, encoding, max).await?;
+            let answer = self.stages.run(&call).await?;
+            match encoding {
+                WireFormat::Protobuf => Ok(answer.message),
+                WireFormat::Json => codec::to_json(rpc.response_type(), &answer.message)
+                    .map(Bytes::from)
+                    .map_err(|reason| CallError::Upstream(egress_twirp::Error::Decode(reason))),
             }
         };
-        let stages = Arc::clone(&self.stages);
-        let settings = Arc::clone(&self.settings);
-        Box::pin(async move {
-            let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
-            let key = call.idempotency_key.clone();
-            let max = settings.max_message_size;
-            let answered = async {
-                call.message = read_message(req.into_body(), rpc, encoding, max).await?;
-                let answer = stages.run(&call).await?;
-                match encoding {
-                    WireFormat::Protobuf => Ok(answer.message),
-                    WireFormat::Json => codec::to_json(rpc.response_type(), &answer.message)
-                        .map(Bytes::from)
-                        .map_err(|reason| CallError::Upstream(egress_twirp::Error::Decode(reason))),
-                }
-            };
-            let outcome = settings.within_deadline(rpc, deadline, answered).await;
-            let response = match outcome.and_then(|answered| answered) {
-                Ok(message) => answer(encoding, message),
-                Err(error) => answer_error(&error),
-            };
-            Ok(held(response, slots, key))
-        })
+        let outcome = self.settings.within_deadline(rpc, deadline, answered).await;
+        let response = match outcome.and_then(|answered| answered) {
+            Ok(message) => answer(encoding, message),
+            Err(error) => answer_error(&error),
+        };
+        held(response, slots, key)
     }
 }
 

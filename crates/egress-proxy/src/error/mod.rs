@@ -1,11 +1,12 @@
-//! Every way an egress call can fail at the gateway, and the one table that turns a failure
-//! into a gRPC status.
+//! Every way an egress call can fail at the gateway, and the one table that codes a failure
+//! ([`CallError::twirp_code`]).
 //!
 //! Stages return [`CallError`]; only a door turns it into its protocol's answer. For gRPC
-//! that is [`CallError::to_status`], whose `match` is the README's status table for what
-//! the gateway itself decides; for Twirp it is [`CallError::twirp_code`] and
-//! [`twirp::TwirpAnswer`], in [`twirp`]. What LiveKit (or something in front of it) answered keeps
-//! LiveKit's own table, in [`upstream`], with its message, `ErrorInfo` and bounded trailers.
+//! that is [`CallError::to_status`], whose code is the table's through LiveKit's own
+//! Twirp-to-gRPC table (the README's status table for what the gateway itself decides);
+//! for Twirp it is [`twirp::TwirpAnswer`], in [`twirp`]. What LiveKit (or something in
+//! front of it) answered keeps LiveKit's own table, in [`upstream`], with its message,
+//! `ErrorInfo` and bounded trailers.
 
 pub mod twirp;
 pub mod upstream;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use egress_core::Rpc;
 use egress_core::unknown::UnknownField;
 use egress_policy::Denial;
+use egress_twirp::TwirpCode;
 use tonic::{Code, Status};
 
 /// Longest idempotency key accepted (`x-livekit-request-id`, `idempotency-key`).
@@ -231,34 +233,49 @@ impl Shed {
 }
 
 impl CallError {
-    /// The gRPC code of this failure: the one table.
-    pub fn code(&self) -> Code {
+    /// The Twirp code of this failure: the one table. Twirp's codes are the finer ones
+    /// (`bad_route`, `malformed`); the gRPC code follows from it ([`code`](Self::code)).
+    pub fn twirp_code(&self) -> TwirpCode {
         match self {
             CallError::UnknownMethod { .. }
             | CallError::UnknownEventsMethod { .. }
             | CallError::UnsupportedCodec { .. }
             | CallError::MethodNotAllowed { .. }
-            | CallError::TwirpContentType { .. } => Code::Unimplemented,
-            CallError::MalformedTimeout { .. }
-            | CallError::MalformedIdempotencyKey { .. }
-            | CallError::MalformedRequest { .. }
+            | CallError::TwirpContentType { .. } => TwirpCode::BadRoute,
+            CallError::MalformedTimeout { .. } | CallError::MalformedIdempotencyKey { .. } => {
+                TwirpCode::InvalidArgument
+            }
+            CallError::MalformedRequest { .. }
             | CallError::MalformedJson { .. }
-            | CallError::RequestBody { .. }
             | CallError::NoMessage { .. }
             | CallError::ExtraMessage { .. }
-            | CallError::MalformedWatchRequest(_) => Code::InvalidArgument,
-            CallError::Unauthenticated(_) => Code::Unauthenticated,
+            | CallError::MalformedWatchRequest(_)
+            | CallError::RequestBody { .. }
+            | CallError::Framing(_) => TwirpCode::Malformed,
+            CallError::Unauthenticated(_) => TwirpCode::Unauthenticated,
             CallError::Shed(_)
             | CallError::RequestTooLarge(_)
             | CallError::BodyTooLarge { .. }
             | CallError::TooManyWatchers { .. }
-            | CallError::WatcherBehind { .. } => Code::ResourceExhausted,
-            CallError::Denied(_) | CallError::UnknownField { .. } => Code::PermissionDenied,
+            | CallError::WatcherBehind { .. } => TwirpCode::ResourceExhausted,
+            CallError::Denied(_) | CallError::UnknownField { .. } => TwirpCode::PermissionDenied,
+            CallError::RoomLookup(error) | CallError::Upstream(error) => {
+                twirp::upstream_code(error)
+            }
+            CallError::EgressNotFound => TwirpCode::NotFound,
+            CallError::DeadlineExceeded { .. } => TwirpCode::DeadlineExceeded,
+            CallError::Draining | CallError::ShuttingDown => TwirpCode::Unavailable,
+        }
+    }
+
+    /// The gRPC code of this failure: [`twirp_code`](Self::twirp_code) as LiveKit's table
+    /// ([`upstream::code_of`]) turns it into gRPC, but for what gRPC itself already coded.
+    pub fn code(&self) -> Code {
+        match self {
+            // tonic's own refusal of the framing keeps its code.
             CallError::Framing(status) => status.code(),
             CallError::RoomLookup(error) | CallError::Upstream(error) => upstream::grpc_code(error),
-            CallError::EgressNotFound => Code::NotFound,
-            CallError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
-            CallError::Draining | CallError::ShuttingDown => Code::Unavailable,
+            other => upstream::code_of(other.twirp_code()),
         }
     }
 

@@ -7,10 +7,7 @@
 //! | bad or missing token ([`AuthFailure`], but a missing grant) | HTTP 401, plain text, like LiveKit's auth middleware |
 //! | a caller token without the `roomRecord` grant | `unauthenticated` `permissions denied` (LiveKit's words) |
 //! | request body over `--max-message-size` | HTTP 413, plain text, as LiveKit answers an oversized body |
-//! | anything else | a Twirp error with [`CallError::twirp_code`] and the error's message |
-//!
-//! [`CallError::twirp_code`] is the table itself: next to [`CallError::code`] (gRPC), one
-//! `match` per protocol over the same failures.
+//! | anything else | a Twirp error with [`CallError::twirp_code`] (the one table) and the error's message |
 
 use egress_twirp::{Error as UpstreamError, TwirpCode, TwirpError};
 use http::StatusCode;
@@ -27,38 +24,6 @@ pub enum TwirpAnswer {
 }
 
 impl CallError {
-    /// The Twirp code of this failure: the Twirp door's table (see the [module](self)).
-    pub fn twirp_code(&self) -> TwirpCode {
-        match self {
-            CallError::UnknownMethod { .. }
-            | CallError::UnknownEventsMethod { .. }
-            | CallError::UnsupportedCodec { .. }
-            | CallError::MethodNotAllowed { .. }
-            | CallError::TwirpContentType { .. } => TwirpCode::BadRoute,
-            CallError::MalformedTimeout { .. } | CallError::MalformedIdempotencyKey { .. } => {
-                TwirpCode::InvalidArgument
-            }
-            CallError::MalformedRequest { .. }
-            | CallError::MalformedJson { .. }
-            | CallError::NoMessage { .. }
-            | CallError::ExtraMessage { .. }
-            | CallError::MalformedWatchRequest(_)
-            | CallError::RequestBody { .. }
-            | CallError::Framing(_) => TwirpCode::Malformed,
-            CallError::Unauthenticated(_) => TwirpCode::Unauthenticated,
-            CallError::Shed(_)
-            | CallError::RequestTooLarge(_)
-            | CallError::BodyTooLarge { .. }
-            | CallError::TooManyWatchers { .. }
-            | CallError::WatcherBehind { .. } => TwirpCode::ResourceExhausted,
-            CallError::Denied(_) | CallError::UnknownField { .. } => TwirpCode::PermissionDenied,
-            CallError::RoomLookup(error) | CallError::Upstream(error) => upstream_code(error),
-            CallError::EgressNotFound => TwirpCode::NotFound,
-            CallError::DeadlineExceeded { .. } => TwirpCode::DeadlineExceeded,
-            CallError::Draining | CallError::ShuttingDown => TwirpCode::Unavailable,
-        }
-    }
-
     /// The Twirp door's answer to this failure (see the [module](self)).
     pub fn to_twirp(&self) -> TwirpAnswer {
         match self {
@@ -94,7 +59,7 @@ impl CallError {
 
 /// The Twirp code of an upstream failure: LiveKit's own (or the one its HTTP status
 /// classifies to), else the code of the way to it failing.
-fn upstream_code(error: &UpstreamError) -> TwirpCode {
+pub(super) fn upstream_code(error: &UpstreamError) -> TwirpCode {
     error.twirp_code().unwrap_or(match error {
         UpstreamError::Timeout(_) => TwirpCode::DeadlineExceeded,
         UpstreamError::TooLarge { .. } => TwirpCode::ResourceExhausted,
