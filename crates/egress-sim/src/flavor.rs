@@ -15,7 +15,6 @@
 //! * **ListEgress pages.** The open-source IO service (`IOInfoService.ListEgress`) returns
 //!   everything and ignores `page_token`; LiveKit Cloud pages.
 
-use std::fmt;
 use std::str::FromStr;
 
 use crate::twirp::TwirpError;
@@ -96,16 +95,9 @@ fn code_through_grpc(code: &str) -> &str {
 egress_core::display_as_str!(Flavor);
 
 /// An unknown flavor name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown flavor {0:?} (expected oss or cloud)")]
 pub struct UnknownFlavor(pub String);
-
-impl fmt::Display for UnknownFlavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown flavor {:?} (expected oss or cloud)", self.0)
-    }
-}
-
-impl std::error::Error for UnknownFlavor {}
 
 impl FromStr for Flavor {
     type Err = UnknownFlavor;

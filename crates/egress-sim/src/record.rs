@@ -44,16 +44,9 @@ pub struct RecordedRequest {
 }
 
 /// Why [`RecordedRequest::decode`] failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode recorded body: {0}")]
 pub struct DecodeBodyError(pub String);
-
-impl fmt::Display for DecodeBodyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot decode recorded body: {}", self.0)
-    }
-}
-
-impl std::error::Error for DecodeBodyError {}
 
 impl RecordedRequest {
     /// A header value by (case-insensitive) name.

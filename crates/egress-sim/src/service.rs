@@ -190,8 +190,9 @@ fn new_egress(request: egress_info::Request) -> NewEgress {
             }
             _ => (r.room_name.clone(), EgressSourceType::Web),
         },
-        // `ExportReplay` is no RPC of the pinned `livekit.Egress`: [`call`] starts none.
-        Request::Replay(_) => unreachable!("only the Start RPCs of `call` start an egress"),
+        // `ExportReplay` is no RPC of the pinned `livekit.Egress` ([`call`] starts none); were
+        // it ever routed here, a replay records a room's past, like a room composite.
+        Request::Replay(_) => (String::new(), EgressSourceType::Web),
     };
     NewEgress {
         room_name,

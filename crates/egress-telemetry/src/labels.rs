@@ -13,19 +13,60 @@ pub const RPC_REFLECTION: &str = "reflection";
 /// services, non-gRPC requests.
 pub const RPC_OTHER: &str = "other";
 
-/// `door` label of calls through the gRPC listener's gRPC door (health and reflection too).
-pub const DOOR_GRPC: &str = "grpc";
-/// `door` label of calls through the Twirp door (`/twirp/livekit.Egress/…`).
-pub const DOOR_TWIRP: &str = "twirp";
-/// `door` label of gRPC-Web calls (translated to gRPC, then through the gRPC door).
-pub const DOOR_GRPC_WEB: &str = "grpc-web";
-/// Every `door` label, in a fixed order.
-pub(crate) const DOOR_LABELS: [&str; 3] = [DOOR_GRPC, DOOR_TWIRP, DOOR_GRPC_WEB];
+/// The front door a call came through: the `door` label of the call metrics, a field of
+/// the audit line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Door {
+    /// gRPC (`/livekit.Egress/<Method>`; health and reflection too).
+    Grpc,
+    /// LiveKit's Twirp API (`/twirp/livekit.Egress/<Method>`), for LiveKit's SDKs.
+    Twirp,
+    /// gRPC-Web, translated to gRPC in front of the gRPC door (browser tools).
+    GrpcWeb,
+}
+
+impl Door {
+    /// Every door, in the order of their discriminants.
+    pub(crate) const ALL: [Door; 3] = [Door::Grpc, Door::Twirp, Door::GrpcWeb];
+
+    /// The label: `grpc`, `twirp` or `grpc-web`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Door::Grpc => "grpc",
+            Door::Twirp => "twirp",
+            Door::GrpcWeb => "grpc-web",
+        }
+    }
+
+    /// The door of a request: [`GrpcWeb`](Door::GrpcWeb) when marked [`GrpcWeb`], else
+    /// [`Twirp`](Door::Twirp) under `/twirp/`, else [`Grpc`](Door::Grpc).
+    ///
+    /// ```
+    /// use egress_telemetry::{Door, GrpcWeb};
+    ///
+    /// let request = |path| http::Request::post(path).body(()).unwrap();
+    /// assert_eq!(Door::of(&request("/twirp/livekit.Egress/ListEgress")), Door::Twirp);
+    /// assert_eq!(Door::of(&request("/livekit.Egress/ListEgress")), Door::Grpc);
+    /// let mut web = request("/livekit.Egress/ListEgress");
+    /// web.extensions_mut().insert(GrpcWeb);
+    /// assert_eq!(Door::of(&web).as_str(), "grpc-web");
+    /// ```
+    pub fn of<B>(request: &http::Request<B>) -> Door {
+        if request.extensions().get::<GrpcWeb>().is_some() {
+            Door::GrpcWeb
+        } else if request.uri().path().starts_with(TWIRP_PREFIX) {
+            Door::Twirp
+        } else {
+            Door::Grpc
+        }
+    }
+}
 
 /// Request extension marking a call that arrived as gRPC-Web and was translated to gRPC:
 /// its path and content type then read as gRPC's, so the translation says so here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcWeb;
+
 const TWIRP_PREFIX: &str = "/twirp/";
 
 const HEALTH_PREFIX: &str = "/grpc.health.v1.Health/";
@@ -61,29 +102,6 @@ pub fn rpc_label(path: &str) -> &'static str {
         RPC_REFLECTION
     } else {
         RPC_OTHER
-    }
-}
-
-/// The `door` label of a request: [`DOOR_GRPC_WEB`] when marked [`GrpcWeb`], else
-/// [`DOOR_TWIRP`] under `/twirp/`, else [`DOOR_GRPC`].
-///
-/// ```
-/// use egress_telemetry::{GrpcWeb, door_label};
-///
-/// let request = |path| http::Request::post(path).body(()).unwrap();
-/// assert_eq!(door_label(&request("/twirp/livekit.Egress/ListEgress")), "twirp");
-/// assert_eq!(door_label(&request("/livekit.Egress/ListEgress")), "grpc");
-/// let mut web = request("/livekit.Egress/ListEgress");
-/// web.extensions_mut().insert(GrpcWeb);
-/// assert_eq!(door_label(&web), "grpc-web");
-/// ```
-pub fn door_label<B>(request: &http::Request<B>) -> &'static str {
-    if request.extensions().get::<GrpcWeb>().is_some() {
-        DOOR_GRPC_WEB
-    } else if request.uri().path().starts_with(TWIRP_PREFIX) {
-        DOOR_TWIRP
-    } else {
-        DOOR_GRPC
     }
 }
 
@@ -254,8 +272,8 @@ mod tests {
             assert_eq!(rpc_label(&path), rpc.as_str());
             assert_eq!(rpc_label(&format!("/twirp{path}")), rpc.as_str());
             let request = |path: &str| http::Request::post(path).body(()).unwrap();
-            assert_eq!(door_label(&request(&format!("/twirp{path}"))), DOOR_TWIRP);
-            assert_eq!(door_label(&request(&path)), DOOR_GRPC);
+            assert_eq!(Door::of(&request(&format!("/twirp{path}"))), Door::Twirp);
+            assert_eq!(Door::of(&request(&path)), Door::Grpc);
         }
         assert_eq!(rpc_label("/grpc.health.v1.Health/Watch"), RPC_HEALTH);
         assert_eq!(

@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 ///   extensions ([`CallCode`]), recorded when the head is ready.
 ///
 /// A service error (`Err` from the inner service; hyper resets the stream) is `UNKNOWN`.
-/// Every call is labelled with its front door ([`door_label`](crate::door_label)).
+/// Every call is labelled with its front door ([`Door::of`](crate::Door::of)).
 ///
 /// Health and reflection calls are counted in `egress_proxy_calls_total` but stay out of
 /// `egress_proxy_in_flight_calls` and `egress_proxy_call_duration_seconds`: `Health/Watch`
@@ -134,7 +134,7 @@ where
         let path = req.uri().path();
         let guard = CallGuard::start(
             &self.metrics,
-            labels::door_label(&req),
+            labels::Door::of(&req),
             labels::rpc_label(path),
         );
         ResponseFuture {
@@ -285,7 +285,7 @@ impl<B: Body> Body for MetricsBody<B> {
 /// records `CANCELLED`. Either way the in-flight gauge is decremented exactly once.
 pub(crate) struct CallGuard {
     metrics: Metrics,
-    door: &'static str,
+    door: labels::Door,
     rpc: &'static str,
     start: Instant,
     /// Whether the call is in the in-flight gauge and the duration histogram.
@@ -294,7 +294,7 @@ pub(crate) struct CallGuard {
 }
 
 impl CallGuard {
-    fn start(metrics: &Metrics, door: &'static str, rpc: &'static str) -> Self {
+    fn start(metrics: &Metrics, door: labels::Door, rpc: &'static str) -> Self {
         let timed = !matches!(rpc, RPC_HEALTH | RPC_REFLECTION);
         if timed {
             metrics.call_started();

@@ -51,10 +51,7 @@ mod layer;
 mod metrics;
 
 pub use admin::{AdminState, NotReady, Readiness, serve_admin};
-pub use labels::{
-    DOOR_GRPC, DOOR_GRPC_WEB, DOOR_TWIRP, GrpcWeb, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION,
-    code_name, door_label, rpc_label,
-};
+pub use labels::{Door, GrpcWeb, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION, code_name, rpc_label};
 pub use layer::CallCode;
 pub use layer::{MetricsBody, MetricsLayer, MetricsService, ResponseFuture};
 pub use metrics::{DURATION_BUCKETS, METRICS_CONTENT_TYPE, Metrics, TokenRefreshSource};

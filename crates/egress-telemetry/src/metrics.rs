@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::labels::{CODE_NAMES, DOOR_LABELS, RPC_LABELS, index_of};
+use crate::labels::{CODE_NAMES, Door, RPC_LABELS, index_of};
 
 /// Content type of [`Metrics::encode`]'s output (OpenMetrics text, which Prometheus
 /// scrapes natively).
@@ -207,8 +207,8 @@ impl Handles {
             (0..n).map(|_| OnceLock::new()).collect()
         }
         Self {
-            calls: slots(DOOR_LABELS.len() * RPC_LABELS.len() * CODE_NAMES.len()),
-            call_duration: slots(DOOR_LABELS.len() * RPC_LABELS.len()),
+            calls: slots(Door::ALL.len() * RPC_LABELS.len() * CODE_NAMES.len()),
+            call_duration: slots(Door::ALL.len() * RPC_LABELS.len()),
             upstream_duration: slots(RPC_LABELS.len()),
         }
     }
@@ -515,22 +515,20 @@ impl Metrics {
 
     pub(crate) fn record_call(
         &self,
-        door: &'static str,
+        door: Door,
         rpc: &'static str,
         code: &'static str,
         elapsed: Option<Duration>,
     ) {
         let inner = &self.inner;
+        let d = door as usize;
+        let door = door.as_str();
         let count = || {
             let labels = CallLabels { door, rpc, code };
             inner.calls.get_or_create(&labels).clone()
         };
-        match (
-            index_of(&DOOR_LABELS, door),
-            index_of(&RPC_LABELS, rpc),
-            index_of(&CODE_NAMES, code),
-        ) {
-            (Some(d), Some(r), Some(c)) => {
+        match (index_of(&RPC_LABELS, rpc), index_of(&CODE_NAMES, code)) {
+            (Some(r), Some(c)) => {
                 inner.handles.calls[(d * RPC_LABELS.len() + r) * CODE_NAMES.len() + c]
                     .get_or_init(count)
                     .inc();
@@ -545,8 +543,8 @@ impl Metrics {
                 let labels = DoorRpcLabels { door, rpc };
                 inner.call_duration.get_or_create(&labels).clone()
             };
-            match (index_of(&DOOR_LABELS, door), index_of(&RPC_LABELS, rpc)) {
-                (Some(d), Some(r)) => inner.handles.call_duration[d * RPC_LABELS.len() + r]
+            match index_of(&RPC_LABELS, rpc) {
+                Some(r) => inner.handles.call_duration[d * RPC_LABELS.len() + r]
                     .get_or_init(histogram)
                     .observe(seconds),
                 _ => histogram().observe(seconds),
@@ -596,12 +594,22 @@ mod tests {
     #[test]
     fn handles_and_families_count_into_the_same_series() {
         let metrics = Metrics::new();
-        metrics.record_call("grpc", "StopEgress", "OK", Some(Duration::from_millis(3)));
-        metrics.record_call("grpc", "StopEgress", "OK", None);
-        metrics.record_call("grpc", "StopEgress", "NOT_FOUND", None);
-        metrics.record_call("twirp", "StopEgress", "OK", Some(Duration::from_millis(2)));
+        metrics.record_call(
+            Door::Grpc,
+            "StopEgress",
+            "OK",
+            Some(Duration::from_millis(3)),
+        );
+        metrics.record_call(Door::Grpc, "StopEgress", "OK", None);
+        metrics.record_call(Door::Grpc, "StopEgress", "NOT_FOUND", None);
+        metrics.record_call(
+            Door::Twirp,
+            "StopEgress",
+            "OK",
+            Some(Duration::from_millis(2)),
+        );
         // Labels outside the fixed sets take the family path.
-        metrics.record_call("grpc", "custom", "OK", Some(Duration::from_millis(1)));
+        metrics.record_call(Door::Grpc, "custom", "OK", Some(Duration::from_millis(1)));
         metrics.observe_upstream("StopEgress", Duration::from_millis(2));
         metrics.observe_upstream("custom", Duration::from_millis(2));
         let text = metrics.encode();

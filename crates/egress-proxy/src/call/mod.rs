@@ -68,41 +68,9 @@ pub struct TraceContext {
     pub tracestate: Option<HeaderValue>,
 }
 
-/// The front door a call came through (a label in metrics, a field of the audit line).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Door {
-    /// gRPC (`/livekit.Egress/<Method>`).
-    Grpc,
-    /// LiveKit's Twirp API (`/twirp/livekit.Egress/<Method>`), for LiveKit's SDKs.
-    Twirp,
-    /// gRPC-Web, translated to gRPC in front of the gRPC door (browser tools).
-    GrpcWeb,
-}
-
-impl Door {
-    /// The door's name: `grpc`, `twirp` or `grpc-web`, as the `door` metric label reads.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Door::Grpc => egress_telemetry::DOOR_GRPC,
-            Door::Twirp => egress_telemetry::DOOR_TWIRP,
-            Door::GrpcWeb => egress_telemetry::DOOR_GRPC_WEB,
-        }
-    }
-
-    /// The door of a request the gRPC door serves: gRPC-Web when the translation in front
-    /// of it marked the request so.
-    pub fn of_grpc_request<B>(request: &http::Request<B>) -> Self {
-        if request
-            .extensions()
-            .get::<egress_telemetry::GrpcWeb>()
-            .is_some()
-        {
-            Door::GrpcWeb
-        } else {
-            Door::Grpc
-        }
-    }
-}
+/// The front door a call came through (a label in metrics, a field of the audit line): one
+/// type for both, so they cannot disagree.
+pub use egress_telemetry::Door;
 
 /// One egress call: every fact a stage may need, in one place.
 #[derive(Debug)]

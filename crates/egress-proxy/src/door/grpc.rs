@@ -149,7 +149,7 @@ impl Grpc {
             path: path.to_owned(),
         })?;
         let budget = self.settings.deadlines.budget(req.headers())?;
-        admit_head(&self.stages, req, rpc, Door::of_grpc_request(req), budget)
+        admit_head(&self.stages, req, rpc, Door::of(req), budget)
     }
 }
 
