@@ -567,6 +567,10 @@ pub struct InflightStats {
     pub rss_max_kib: u64,
     /// VmRSS one second after the last call finished, KiB.
     pub rss_after_kib: u64,
+    /// With `--inflight-settle`: how long after the last call finished (counted from its
+    /// end, the first second included) the proxy's VmRSS was read again, and that reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settled: Option<Settled>,
     /// Most open file descriptors of the proxy while the calls were in flight.
     pub fds_max: u64,
     /// Proxy threads while the calls were in flight.
@@ -577,6 +581,27 @@ pub struct InflightStats {
     /// all of them were held by the proxy at the same time.
     pub all_in_flight_together: bool,
 }
+
+/// The proxy's memory some time after an in-flight burst: what the allocator kept.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settled {
+    pub after_s: f64,
+    pub rss_kib: u64,
+}
+
+/// `stats` with the proxy's VmRSS read `settle` after the burst ended (the one second
+/// [`run_inflight`] already waited counts towards it).
+pub async fn settle(mut stats: InflightStats, proxy_pid: Pid, settle: Duration) -> InflightStats {
+    tokio::time::sleep(settle.saturating_sub(INFLIGHT_AFTER)).await;
+    stats.settled = Some(Settled {
+        after_s: settle.max(INFLIGHT_AFTER).as_secs_f64(),
+        rss_kib: proxy_pid.status_kib("VmRSS").unwrap_or(0),
+    });
+    stats
+}
+
+/// When [`InflightStats::rss_after_kib`] is read after the last in-flight call.
+const INFLIGHT_AFTER: Duration = Duration::from_secs(1);
 
 /// Launches `calls` proxy calls at once against an upstream that delays each answer by
 /// `delay`, sampling the proxy's memory while they are in flight.
@@ -653,7 +678,7 @@ pub async fn run_inflight(
     stats.all_in_flight_together = stats.ok == calls as u64
         && stats.min_latency_ms >= delay_ms
         && stats.max_latency_ms < 2.0 * delay_ms;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(INFLIGHT_AFTER).await;
     stats.rss_after_kib = proxy_pid.status_kib("VmRSS").unwrap_or(0);
     stats
 }

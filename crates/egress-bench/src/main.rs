@@ -109,6 +109,12 @@ struct Args {
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     inflight_delay: Duration,
 
+    /// In-flight test: also read the proxy's RSS this long after the last call finished
+    /// (e.g. 60s: does the allocator give the burst's memory back?). Off by default, so a
+    /// default run is not a minute longer; the RSS one second after is always read.
+    #[arg(long, value_parser = parse_duration)]
+    inflight_settle: Option<Duration>,
+
     /// Most HTTP/2 connections the callers share in a proxy phase (never more than C).
     #[arg(long, default_value_t = 4)]
     channels: usize,
@@ -902,6 +908,15 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
         control.push_latency_fault(args.inflight_delay).await?;
         let inflight =
             load::run_inflight(&proxy_target, proxy_pid, args.inflight, args.inflight_delay).await;
+        let inflight = match args.inflight_settle {
+            Some(settle) => {
+                eprintln!(
+                    "[bench] waiting {settle:?} after the in-flight burst for the proxy's RSS"
+                );
+                load::settle(inflight, proxy_pid, settle).await
+            }
+            None => inflight,
+        };
         control.clear_faults().await?;
         memory.inflight = Some(inflight);
     }

@@ -264,6 +264,15 @@ pub fn checks(levels: &[Level], memory: &Memory) -> Vec<Check> {
             pass: inflight.all_in_flight_together
                 && mib(inflight.rss_max_kib) <= TARGET_RSS_INFLIGHT_MIB,
         });
+        if let Some(settled) = &inflight.settled {
+            let bound = 2 * memory.rss_idle_kib;
+            checks.push(Check {
+                name: format!("RSS {:.0} s after the in-flight burst", settled.after_s),
+                target: format!("≤ 2 × idle = {}", fmt_mib(bound)),
+                measured: fmt_mib(settled.rss_kib),
+                pass: memory.rss_idle_kib > 0 && settled.rss_kib <= bound,
+            });
+        }
     }
     checks
 }
@@ -452,14 +461,29 @@ pub fn print(report: &Report) {
             "| 1 s after they finished | {} | — |",
             fmt_mib(inflight.rss_after_kib)
         );
+        if let Some(settled) = &inflight.settled {
+            // An allocator may keep what a burst freed; the target is that it goes back.
+            let bound = 2 * memory.rss_idle_kib;
+            println!(
+                "| {:.0} s after they finished | {} | ≤ 2 × idle = {} {} |",
+                settled.after_s,
+                fmt_mib(settled.rss_kib),
+                fmt_mib(bound),
+                verdict(memory.rss_idle_kib > 0 && settled.rss_kib <= bound),
+            );
+        }
         println!();
         println!(
-            "In-flight test: {} ok, {} errors; latency {:.0}–{:.0} ms; proxy held up to {} file \
+            "In-flight test: {} ok, {} errors; latency {:.0}–{:.0} ms; proxy RSS {} before, \
+             {:.1} KiB per call in flight (peak minus before); proxy held up to {} file \
              descriptors and {} threads; all calls in flight together: {}.",
             inflight.ok,
             inflight.errors,
             inflight.min_latency_ms,
             inflight.max_latency_ms,
+            fmt_mib(inflight.rss_before_kib),
+            inflight.rss_max_kib.saturating_sub(inflight.rss_before_kib) as f64
+                / inflight.calls.max(1) as f64,
             inflight.fds_max,
             inflight.threads,
             if inflight.all_in_flight_together {

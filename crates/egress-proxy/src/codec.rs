@@ -7,7 +7,14 @@
 
 use bytes::{Buf, BufMut, Bytes};
 use tonic::Status;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// Initial size of a call's receive buffer. tonic allocates it eagerly for every call
+/// (8 KiB by default), and the message bytes are split off it without a copy, so it lives
+/// as long as the call: with thousands of calls in flight that default was the largest
+/// allocation per call. Egress requests are a few hundred bytes; a larger message grows
+/// the buffer to its size first.
+const RECV_BUFFER: usize = 512;
 
 /// Passes message bytes through without touching them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,5 +52,10 @@ impl Decoder for BytesCodec {
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
         // `DecodeBuf` splits its frame off the receive buffer here: no copy.
         Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        // The yield threshold (tonic's default) only matters when encoding a stream.
+        BufferSettings::new(RECV_BUFFER, 32 * 1024)
     }
 }
