@@ -291,9 +291,7 @@ fn start_redis(binary: &Path) -> Result<(ChildGuard, u16), BenchError> {
     let (guard, _) = procs::spawn_until_ready(
         "redis-server",
         cmd,
-        ReadyOn::Stdout,
-        "Ready to accept connections",
-        Duration::from_secs(10),
+        ReadyOn::Stdout("Ready to accept connections"),
     )
     .map_err(|e| {
         BenchError(format!(
@@ -333,18 +331,10 @@ struct Bench<'a> {
 
 impl Bench<'_> {
     fn start_proxy(&self, extra: Vec<String>) -> Result<crate::Proxy, BenchError> {
-        let proxy = crate::start_proxy(
-            self.bin_dir,
-            ProxyLaunch {
-                sim_url: &self.sim_url,
-                max_concurrency: self.args.proxy_max_concurrency,
-                per_connection: self.args.watchers_per_connection,
-                rust_log: &self.args.proxy_rust_log,
-                extra: [extra, self.args.proxy_args.clone()].concat(),
-                threads: self.args.proxy_threads.first().copied(),
-                cpus: self.args.proxy_cpus.clone(),
-            },
-        )?;
+        let mut launch = ProxyLaunch::new(self.args, &self.sim_url);
+        launch.per_connection = self.args.watchers_per_connection;
+        launch.extra = [extra, self.args.proxy_args.clone()].concat();
+        let proxy = crate::start_proxy(self.bin_dir, launch)?;
         if proxy.admin.is_none() {
             return Err(BenchError(
                 "this egress-proxy has no admin listener (its /metrics counts the watchers); \

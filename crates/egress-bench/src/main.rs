@@ -403,13 +403,8 @@ fn start_sim(mode: SimMode, bin_dir: &Path) -> Result<(Sim, String), BenchError>
             cmd.args(["--listen", "127.0.0.1:0"]);
             child_env(&mut cmd);
             cmd.env("RUST_LOG", "warn");
-            let (guard, line) = procs::spawn_until_ready(
-                "egress-sim",
-                cmd,
-                ReadyOn::Stdout,
-                "egress-sim listening on ",
-                Duration::from_secs(10),
-            )?;
+            let ready = ReadyOn::Stdout("egress-sim listening on ");
+            let (guard, line) = procs::spawn_until_ready("egress-sim", cmd, ready)?;
             let url = line
                 .split("listening on ")
                 .nth(1)
@@ -481,6 +476,21 @@ struct ProxyLaunch<'a> {
     cpus: Option<String>,
 }
 
+impl<'a> ProxyLaunch<'a> {
+    /// The proxy as `args` ask for it, in front of the simulator at `sim_url`.
+    fn new(args: &'a Args, sim_url: &'a str) -> Self {
+        ProxyLaunch {
+            sim_url,
+            max_concurrency: args.proxy_max_concurrency,
+            per_connection: args.proxy_max_concurrency,
+            rust_log: &args.proxy_rust_log,
+            extra: args.proxy_args.clone(),
+            threads: args.proxy_threads.first().copied(),
+            cpus: args.proxy_cpus.clone(),
+        }
+    }
+}
+
 /// A started proxy: killed when dropped.
 #[derive(Debug)]
 struct Proxy {
@@ -541,13 +551,8 @@ fn start_proxy(bin_dir: &Path, launch: ProxyLaunch<'_>) -> Result<Proxy, BenchEr
         // The readiness line is an info event; by default everything else only from warn up.
         .env("RUST_LOG", launch.rust_log)
         .env("EGRESS_PROXY_LOG_FORMAT", "text");
-    let (guard, line) = procs::spawn_until_ready(
-        "egress-proxy",
-        cmd,
-        ReadyOn::Stderr,
-        "egress-proxy ready",
-        Duration::from_secs(10),
-    )?;
+    let ready = ReadyOn::Stderr("egress-proxy ready");
+    let (guard, line) = procs::spawn_until_ready("egress-proxy", cmd, ready)?;
     let field = |name: &str| {
         line.split_whitespace()
             .find_map(|word| word.strip_prefix(name))
@@ -687,18 +692,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
     let ticks_per_sec = procs::clock_ticks_per_sec();
     let (sim, sim_url) = start_sim(args.sim, bin_dir)?;
     eprintln!("[bench] simulator at {sim_url}");
-    let proxy = start_proxy(
-        bin_dir,
-        ProxyLaunch {
-            sim_url: &sim_url,
-            max_concurrency: args.proxy_max_concurrency,
-            per_connection: args.proxy_max_concurrency,
-            rust_log: &args.proxy_rust_log,
-            extra: args.proxy_args.clone(),
-            threads: args.proxy_threads.first().copied(),
-            cpus: args.proxy_cpus.clone(),
-        },
-    )?;
+    let proxy = start_proxy(bin_dir, ProxyLaunch::new(args, &sim_url))?;
     let proxy_pid = proxy.pid();
     let proxy_addr = proxy.addr.clone();
     eprintln!(
@@ -795,73 +789,38 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
             observe_proxy.push(pid);
         }
 
-        let (direct_stats, direct_usage) = load::run_phase(
-            &direct,
-            concurrency,
-            args.warmup,
-            args.duration,
-            &observe_direct,
-            ticks_per_sec,
-        )
-        .await;
-        eprintln!(
-            "[bench] C={concurrency} direct: {:.0} calls/s, p50 {}, p99 {}, {} errors",
-            direct_stats.rps,
-            report::fmt_us(direct_stats.p50_us),
-            report::fmt_us(direct_stats.p99_us),
-            direct_stats.errors
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (direct_stats, direct_usage) =
+            measure(args, "direct", &direct, concurrency, &observe_direct).await;
 
         let channels = args.channels.max(1).min(concurrency);
-        let (proxy_stats, proxy_usage) = load::run_phase(
+        let (proxy_stats, proxy_usage) = measure(
+            args,
+            "proxy",
             &Target::Proxy(Arc::clone(&proxy_target), channels),
             concurrency,
-            args.warmup,
-            args.duration,
             &observe_proxy,
-            ticks_per_sec,
         )
         .await;
-        eprintln!(
-            "[bench] C={concurrency} proxy:  {:.0} calls/s, p50 {}, p99 {}, {} errors, {} proxy CPU/call",
-            proxy_stats.rps,
-            report::fmt_us(proxy_stats.p50_us),
-            report::fmt_us(proxy_stats.p99_us),
-            proxy_stats.errors,
-            report::fmt_us(proxy_usage.processes[0].cpu_us_per_call),
-        );
         rss_sampled_max = rss_sampled_max.max(proxy_usage.processes[0].rss_max_kib);
-        tokio::time::sleep(Duration::from_millis(200)).await;
 
         let mut twirp_levels = Vec::with_capacity(twirp_in.len());
         for (encoding, target) in &twirp_in {
-            let (stats, usage) = load::run_phase(
+            let encoding = encoding.as_str();
+            let (stats, usage) = measure(
+                args,
+                &format!("Twirp {encoding} in"),
                 target,
                 concurrency,
-                args.warmup,
-                args.duration,
                 &observe_proxy,
-                ticks_per_sec,
             )
             .await;
-            let encoding = encoding.as_str();
             let proxy_usage = usage.processes.into_iter().next().unwrap_or_default();
-            eprintln!(
-                "[bench] C={concurrency} Twirp {encoding} in: {:.0} calls/s, p50 {}, p99 {}, {} errors, {} proxy CPU/call",
-                stats.rps,
-                report::fmt_us(stats.p50_us),
-                report::fmt_us(stats.p99_us),
-                stats.errors,
-                report::fmt_us(proxy_usage.cpu_us_per_call),
-            );
             rss_sampled_max = rss_sampled_max.max(proxy_usage.rss_max_kib);
             twirp_levels.push(report::TwirpIn {
                 encoding,
                 stats,
                 proxy_usage,
             });
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
 
         let other_cores_direct = direct_usage.other_cores;
@@ -938,6 +897,42 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
     drop(proxy);
     drop(sim);
     Ok(())
+}
+
+/// One measured phase of `label` at `concurrency`, logged as it ends (with the first
+/// observed process's CPU per call when that is the proxy), then a short pause so that the
+/// next phase starts on a settled machine.
+async fn measure(
+    args: &Args,
+    label: &str,
+    target: &Target,
+    concurrency: usize,
+    observe: &[Pid],
+) -> (load::CallStats, load::PhaseUsage) {
+    let (stats, usage) = load::run_phase(
+        target,
+        concurrency,
+        args.warmup,
+        args.duration,
+        observe,
+        procs::clock_ticks_per_sec(),
+    )
+    .await;
+    let proxy_cpu = match (observe.first(), usage.processes.first()) {
+        (Some(Pid::Child(_)), Some(proxy)) => {
+            format!(", {} proxy CPU/call", report::fmt_us(proxy.cpu_us_per_call))
+        }
+        _ => String::new(),
+    };
+    eprintln!(
+        "[bench] C={concurrency} {label}: {:.0} calls/s, p50 {}, p99 {}, {} errors{proxy_cpu}",
+        stats.rps,
+        report::fmt_us(stats.p50_us),
+        report::fmt_us(stats.p99_us),
+        stats.errors,
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (stats, usage)
 }
 
 async fn soak_mode(

@@ -34,14 +34,17 @@ impl Drop for ChildGuard {
     }
 }
 
-/// Which output stream carries a child's readiness line.
+/// Which output stream carries a child's readiness line, and what the line contains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadyOn {
-    Stdout,
-    Stderr,
+    Stdout(&'static str),
+    Stderr(&'static str),
 }
 
-/// Spawns `cmd` and waits until a line containing `needle` appears on the `on` stream.
+/// How long a child may take to print its readiness line.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spawns `cmd` and waits (up to [`READY_TIMEOUT`]) until the line `on` names appears.
 ///
 /// The child's other output lines (the first few of each stream) are copied to our stderr
 /// with a `[name]` prefix; the pipes are drained for the child's whole life, so it never
@@ -51,9 +54,12 @@ pub fn spawn_until_ready(
     name: &'static str,
     mut cmd: Command,
     on: ReadyOn,
-    needle: &'static str,
-    timeout: Duration,
 ) -> Result<(ChildGuard, String), BenchError> {
+    let (ready_on_stdout, needle) = match on {
+        ReadyOn::Stdout(needle) => (true, needle),
+        ReadyOn::Stderr(needle) => (false, needle),
+    };
+    let timeout = READY_TIMEOUT;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -61,26 +67,31 @@ pub fn spawn_until_ready(
     let mut child = cmd
         .spawn()
         .map_err(|e| BenchError(format!("cannot start {name} ({program}): {e}")))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+    // Both streams are drained (a full pipe would stall the child); the one named by `on`
+    // also reports the ready line.
+    let streams: [(Option<Box<dyn Read + Send>>, bool); 2] = [
+        (
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            ready_on_stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            !ready_on_stdout,
+        ),
+    ];
     let mut guard = ChildGuard { name, child };
 
     let (tx, rx) = mpsc::channel::<String>();
-    if let Some(out) = stdout {
-        pump(
-            name,
-            out,
-            (on == ReadyOn::Stdout).then(|| tx.clone()),
-            needle,
-        );
-    }
-    if let Some(err) = stderr {
-        pump(
-            name,
-            err,
-            (on == ReadyOn::Stderr).then(|| tx.clone()),
-            needle,
-        );
+    for (stream, carries_ready_line) in streams {
+        if let Some(stream) = stream {
+            pump(name, stream, carries_ready_line.then(|| tx.clone()), needle);
+        }
     }
     drop(tx);
 

@@ -7,7 +7,6 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::load::{self, ProxyTarget, Target};
 use crate::procs::{self, Pid};
@@ -33,18 +32,10 @@ pub async fn run(args: &Args, bin_dir: &Path, loadgen_threads: usize) -> Result<
     let mut rows = Vec::new();
     for &threads in &args.proxy_threads {
         let cpus = cpus_for(args, threads);
-        let proxy = crate::start_proxy(
-            bin_dir,
-            ProxyLaunch {
-                sim_url: &sim_url,
-                max_concurrency: args.proxy_max_concurrency,
-                per_connection: args.proxy_max_concurrency,
-                rust_log: &args.proxy_rust_log,
-                extra: args.proxy_args.clone(),
-                threads: Some(threads),
-                cpus: cpus.clone(),
-            },
-        )?;
+        let mut launch = ProxyLaunch::new(args, &sim_url);
+        launch.threads = Some(threads);
+        launch.cpus = cpus.clone();
+        let proxy = crate::start_proxy(bin_dir, launch)?;
         eprintln!(
             "[bench] egress-proxy with {threads} worker threads{} at {}",
             cpus.as_deref()
@@ -61,22 +52,16 @@ pub async fn run(args: &Args, bin_dir: &Path, loadgen_threads: usize) -> Result<
             let mut observe = vec![proxy.pid(), Pid::SelfProcess];
             observe.extend(sim.pid());
             let channels = args.channels.max(1).min(concurrency);
-            let (stats, usage) = load::run_phase(
+            let (stats, usage) = crate::measure(
+                args,
+                &format!("{threads} worker threads"),
                 &Target::Proxy(Arc::clone(&target), channels),
                 concurrency,
-                args.warmup,
-                args.duration,
                 &observe,
-                ticks_per_sec,
             )
             .await;
             let other_cores = usage.other_cores;
             let proxy_usage = usage.processes.into_iter().next().unwrap_or_default();
-            eprintln!(
-                "[bench] threads={threads} C={concurrency}: {:.0} calls/s, {} proxy CPU/call",
-                stats.rps,
-                report::fmt_us(proxy_usage.cpu_us_per_call)
-            );
             rows.push(ThreadRow {
                 threads,
                 cpus: cpus.clone(),
@@ -85,7 +70,6 @@ pub async fn run(args: &Args, bin_dir: &Path, loadgen_threads: usize) -> Result<
                 proxy_usage,
                 other_cores,
             });
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         drop(proxy);
     }

@@ -254,25 +254,9 @@ impl Connections {
         shutdown: impl Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        loop {
-            // A slot first, then accept: at the cap, new clients wait in the kernel's
-            // backlog and take no descriptor of ours.
-            let slot = tokio::select! {
-                slot = Arc::clone(&self.slots).acquire_owned() => slot.expect("never closed"),
-                () = &mut shutdown => return,
-            };
-            let (stream, addr) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(ok) => ok,
-                    Err(err) => {
-                        // Out of file descriptors and the like: back off, don't spin.
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = &mut shutdown => return,
-            };
+        while let Some((slot, stream, addr)) =
+            accept_with_slot(listener, &self.slots, shutdown.as_mut(), "gRPC").await
+        {
             let _ = stream.set_nodelay(true);
             tokio::spawn(serve_connection(
                 stream,
@@ -296,6 +280,34 @@ impl Connections {
         tokio::time::timeout(within, Arc::clone(&self.slots).acquire_many_owned(self.max))
             .await
             .is_ok()
+    }
+}
+
+/// Waits for a connection slot, then for a client; `None` once `shutdown` resolves. The
+/// slot comes first: at the cap, new clients wait in the kernel's backlog and take no
+/// descriptor of ours. An accept error (out of descriptors and the like) backs off instead
+/// of spinning; `listener_name` says which listener in its log line.
+pub(crate) async fn accept_with_slot<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    mut shutdown: Pin<&mut F>,
+    listener_name: &'static str,
+) -> Option<(OwnedSemaphorePermit, tokio::net::TcpStream, SocketAddr)> {
+    let slot = tokio::select! {
+        slot = Arc::clone(slots).acquire_owned() => slot.expect("the slots are never closed"),
+        () = &mut shutdown => return None,
+    };
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => return Some((slot, stream, addr)),
+                Err(err) => {
+                    tracing::warn!(error = %err, listener = listener_name, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => return None,
+        }
     }
 }
 

@@ -10,7 +10,6 @@
 //! times out and retries a slow receiver.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -164,22 +163,9 @@ pub async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(receiver.settings.max_connections));
     tokio::pin!(shutdown);
-    loop {
-        let slot = tokio::select! {
-            slot = Arc::clone(&slots).acquire_owned() => slot.expect("never closed"),
-            () = &mut shutdown => return,
-        };
-        let (stream, peer): (_, SocketAddr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    tracing::warn!(error = %err, "webhook accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
+    while let Some((slot, stream, peer)) =
+        crate::listen::accept_with_slot(&listener, &slots, shutdown.as_mut(), "webhook").await
+    {
         let receiver = Arc::clone(&receiver);
         let read_timeout = receiver.settings.read_timeout;
         tokio::spawn(async move {
