@@ -128,24 +128,24 @@ impl App {
             source,
         })?;
         let mut client_config = ClientConfig::new(base_url, egress_core::Rpc::SERVICE);
-        client_config.connect_timeout = config.connect_timeout;
-        client_config.default_timeout = config.upstream_timeout;
-        client_config.max_response_bytes = config.max_message_size;
+        client_config.connect_timeout = config.upstream_settings.connect_timeout;
+        client_config.default_timeout = config.upstream_settings.upstream_timeout;
+        client_config.max_response_bytes = config.limits.max_message_size;
         // HTTP/1.1 upstreams need a connection per concurrent call; keeping fewer idle than
         // calls may be in flight churns connections (and ports) under load.
-        client_config.pool_max_idle_per_host = config.max_concurrency;
-        client_config.http2_only = config.upstream_http2;
-        if let Some(path) = &config.upstream_ca_file {
+        client_config.pool_max_idle_per_host = config.limits.max_concurrency;
+        client_config.http2_only = config.upstream_settings.upstream_http2;
+        if let Some(path) = &config.upstream_settings.upstream_ca_file {
             let pem = std::fs::read(path).map_err(|source| AppError::UpstreamCa {
                 path: path.clone(),
                 source,
             })?;
             client_config.extra_root_certs_pem = Some(pem);
         }
-        client_config.http2_connections = config.upstream_http2_connections;
+        client_config.http2_connections = config.upstream_settings.upstream_http2_connections;
         // Over HTTP/2 calls multiplex: the cap is on connections, which stay few anyway.
-        client_config.max_connections =
-            (!config.upstream_http2).then_some(config.max_upstream_connections);
+        client_config.max_connections = (!config.upstream_settings.upstream_http2)
+            .then_some(config.upstream_settings.max_upstream_connections);
         let tokens = Arc::new(TokenCache::new(
             config.credentials.clone(),
             VideoGrants::room_record(),
@@ -179,12 +179,13 @@ impl App {
             Some((before, after)) => {
                 tracing::info!(before, after, "open-files limit (RLIMIT_NOFILE)");
                 config
+                    .limits
                     .max_connections
                     .unwrap_or_else(|| listen::default_max_connections(after))
             }
             None => {
                 tracing::warn!("cannot read the open-files limit (RLIMIT_NOFILE)");
-                config.max_connections.unwrap_or(10_000)
+                config.limits.max_connections.unwrap_or(10_000)
             }
         };
         let listener = server::bind(config.listen)
@@ -199,8 +200,8 @@ impl App {
                 })?;
         let hub = Arc::new(Hub::new(
             HubSettings {
-                queue: config.watch_queue,
-                max_watchers: config.max_watchers,
+                queue: config.events.watch_queue,
+                max_watchers: config.events.max_watchers,
             },
             metrics.clone(),
         ));
@@ -227,16 +228,16 @@ impl App {
             hub: Arc::clone(&hub),
             webhook,
             redis,
-            reconcile_interval: config.reconcile_interval,
+            reconcile_interval: config.events.reconcile_interval,
         };
-        let cloud = match config.upstream_flavor {
+        let cloud = match config.upstream_settings.upstream_flavor {
             UpstreamFlavor::Cloud => true,
             UpstreamFlavor::Oss => false,
             UpstreamFlavor::Auto => crate::call::retry::is_cloud_host(&upstream_url),
         };
         let settings = ServerSettings {
             retry: crate::call::retry::RetryPolicy {
-                writes: cloud || config.retry_writes,
+                writes: cloud || config.upstream_settings.retry_writes,
                 failover: cloud,
             },
             hub,
@@ -245,18 +246,18 @@ impl App {
             admin,
             metrics,
             deadlines: Deadlines {
-                default: config.upstream_timeout,
-                max: config.max_call_timeout,
+                default: config.upstream_settings.upstream_timeout,
+                max: config.limits.max_call_timeout,
             },
-            max_message_size: config.max_message_size,
+            max_message_size: config.limits.max_message_size,
             cors: config.cors.clone(),
-            max_concurrency: config.max_concurrency,
-            max_concurrency_per_connection: config.max_concurrency_per_connection,
+            max_concurrency: config.limits.max_concurrency,
+            max_concurrency_per_connection: config.limits.max_concurrency_per_connection,
             max_connections,
-            header_read_timeout: config.header_read_timeout,
-            idle_timeout: config.idle_timeout,
-            drain_timeout: config.drain_timeout,
-            probe_interval: config.probe_interval,
+            header_read_timeout: config.limits.header_read_timeout,
+            idle_timeout: config.limits.idle_timeout,
+            drain_timeout: config.limits.drain_timeout,
+            probe_interval: config.limits.probe_interval,
         };
         Ok(Self {
             listener,

@@ -61,15 +61,68 @@ pub struct RunArgs {
     #[arg(long)]
     pub dev: bool,
 
-    /// Upstream budget for calls that carry no gRPC deadline. Starting an egress can take
-    /// 20-30 s on a busy LiveKit, so keep this generous.
-    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
-    pub upstream_timeout: Duration,
+    /// Policy file (TOML): caller authentication mode, callers and what each may do.
+    /// Reloaded on SIGHUP and when it changes.
+    #[arg(long, env = "EGRESS_PROXY_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
 
-    /// TCP/TLS connect timeout towards LiveKit.
-    #[arg(long, env = "EGRESS_PROXY_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub connect_timeout: Duration,
+    /// Accept calls without authentication on a non-loopback listener. Without a policy
+    /// file (or with `mode = "none"`) anyone who reaches the port can start recordings.
+    #[arg(long, env = "EGRESS_PROXY_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
 
+    /// PEM certificate chain for TLS on the gRPC listener (with --tls-key).
+    #[arg(long, env = "EGRESS_PROXY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for TLS on the gRPC listener (with --tls-cert).
+    #[arg(long, env = "EGRESS_PROXY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM CA bundle: require client certificates signed by these CAs (mTLS).
+    #[arg(long, env = "EGRESS_PROXY_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Browser origins allowed to call the listener cross-origin (gRPC-Web and Twirp), e.g.
+    /// `https://dash.example.com`; repeatable or comma-separated, `*` for any. Off by default:
+    /// browsers then allow only pages served from the gateway's own origin.
+    #[arg(
+        long = "cors-allow-origin",
+        env = "EGRESS_PROXY_CORS_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allow_origins: Vec<String>,
+
+    /// Log format.
+    #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Address of the webhook receiver: point LiveKit's `webhook.urls` at
+    /// http://ADDR/webhook. Without it, reconciliation alone feeds the event stream (one
+    /// --reconcile-interval behind). With --dev: a loopback port the simulator posts to.
+    #[arg(long, env = "EGRESS_PROXY_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
+    /// Redis for events across replicas (redis://[user:password@]host:port[/db]). Without
+    /// it, events reach the watchers of the replica that received them.
+    #[arg(long, env = "EGRESS_PROXY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    #[command(flatten)]
+    pub limits: Limits,
+
+    #[command(flatten)]
+    pub upstream_settings: UpstreamSettings,
+
+    #[command(flatten)]
+    pub events: EventSettings,
+}
+
+/// Bounds on callers: message size, calls and connections at once, and how long a call or
+/// a connection may take.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct Limits {
     /// Largest request or response message in bytes (LiveKit itself accepts up to 10 MiB).
     #[arg(long, env = "EGRESS_PROXY_MAX_MESSAGE_SIZE", default_value_t = 4 * 1024 * 1024)]
     pub max_message_size: usize,
@@ -114,71 +167,25 @@ pub struct RunArgs {
     /// How often the upstream is probed for the health service.
     #[arg(long, env = "EGRESS_PROXY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub probe_interval: Duration,
+}
 
-    /// Policy file (TOML): caller authentication mode, callers and what each may do.
-    /// Reloaded on SIGHUP and when it changes.
-    #[arg(long, env = "EGRESS_PROXY_POLICY_FILE")]
-    pub policy_file: Option<PathBuf>,
+/// How the gateway talks to LiveKit.
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Upstream")]
+pub struct UpstreamSettings {
+    /// Upstream budget for calls that carry no gRPC deadline. Starting an egress can take
+    /// 20-30 s on a busy LiveKit, so keep this generous.
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
 
-    /// Accept calls without authentication on a non-loopback listener. Without a policy
-    /// file (or with `mode = "none"`) anyone who reaches the port can start recordings.
-    #[arg(long, env = "EGRESS_PROXY_ALLOW_UNAUTHENTICATED")]
-    pub allow_unauthenticated: bool,
+    /// TCP/TLS connect timeout towards LiveKit.
+    #[arg(long, env = "EGRESS_PROXY_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
 
-    /// PEM certificate chain for TLS on the gRPC listener (with --tls-key).
-    #[arg(long, env = "EGRESS_PROXY_TLS_CERT", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// PEM private key for TLS on the gRPC listener (with --tls-cert).
-    #[arg(long, env = "EGRESS_PROXY_TLS_KEY", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// PEM CA bundle: require client certificates signed by these CAs (mTLS).
-    #[arg(long, env = "EGRESS_PROXY_TLS_CLIENT_CA", requires = "tls_cert")]
-    pub tls_client_ca: Option<PathBuf>,
-
-    /// PEM CA bundle trusted for an `https://` LiveKit URL besides the system's roots (a
-    /// TLS-terminating proxy with a private CA in front of LiveKit).
-    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_CA_FILE")]
-    pub upstream_ca_file: Option<PathBuf>,
-
-    /// Browser origins allowed to call the listener cross-origin (gRPC-Web and Twirp), e.g.
-    /// `https://dash.example.com`; repeatable or comma-separated, `*` for any. Off by default:
-    /// browsers then allow only pages served from the gateway's own origin.
-    #[arg(
-        long = "cors-allow-origin",
-        env = "EGRESS_PROXY_CORS_ALLOW_ORIGINS",
-        value_delimiter = ','
-    )]
-    pub cors_allow_origins: Vec<String>,
-
-    /// Log format.
-    #[arg(long, env = "EGRESS_PROXY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-
-    /// Address of the webhook receiver: point LiveKit's `webhook.urls` at
-    /// http://ADDR/webhook. Without it, reconciliation alone feeds the event stream (one
-    /// --reconcile-interval behind). With --dev: a loopback port the simulator posts to.
-    #[arg(long, env = "EGRESS_PROXY_WEBHOOK_LISTEN")]
-    pub webhook_listen: Option<SocketAddr>,
-
-    /// While anyone watches events, how often LiveKit's active egresses are polled to catch
-    /// what webhooks missed (jittered by ±20 %).
-    #[arg(long, env = "EGRESS_PROXY_RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
-    pub reconcile_interval: Duration,
-
-    /// Redis for events across replicas (redis://[user:password@]host:port[/db]). Without
-    /// it, events reach the watchers of the replica that received them.
-    #[arg(long, env = "EGRESS_PROXY_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-
-    /// Events a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
-    #[arg(long, env = "EGRESS_PROXY_WATCH_QUEUE", default_value_t = 1024)]
-    pub watch_queue: usize,
-
-    /// Event streams (EgressEvents/Watch) served at once; more get RESOURCE_EXHAUSTED.
-    #[arg(long, env = "EGRESS_PROXY_MAX_WATCHERS", default_value_t = 20_000)]
-    pub max_watchers: usize,
+    /// What the upstream is: `cloud` (retries writes, fails over across regions from
+    /// /settings/regions), `oss`, or `auto` (cloud for *.livekit.cloud and *.livekit.run).
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_FLAVOR", value_enum, default_value_t = UpstreamFlavor::Auto)]
+    pub upstream_flavor: UpstreamFlavor,
 
     /// Retry Start/Stop/Update on 5xx and transport errors (with the same
     /// X-Livekit-Request-Id). Safe only where LiveKit deduplicates by that id: LiveKit Cloud
@@ -186,11 +193,6 @@ pub struct RunArgs {
     /// a retried Start there can start a second recording.
     #[arg(long, env = "EGRESS_PROXY_RETRY_WRITES")]
     pub retry_writes: bool,
-
-    /// What the upstream is: `cloud` (retries writes, fails over across regions from
-    /// /settings/regions), `oss`, or `auto` (cloud for *.livekit.cloud and *.livekit.run).
-    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_FLAVOR", value_enum, default_value_t = UpstreamFlavor::Auto)]
-    pub upstream_flavor: UpstreamFlavor,
 
     /// Speak only HTTP/2 to LiveKit: prior knowledge (h2c) on http://, ALPN on https://.
     /// Without it, https:// upstreams get HTTP/2 when they offer it, http:// get HTTP/1.1.
@@ -215,6 +217,29 @@ pub struct RunArgs {
         default_value_t = 1024
     )]
     pub max_upstream_connections: usize,
+
+    /// PEM CA bundle trusted for an `https://` LiveKit URL besides the system's roots (a
+    /// TLS-terminating proxy with a private CA in front of LiveKit).
+    #[arg(long, env = "EGRESS_PROXY_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+}
+
+/// The event stream (`EgressEvents/Watch`).
+#[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Events")]
+pub struct EventSettings {
+    /// While anyone watches events, how often LiveKit's active egresses are polled to catch
+    /// what webhooks missed (jittered by ±20 %).
+    #[arg(long, env = "EGRESS_PROXY_RECONCILE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub reconcile_interval: Duration,
+
+    /// Events a watcher may fall behind before it is ended with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EGRESS_PROXY_WATCH_QUEUE", default_value_t = 1024)]
+    pub watch_queue: usize,
+
+    /// Event streams (EgressEvents/Watch) served at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "EGRESS_PROXY_MAX_WATCHERS", default_value_t = 20_000)]
+    pub max_watchers: usize,
 }
 
 /// What kind of LiveKit the upstream is (`--upstream-flavor`).
@@ -263,18 +288,6 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub upstream: Upstream,
     pub credentials: Credentials,
-    pub upstream_timeout: Duration,
-    pub connect_timeout: Duration,
-    pub max_message_size: usize,
-    pub max_concurrency: usize,
-    pub max_call_timeout: Option<Duration>,
-    pub max_concurrency_per_connection: usize,
-    /// `None`: derived from the open-files limit at start-up.
-    pub max_connections: Option<usize>,
-    pub header_read_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub drain_timeout: Duration,
-    pub probe_interval: Duration,
     pub log_format: LogFormat,
     pub tls: Option<crate::tls::TlsFiles>,
     pub policy_file: Option<PathBuf>,
@@ -285,17 +298,11 @@ pub struct Config {
     pub api_key: Option<String>,
     /// `None`: no webhook receiver (with --dev, a loopback port is picked).
     pub webhook_listen: Option<SocketAddr>,
-    pub reconcile_interval: Duration,
     pub redis_url: Option<RedisUrl>,
-    pub watch_queue: usize,
-    pub max_watchers: usize,
-    pub retry_writes: bool,
-    pub upstream_flavor: UpstreamFlavor,
-    pub upstream_http2: bool,
-    pub upstream_http2_connections: usize,
-    pub max_upstream_connections: usize,
-    pub upstream_ca_file: Option<PathBuf>,
     pub cors: crate::cors::CorsOrigins,
+    pub limits: Limits,
+    pub upstream_settings: UpstreamSettings,
+    pub events: EventSettings,
 }
 
 /// Configuration that cannot work; each message says what to set.
@@ -338,28 +345,34 @@ impl RunArgs {
         self.api_key = self.api_key.filter(|k| !k.is_empty());
         self.livekit_url = self.livekit_url.filter(|u| !u.is_empty());
         for (flag, value) in [
-            ("--max-concurrency", self.max_concurrency),
+            ("--max-concurrency", self.limits.max_concurrency),
             (
                 "--max-concurrency-per-connection",
-                self.max_concurrency_per_connection,
+                self.limits.max_concurrency_per_connection,
             ),
-            ("--max-connections", self.max_connections.unwrap_or(1)),
-            ("--watch-queue", self.watch_queue),
-            ("--max-watchers", self.max_watchers),
-            ("--max-upstream-connections", self.max_upstream_connections),
+            (
+                "--max-connections",
+                self.limits.max_connections.unwrap_or(1),
+            ),
+            ("--watch-queue", self.events.watch_queue),
+            ("--max-watchers", self.events.max_watchers),
+            (
+                "--max-upstream-connections",
+                self.upstream_settings.max_upstream_connections,
+            ),
             (
                 "--upstream-http2-connections",
-                self.upstream_http2_connections,
+                self.upstream_settings.upstream_http2_connections,
             ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(flag));
             }
         }
-        if self.max_message_size == 0 {
+        if self.limits.max_message_size == 0 {
             return Err(ConfigError::ZeroMessageSize);
         }
-        if self.reconcile_interval.is_zero() {
+        if self.events.reconcile_interval.is_zero() {
             return Err(ConfigError::Zero("--reconcile-interval"));
         }
         let redis_url = self.redis_url.filter(|u| !u.is_empty()).map(RedisUrl);
@@ -399,34 +412,17 @@ impl RunArgs {
             admin_listen: self.admin_listen,
             upstream,
             credentials,
-            upstream_timeout: self.upstream_timeout,
-            connect_timeout: self.connect_timeout,
-            max_message_size: self.max_message_size,
-            max_concurrency: self.max_concurrency,
-            max_call_timeout: self.max_call_timeout,
-            max_concurrency_per_connection: self.max_concurrency_per_connection,
-            max_connections: self.max_connections,
-            header_read_timeout: self.header_read_timeout,
-            idle_timeout: self.idle_timeout,
-            drain_timeout: self.drain_timeout,
-            probe_interval: self.probe_interval,
             log_format: self.log_format,
             policy_file: self.policy_file,
             allow_unauthenticated: self.allow_unauthenticated,
             api_secret_file: self.api_secret_file,
             api_key: self.api_key,
             webhook_listen: self.webhook_listen,
-            reconcile_interval: self.reconcile_interval,
             redis_url,
-            watch_queue: self.watch_queue,
-            max_watchers: self.max_watchers,
-            retry_writes: self.retry_writes,
-            upstream_flavor: self.upstream_flavor,
-            upstream_http2: self.upstream_http2,
-            upstream_http2_connections: self.upstream_http2_connections,
-            max_upstream_connections: self.max_upstream_connections,
             cors: crate::cors::CorsOrigins::parse(&self.cors_allow_origins)?,
-            upstream_ca_file: self.upstream_ca_file,
+            limits: self.limits,
+            upstream_settings: self.upstream_settings,
+            events: self.events,
             tls: self
                 .tls_cert
                 .zip(self.tls_key)
