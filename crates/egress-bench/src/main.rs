@@ -143,6 +143,11 @@ struct Args {
     #[arg(long)]
     pin_proxy_from: Option<usize>,
 
+    /// Thread-count mode: for each count N also run the proxy with one worker thread and
+    /// `--io-threads N` (connections on N single-threaded runtimes), on the same CPUs.
+    #[arg(long)]
+    compare_io_threads: bool,
+
     /// CPUs the proxy may run on (`taskset -c` list, e.g. `1` or `2-9`); the load generator
     /// and simulator keep the rest when the bench itself runs under `taskset -c`.
     #[arg(long)]

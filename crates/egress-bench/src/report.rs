@@ -119,10 +119,30 @@ pub struct Report {
     pub threads: Vec<ThreadRow>,
 }
 
-/// One (thread count, concurrency) measurement.
+/// Where the proxy in thread-count mode does a call's work.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyRuntime {
+    /// N tokio worker threads, one shared work-stealing runtime.
+    Workers,
+    /// One worker thread (accept) and `--io-threads N`.
+    IoThreads,
+}
+
+impl ProxyRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Workers => "worker threads",
+            Self::IoThreads => "io threads",
+        }
+    }
+}
+
+/// One (thread count, runtime, concurrency) measurement.
 #[derive(Debug, Clone, Serialize)]
 pub struct ThreadRow {
     pub threads: usize,
+    pub runtime: ProxyRuntime,
     /// The proxy's `taskset -c` CPU list, if pinned.
     pub cpus: Option<String>,
     pub concurrency: usize,
@@ -139,13 +159,14 @@ pub fn print_threads(rows: &[ThreadRow]) {
     println!("## egress-proxy CPU per call by worker threads");
     println!();
     println!(
-        "| worker threads | proxy CPUs | C | rps | p50 | p99 | proxy CPU/call | proxy cores busy | other cores | errors |"
+        "| threads | runtime | proxy CPUs | C | rps | p50 | p99 | proxy CPU/call | proxy cores busy | other cores | errors |"
     );
-    println!("|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|");
     for row in rows {
         println!(
-            "| {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
             row.threads,
+            row.runtime.as_str(),
             row.cpus.as_deref().unwrap_or("any"),
             row.concurrency,
             rate_cells(&row.stats),

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::load::{self, ProxyTarget, Target};
 use crate::procs::{self, Pid};
-use crate::report::{self, Memory, Report, ThreadRow};
+use crate::report::{self, Memory, ProxyRuntime, Report, ThreadRow};
 use crate::{Args, BenchError, ProxyLaunch, SimControl};
 
 /// The proxy's CPU list for `threads` workers: `--pin-proxy-from`, else `--proxy-cpus`.
@@ -30,48 +30,64 @@ pub async fn run(args: &Args, bin_dir: &Path, loadgen_threads: usize) -> Result<
     let _log_cleaner = crate::keep_request_log_empty(control.clone());
 
     let mut rows = Vec::new();
+    let runtimes: &[ProxyRuntime] = if args.compare_io_threads {
+        &[ProxyRuntime::Workers, ProxyRuntime::IoThreads]
+    } else {
+        &[ProxyRuntime::Workers]
+    };
     for &threads in &args.proxy_threads {
-        let cpus = cpus_for(args, threads);
-        let mut launch = ProxyLaunch::new(args, &sim_url);
-        launch.threads = Some(threads);
-        launch.cpus = cpus.clone();
-        let proxy = crate::start_proxy(bin_dir, launch)?;
-        eprintln!(
-            "[bench] egress-proxy with {threads} worker threads{} at {}",
-            cpus.as_deref()
-                .map(|c| format!(" on CPUs {c}"))
-                .unwrap_or_default(),
-            proxy.addr
-        );
-        let target = Arc::new(ProxyTarget::connect(&proxy.addr, args.channels).await?);
-        Target::Proxy(Arc::clone(&target), 1)
-            .call_once()
-            .await
-            .map_err(|e| BenchError(format!("sanity call through the proxy failed: {e}")))?;
-        for &concurrency in &args.concurrency {
-            let mut observe = vec![proxy.pid(), Pid::SelfProcess];
-            observe.extend(sim.pid());
-            let channels = args.channels.max(1).min(concurrency);
-            let (stats, usage) = crate::measure(
-                args,
-                &format!("{threads} worker threads"),
-                &Target::Proxy(Arc::clone(&target), channels),
-                concurrency,
-                &observe,
-            )
-            .await;
-            let other_cores = usage.other_cores;
-            let proxy_usage = usage.processes.into_iter().next().unwrap_or_default();
-            rows.push(ThreadRow {
-                threads,
-                cpus: cpus.clone(),
-                concurrency,
-                stats,
-                proxy_usage,
-                other_cores,
-            });
+        for &runtime in runtimes {
+            let cpus = cpus_for(args, threads);
+            let mut launch = ProxyLaunch::new(args, &sim_url);
+            launch.cpus = cpus.clone();
+            match runtime {
+                ProxyRuntime::Workers => launch.threads = Some(threads),
+                // One worker accepts; the N connection runtimes do the calls' work.
+                ProxyRuntime::IoThreads => {
+                    launch.threads = Some(1);
+                    launch.extra.push(format!("--io-threads={threads}"));
+                }
+            }
+            let proxy = crate::start_proxy(bin_dir, launch)?;
+            eprintln!(
+                "[bench] egress-proxy with {threads} {}{} at {}",
+                runtime.as_str(),
+                cpus.as_deref()
+                    .map(|c| format!(" on CPUs {c}"))
+                    .unwrap_or_default(),
+                proxy.addr
+            );
+            let target = Arc::new(ProxyTarget::connect(&proxy.addr, args.channels).await?);
+            Target::Proxy(Arc::clone(&target), 1)
+                .call_once()
+                .await
+                .map_err(|e| BenchError(format!("sanity call through the proxy failed: {e}")))?;
+            for &concurrency in &args.concurrency {
+                let mut observe = vec![proxy.pid(), Pid::SelfProcess];
+                observe.extend(sim.pid());
+                let channels = args.channels.max(1).min(concurrency);
+                let (stats, usage) = crate::measure(
+                    args,
+                    &format!("{threads} {}", runtime.as_str()),
+                    &Target::Proxy(Arc::clone(&target), channels),
+                    concurrency,
+                    &observe,
+                )
+                .await;
+                let other_cores = usage.other_cores;
+                let proxy_usage = usage.processes.into_iter().next().unwrap_or_default();
+                rows.push(ThreadRow {
+                    threads,
+                    runtime,
+                    cpus: cpus.clone(),
+                    concurrency,
+                    stats,
+                    proxy_usage,
+                    other_cores,
+                });
+            }
+            drop(proxy);
         }
-        drop(proxy);
     }
 
     report::print_threads(&rows);

@@ -250,6 +250,7 @@ impl App {
                 max: config.limits.max_call_timeout,
             },
             max_message_size: config.limits.max_message_size,
+            io_threads: config.limits.io_threads,
             cors: config.cors.clone(),
             max_concurrency: config.limits.max_concurrency,
             max_concurrency_per_connection: config.limits.max_concurrency_per_connection,

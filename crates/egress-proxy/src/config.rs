@@ -167,6 +167,12 @@ pub struct Limits {
     /// How often the upstream is probed for the health service.
     #[arg(long, env = "EGRESS_PROXY_PROBE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub probe_interval: Duration,
+
+    /// Serve client connections on this many single-threaded runtimes, each connection on
+    /// one for its whole life (no work stealing between threads); 0: the one shared
+    /// multi-threaded runtime (its worker count from TOKIO_WORKER_THREADS, else the CPUs).
+    #[arg(long, env = "EGRESS_PROXY_IO_THREADS", default_value_t = 0)]
+    pub io_threads: usize,
 }
 
 /// How the gateway talks to LiveKit.

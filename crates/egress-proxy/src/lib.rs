@@ -16,5 +16,6 @@ pub mod logging;
 pub mod otlp;
 pub mod reload;
 pub mod request_id;
+pub mod runtimes;
 pub mod server;
 pub mod tls;

@@ -212,6 +212,8 @@ pub struct Connections {
     acceptor: Option<tokio_rustls::TlsAcceptor>,
     settings: ConnectionSettings,
     goaway: watch::Sender<bool>,
+    /// Where connections are served: `None`, the runtime that accepts them.
+    runtimes: Option<crate::runtimes::IoRuntimes>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -243,7 +245,14 @@ impl Connections {
             acceptor: tls.map(tokio_rustls::TlsAcceptor::from),
             settings,
             goaway: watch::channel(false).0,
+            runtimes: None,
         }
+    }
+
+    /// Serves each connection on one of `runtimes` instead of the accepting runtime.
+    pub fn on_runtimes(mut self, runtimes: Option<crate::runtimes::IoRuntimes>) -> Self {
+        self.runtimes = runtimes;
+        self
     }
 
     /// Accepts connections on `listener` and serves `routes` on each until `shutdown`.
@@ -258,15 +267,17 @@ impl Connections {
             accept_with_slot(listener, &self.slots, shutdown.as_mut(), "gRPC").await
         {
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_connection(
-                stream,
-                addr,
-                routes.clone(),
-                self.acceptor.clone(),
-                self.settings.clone(),
-                self.goaway.subscribe(),
-                slot,
-            ));
+            let routes = routes.clone();
+            let acceptor = self.acceptor.clone();
+            let settings = self.settings.clone();
+            let goaway = self.goaway.subscribe();
+            let serve = move |stream| {
+                serve_connection(stream, addr, routes, acceptor, settings, goaway, slot)
+            };
+            match &self.runtimes {
+                None => drop(tokio::spawn(serve(stream))),
+                Some(runtimes) => runtimes.spawn(stream, serve),
+            }
         }
     }
 

@@ -42,6 +42,8 @@ pub struct ServerSettings {
     pub deadlines: Deadlines,
     /// Largest request and response message, in bytes.
     pub max_message_size: usize,
+    /// Single-threaded runtimes client connections are spread over; 0: the main runtime.
+    pub io_threads: usize,
     /// Origins allowed to call cross-origin from a browser (off by default).
     pub cors: crate::cors::CorsOrigins,
     pub max_concurrency: usize,
@@ -163,6 +165,11 @@ pub async fn serve(
             metrics: settings.metrics.clone(),
         },
     );
+    let runtimes = match settings.io_threads {
+        0 => None,
+        threads => Some(crate::runtimes::IoRuntimes::start(threads)?),
+    };
+    let connections = connections.on_runtimes(runtimes);
     connections.accept(&listener, routes, shutdown).await;
 
     probe.abort();

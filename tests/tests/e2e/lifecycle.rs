@@ -306,3 +306,42 @@ async fn secrets_and_tokens_never_reach_the_log_or_the_caller() {
         );
     }
 }
+
+/// With `--io-threads`, connections are served on their own single-threaded runtimes: calls
+/// over several connections (spread over the runtimes) are answered, and SIGTERM still lets
+/// an in-flight call finish before a clean exit.
+#[tokio::test]
+async fn io_threads_serve_connections_and_drain_on_sigterm() {
+    let sim = sim_on("127.0.0.1:0");
+    let mut proxy = Proxy::start(
+        &sim.url(),
+        ProxyOptions::default().arg("--io-threads").arg("2"),
+    );
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(proxy.client().await);
+    }
+    for client in &mut clients {
+        for _ in 0..5 {
+            client
+                .list_egress(ListEgressRequest::default())
+                .await
+                .expect("answered on its connection's runtime");
+        }
+    }
+
+    sim.faults()
+        .push(Fault::latency(Duration::from_millis(800)).method("ListEgress"));
+    let mut client = clients.pop().unwrap();
+    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(10));
+        (status, proxy)
+    });
+    let answer = call.await.unwrap();
+    assert!(answer.is_ok(), "in-flight call finished: {answer:?}");
+    let (status, proxy) = status.await.unwrap();
+    assert_eq!(status.code(), Some(0), "{}", proxy.log());
+    assert!(proxy.log().contains("drained; bye"), "{}", proxy.log());
+}
