@@ -14,6 +14,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
+  AccessToken,
   EgressClient,
   EncodedFileOutput,
   ImageOutput,
@@ -26,6 +27,7 @@ import {
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const BIN = process.env.EGRESS_PROXY_BIN ?? join(ROOT, 'target', 'debug', 'egress-proxy');
+const SIM_BIN = process.env.EGRESS_SIM_BIN ?? join(ROOT, 'target', 'debug', 'egress-sim');
 const SDK_KEY = 'APInodesdk';
 const SDK_SECRET = 'node-sdk-secret-0123456789abcdefghij';
 const ROOM = 'node-room';
@@ -34,12 +36,11 @@ let gateway;
 let url;
 let dir;
 
-/** Starts the gateway (embedded simulator, a policy whose caller is this SDK's key). */
-function startGateway() {
-  dir = mkdtempSync(join(tmpdir(), 'twirp-door-node-'));
-  const secret = join(dir, 'sdk.secret');
+/** A policy file whose one caller is this SDK's key, allowed the `node-*` rooms. */
+function callerPolicy(directory) {
+  const secret = join(directory, 'sdk.secret');
   writeFileSync(secret, `${SDK_SECRET}\n`);
-  const policy = join(dir, 'policy.toml');
+  const policy = join(directory, 'policy.toml');
   writeFileSync(
     policy,
     `[auth]
@@ -56,32 +57,53 @@ rpcs = ["*"]
 rooms = ["node-*"]
 `,
   );
+  return policy;
+}
+
+/** The environment without the caller's LiveKit or gateway settings, plus `extra`. */
+function cleanEnv(extra = {}) {
   const env = Object.fromEntries(
     Object.entries(process.env).filter(
       ([k]) => !k.startsWith('LIVEKIT_') && !k.startsWith('EGRESS_PROXY_'),
     ),
   );
-  env.RUST_LOG = 'info';
-  env.NO_COLOR = '1';
-  const child = spawn(
-    BIN,
-    ['--dev', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-file', policy],
-    { env, stdio: ['ignore', 'ignore', 'pipe'] },
-  );
+  return { ...env, RUST_LOG: 'info', NO_COLOR: '1', ...extra };
+}
+
+/** Spawns `bin` and resolves `{ child, address }` once `pattern` matches its `stream`. */
+function spawnReady(bin, args, env, stream, pattern) {
+  const child = spawn(bin, args, {
+    env,
+    stdio: ['ignore', stream === 'stdout' ? 'pipe' : 'ignore', stream === 'stderr' ? 'pipe' : 'ignore'],
+  });
   return new Promise((resolveReady, reject) => {
     let log = '';
-    const timer = setTimeout(() => reject(new Error(`gateway not ready:\n${log}`)), 30_000);
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (chunk) => {
+    const timer = setTimeout(() => reject(new Error(`${bin} not ready:\n${log}`)), 30_000);
+    child[stream].setEncoding('utf8');
+    child[stream].on('data', (chunk) => {
       log += chunk;
-      const ready = /egress-proxy ready.*? listen=(\S+)/.exec(log);
+      const ready = pattern.exec(log);
       if (ready) {
         clearTimeout(timer);
         resolveReady({ child, address: ready[1] });
       }
     });
-    child.on('exit', (code) => reject(new Error(`gateway exited ${code}:\n${log}`)));
+    child.on('exit', (code) => reject(new Error(`${bin} exited ${code}:\n${log}`)));
   });
+}
+
+const GATEWAY_READY = /egress-proxy ready.*? listen=(\S+)/;
+
+/** Starts the gateway (embedded simulator, a policy whose caller is this SDK's key). */
+function startGateway() {
+  dir = mkdtempSync(join(tmpdir(), 'twirp-door-node-'));
+  return spawnReady(
+    BIN,
+    ['--dev', '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--policy-file', callerPolicy(dir)],
+    cleanEnv(),
+    'stderr',
+    GATEWAY_READY,
+  );
 }
 
 before(async () => {
@@ -176,4 +198,68 @@ test('a wrong secret is a plain-text 401', async () => {
       return true;
     },
   );
+});
+
+test('an expired token is a plain-text 401', async () => {
+  // Minted with the SDK's own AccessToken, expired past LiveKit's minute of leeway.
+  const mint = (ttl) => {
+    const at = new AccessToken(SDK_KEY, SDK_SECRET, { ttl });
+    at.addGrant({ roomRecord: true });
+    return at.toJwt();
+  };
+  const post = async (token) =>
+    fetch(`${url}/twirp/livekit.Egress/ListEgress`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ roomName: ROOM }),
+    });
+  const expired = await post(await mint('-2m'));
+  assert.equal(expired.status, 401);
+  assert.equal(await expired.text(), 'invalid token, error: token has expired');
+  // The same grant, unexpired, is accepted: only the expiry was wrong.
+  const fresh = await post(await mint('10m'));
+  assert.equal(fresh.status, 200, await fresh.clone().text());
+  assert.ok(Array.isArray((await fresh.json()).items));
+});
+
+test('a deadline ends a Start that LiveKit would hold', async () => {
+  // No egress worker: LiveKit keeps a Start waiting about 20 s. The SDK sends no deadline
+  // header, so the gateway's --upstream-timeout bounds the call.
+  const key = 'APInodesim';
+  const secret = 'node-sim-secret-0123456789abcdefghijkl';
+  const sim = await spawnReady(
+    SIM_BIN,
+    ['--listen', '127.0.0.1:0', '--no-egress-workers'],
+    cleanEnv({ LIVEKIT_API_KEY: key, LIVEKIT_API_SECRET: secret, RUST_LOG: 'warn' }),
+    'stdout',
+    /listening on (\S+)/,
+  );
+  const own = mkdtempSync(join(tmpdir(), 'twirp-door-node-deadline-'));
+  let proxy;
+  try {
+    proxy = await spawnReady(
+      BIN,
+      ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--upstream-timeout', '400ms',
+        '--policy-file', callerPolicy(own)],
+      cleanEnv({ LIVEKIT_URL: sim.address, LIVEKIT_API_KEY: key, LIVEKIT_API_SECRET: secret }),
+      'stderr',
+      GATEWAY_READY,
+    );
+    const eg = new EgressClient(`http://${proxy.address}`, SDK_KEY, SDK_SECRET, { requestTimeout: 10 });
+    const started = Date.now();
+    await assert.rejects(
+      eg.startRoomCompositeEgress(ROOM, { stream: rtmp('rtmp://live.example.com/app/k') }),
+      (err) => {
+        assert.ok(err instanceof TwirpError, String(err));
+        assert.equal(err.status, 408);
+        assert.equal(err.code, 'deadline_exceeded');
+        return true;
+      },
+    );
+    assert.ok(Date.now() - started < 5_000, `took ${Date.now() - started} ms`);
+  } finally {
+    proxy?.child.kill('SIGTERM');
+    sim.child.kill('SIGTERM');
+    rmSync(own, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,9 @@ LIVEKIT_API_SECRET."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,9 +24,8 @@ SDK_SECRET = "python-sdk-secret-0123456789abcdef"
 ROOM = "py-room"
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory):
-    directory: Path = tmp_path_factory.mktemp("twirp-door")
+def caller_policy(directory: Path) -> Path:
+    """A policy file whose one caller is this SDK's key, allowed the ``py-*`` rooms."""
     secret = directory / "sdk.secret"
     secret.write_text(SDK_SECRET + "\n")
     policy = directory / "policy.toml"
@@ -44,6 +45,12 @@ rpcs = ["*"]
 rooms = ["py-*"]
 """
     )
+    return policy
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    policy = caller_policy(tmp_path_factory.mktemp("twirp-door"))
     running = start_proxy("--dev", "--policy-file", str(policy))
     yield running
     assert running.stop() == 0
@@ -199,3 +206,75 @@ def test_json_as_nodes_sdk_sends_it(gateway):
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 401
     assert refused.value.headers["Content-Type"].startswith("text/plain")
+
+
+def post_list_egress(gateway, token: str) -> urllib.request.Request:
+    return urllib.request.Request(
+        f"http://{gateway.address}/twirp/livekit.Egress/ListEgress",
+        data=egress.ListEgressRequest(room_name=ROOM).SerializeToString(),
+        headers={"Content-Type": "application/protobuf", "Authorization": f"Bearer {token}"},
+        method="POST",
+    )
+
+
+def test_an_expired_token_is_a_401(gateway):
+    """A token the SDK minted with its own AccessToken, expired past LiveKit's minute of leeway."""
+    expired = (
+        api.AccessToken(SDK_KEY, SDK_SECRET)
+        .with_grants(api.VideoGrants(room_record=True))
+        .with_ttl(datetime.timedelta(minutes=-2))
+        .to_jwt()
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post_list_egress(gateway, expired), timeout=10)
+    assert refused.value.code == 401
+    assert refused.value.read().decode() == "invalid token, error: token has expired"
+
+    # The same token, fresh, is accepted: only the expiry was wrong.
+    fresh = (
+        api.AccessToken(SDK_KEY, SDK_SECRET)
+        .with_grants(api.VideoGrants(room_record=True))
+        .to_jwt()
+    )
+    with urllib.request.urlopen(post_list_egress(gateway, fresh), timeout=10) as response:
+        assert response.status == 200
+
+
+def test_a_deadline_ends_a_start_livekit_would_hold(sim_factory, tmp_path):
+    """No egress worker: LiveKit keeps a Start waiting about 20 s. The SDK sends no deadline
+    header, so the gateway's --upstream-timeout bounds the call, and the SDK surfaces it as
+    it surfaces LiveKit's own Twirp errors."""
+    sim = sim_factory("--no-egress-workers")
+    proxy = start_proxy(
+        "--upstream-timeout",
+        "400ms",
+        "--policy-file",
+        str(caller_policy(tmp_path)),
+        env={
+            "LIVEKIT_URL": sim.url,
+            "LIVEKIT_API_KEY": sim.api_key,
+            "LIVEKIT_API_SECRET": sim.api_secret,
+        },
+    )
+    try:
+
+        async def scenario(lkapi):
+            started = time.monotonic()
+            with pytest.raises(api.TwirpError) as ended:
+                await lkapi.egress.start_room_composite_egress(
+                    egress.RoomCompositeEgressRequest(
+                        room_name=ROOM, stream_outputs=[rtmp("rtmp://live.example.com/app/k")]
+                    )
+                )
+            return ended.value, time.monotonic() - started
+
+        error, elapsed = run(proxy, scenario)
+        assert error.code == api.TwirpErrorCode.DEADLINE_EXCEEDED, error
+        assert error.status == 408
+        assert elapsed < 5, elapsed
+        # LiveKit was told the same budget.
+        sent = [r for r in sim.requests() if r.get("rpc") == "StartRoomCompositeEgress"]
+        assert len(sent) == 1, sim.requests()
+        assert int(sent[0]["headers"]["x-twirp-timeout-ms"]) <= 400, sent[0]["headers"]
+    finally:
+        assert proxy.stop() == 0
