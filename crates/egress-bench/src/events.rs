@@ -302,25 +302,6 @@ fn start_redis(binary: &Path) -> Result<(ChildGuard, u16), BenchError> {
     Ok((guard, port))
 }
 
-/// A gauge or counter of the proxy's `/metrics` (unlabelled).
-async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("http://{admin}/metrics"))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines().find_map(|line| {
-        line.strip_prefix(name)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
 /// What every level shares.
 struct Bench<'a> {
     args: &'a Args,
@@ -423,7 +404,7 @@ impl Bench<'_> {
         let open_by =
             Instant::now() + Duration::from_secs(30) + Duration::from_millis(watchers as u64 * 2);
         loop {
-            let open = metric(&poster.http, &admin, "egress_proxy_event_watchers").await;
+            let open = load::metric(&poster.http, &admin, "egress_proxy_event_watchers").await;
             if open.is_some_and(|n| n >= watchers as f64) {
                 break;
             }

@@ -582,22 +582,66 @@ pub struct InflightStats {
     pub all_in_flight_together: bool,
 }
 
-/// The proxy's memory some time after an in-flight burst: what the allocator kept.
+/// The proxy's memory some time after an in-flight burst: what it still holds, and what
+/// its allocator keeps beyond that.
 #[derive(Debug, Clone, Serialize)]
 pub struct Settled {
     pub after_s: f64,
     pub rss_kib: u64,
+    /// The proxy's `egress_proxy_heap_allocated_bytes` (KiB), where it reports it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_allocated_kib: Option<u64>,
+    /// Its `egress_proxy_heap_resident_bytes` (KiB): the allocator's resident pages.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heap_resident_kib: Option<u64>,
 }
 
-/// `stats` with the proxy's VmRSS read `settle` after the burst ended (the one second
-/// [`run_inflight`] already waited counts towards it).
-pub async fn settle(mut stats: InflightStats, proxy_pid: Pid, settle: Duration) -> InflightStats {
+/// `stats` with the proxy's VmRSS (and, from its admin listener, its heap) read `settle`
+/// after the burst ended (the one second [`run_inflight`] already waited counts towards it).
+pub async fn settle(
+    mut stats: InflightStats,
+    proxy_pid: Pid,
+    admin: Option<&str>,
+    settle: Duration,
+) -> InflightStats {
     tokio::time::sleep(settle.saturating_sub(INFLIGHT_AFTER)).await;
+    let rss_kib = proxy_pid.status_kib("VmRSS").unwrap_or(0);
+    let (mut heap_allocated_kib, mut heap_resident_kib) = (None, None);
+    if let (Some(admin), Ok(http)) = (admin, http_client(reqwest::Client::builder())) {
+        let kib = |bytes: f64| (bytes / 1024.0) as u64;
+        heap_allocated_kib = metric(&http, admin, "egress_proxy_heap_allocated_bytes")
+            .await
+            .map(kib);
+        heap_resident_kib = metric(&http, admin, "egress_proxy_heap_resident_bytes")
+            .await
+            .map(kib);
+    }
     stats.settled = Some(Settled {
         after_s: settle.max(INFLIGHT_AFTER).as_secs_f64(),
-        rss_kib: proxy_pid.status_kib("VmRSS").unwrap_or(0),
+        rss_kib,
+        heap_allocated_kib,
+        heap_resident_kib,
     });
     stats
+}
+
+/// A gauge or counter of the proxy's `/metrics` (unlabelled).
+pub async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
+    let text = http
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        line.strip_prefix(name)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// When [`InflightStats::rss_after_kib`] is read after the last in-flight call.

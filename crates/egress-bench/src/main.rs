@@ -877,7 +877,7 @@ async fn run(args: &Args, bin_dir: &Path, threads: usize) -> Result<(), BenchErr
                 eprintln!(
                     "[bench] waiting {settle:?} after the in-flight burst for the proxy's RSS"
                 );
-                load::settle(inflight, proxy_pid, settle).await
+                load::settle(inflight, proxy_pid, proxy.admin.as_deref(), settle).await
             }
             None => inflight,
         };

@@ -485,8 +485,16 @@ pub fn print(report: &Report) {
         if let Some(settled) = &inflight.settled {
             // An allocator may keep what a burst freed; the target is that it goes back.
             let bound = 2 * memory.rss_idle_kib;
+            let heap = match (settled.heap_allocated_kib, settled.heap_resident_kib) {
+                (Some(allocated), Some(resident)) => format!(
+                    " (heap: {} allocated, {} resident)",
+                    fmt_mib(allocated),
+                    fmt_mib(resident)
+                ),
+                _ => String::new(),
+            };
             println!(
-                "| {:.0} s after they finished | {} | ≤ 2 × idle = {} {} |",
+                "| {:.0} s after they finished | {}{heap} | ≤ 2 × idle = {} {} |",
                 settled.after_s,
                 fmt_mib(settled.rss_kib),
                 fmt_mib(bound),

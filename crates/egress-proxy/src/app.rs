@@ -274,6 +274,11 @@ impl App {
         })
     }
 
+    /// The gateway's metrics (served on the admin listener's `/metrics`).
+    pub fn metrics(&self) -> &egress_telemetry::Metrics {
+        &self.settings.metrics
+    }
+
     /// The gRPC listener's address.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener

@@ -15,6 +15,19 @@ use egress_proxy::{logging, server};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's own counts for `/metrics`: what the gateway holds apart from what the
+/// allocator keeps (RSS alone cannot tell a leak from pages not yet given back).
+#[cfg(not(feature = "dhat-heap"))]
+fn heap_stats() -> Option<egress_telemetry::HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The counts are a snapshot taken at the last epoch: advance it first.
+    epoch::advance().ok()?;
+    Some(egress_telemetry::HeapStats {
+        allocated: stats::allocated::read().ok()? as u64,
+        resident: stats::resident::read().ok()? as u64,
+    })
+}
+
 // `--features dhat-heap`: every allocation is recorded with its call stack, and the bytes
 // live at the heap's peak are written by allocation site when the process exits.
 #[cfg(feature = "dhat-heap")]
@@ -67,6 +80,8 @@ async fn run(config: Config) -> ExitCode {
         Ok(app) => app,
         Err(err) => return fail(format_args!("{err}")),
     };
+    #[cfg(not(feature = "dhat-heap"))]
+    app.metrics().register_heap(std::sync::Arc::new(heap_stats));
     // Tests and orchestration scripts read the addresses from this line.
     tracing::info!(
         listen = %app.local_addr(),

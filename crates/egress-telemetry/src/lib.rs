@@ -54,4 +54,6 @@ pub use admin::{AdminState, NotReady, Readiness, serve_admin};
 pub use labels::{Door, GrpcWeb, RPC_HEALTH, RPC_OTHER, RPC_REFLECTION, code_name, rpc_label};
 pub use layer::CallCode;
 pub use layer::{MetricsBody, MetricsLayer, MetricsService, ResponseFuture};
-pub use metrics::{DURATION_BUCKETS, METRICS_CONTENT_TYPE, Metrics, TokenRefreshSource};
+pub use metrics::{
+    DURATION_BUCKETS, HeapSource, HeapStats, METRICS_CONTENT_TYPE, Metrics, TokenRefreshSource,
+};

@@ -8,7 +8,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -27,6 +27,19 @@ pub const DURATION_BUCKETS: [f64; 19] = [
 
 /// Source of the token refresh count: called once per scrape.
 pub type TokenRefreshSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Source of the allocator's figures: called once per scrape; `None` when it cannot say.
+pub type HeapSource = Arc<dyn Fn() -> Option<HeapStats> + Send + Sync>;
+
+/// What the process's allocator reports, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeapStats {
+    /// Bytes the program holds allocated.
+    pub allocated: u64,
+    /// Bytes of the allocator's pages resident in memory: `allocated`, plus what it keeps
+    /// for reuse or has not yet given back to the kernel.
+    pub resident: u64,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
@@ -117,7 +130,7 @@ struct Inner {
     connections: Gauge,
     closed_connections: Family<ReasonLabels, Counter>,
     events: EventMetrics,
-    token_refreshes: Arc<TokenRefreshes>,
+    scraped: Arc<Scraped>,
     handles: Handles,
 }
 
@@ -322,8 +335,8 @@ impl Metrics {
 
         let events = EventMetrics::register(&mut registry);
 
-        let token_refreshes = Arc::new(TokenRefreshes::default());
-        registry.register_collector(Box::new(Arc::clone(&token_refreshes)));
+        let scraped = Arc::new(Scraped::default());
+        registry.register_collector(Box::new(Arc::clone(&scraped)));
 
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
@@ -350,7 +363,7 @@ impl Metrics {
                 connections,
                 closed_connections,
                 events,
-                token_refreshes,
+                scraped,
                 handles: Handles::new(),
             }),
         }
@@ -377,13 +390,26 @@ impl Metrics {
     /// assert!(metrics.encode().contains("egress_proxy_token_refreshes_total 4\n"));
     /// ```
     pub fn register_token_refreshes(&self, source: TokenRefreshSource) {
-        let mut slot = self
-            .inner
-            .token_refreshes
-            .source
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *slot = Some(source);
+        *write(&self.inner.scraped.token_refreshes) = Some(source);
+    }
+
+    /// Sets where `egress_proxy_heap_allocated_bytes` and `egress_proxy_heap_resident_bytes`
+    /// come from (the binary's allocator; a library does not know which one it runs on).
+    /// Until a source is set, or while it returns `None`, both are absent.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use egress_telemetry::{HeapStats, Metrics};
+    ///
+    /// let metrics = Metrics::new();
+    /// assert!(!metrics.encode().contains("egress_proxy_heap_"));
+    /// metrics.register_heap(Arc::new(|| Some(HeapStats { allocated: 10, resident: 32 })));
+    /// let text = metrics.encode();
+    /// assert!(text.contains("egress_proxy_heap_allocated_bytes 10\n"));
+    /// assert!(text.contains("egress_proxy_heap_resident_bytes 32\n"));
+    /// ```
+    pub fn register_heap(&self, source: HeapSource) {
+        *write(&self.inner.scraped.heap) = Some(source);
     }
 
     /// Records the round trip of one Twirp call to LiveKit for `rpc` (the method name,
@@ -553,37 +579,69 @@ impl Metrics {
     }
 }
 
-/// Collector of `egress_proxy_token_refreshes_total`, read from a callback at scrape time.
+/// The series read from callbacks at scrape time: `egress_proxy_token_refreshes_total`
+/// and the allocator's `egress_proxy_heap_*_bytes`.
 #[derive(Default)]
-struct TokenRefreshes {
-    source: RwLock<Option<TokenRefreshSource>>,
+struct Scraped {
+    token_refreshes: RwLock<Option<TokenRefreshSource>>,
+    heap: RwLock<Option<HeapSource>>,
 }
 
-impl fmt::Debug for TokenRefreshes {
+impl fmt::Debug for Scraped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenRefreshes").finish_non_exhaustive()
+        f.debug_struct("Scraped").finish_non_exhaustive()
     }
 }
 
-impl Collector for TokenRefreshes {
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Clones the source out so that it never runs under our lock.
+fn read<T: Clone>(lock: &RwLock<Option<T>>) -> Option<T> {
+    lock.read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+impl Collector for Scraped {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        // Clone the Arc out so the callback never runs under our lock.
-        let source = self
-            .source
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        let Some(source) = source else {
-            return Ok(());
-        };
-        let counter = ConstCounter::new(source());
-        let metric = encoder.encode_descriptor(
-            "egress_proxy_token_refreshes",
-            "LiveKit access tokens minted by the token cache.",
-            None,
-            counter.metric_type(),
-        )?;
-        counter.encode(metric)
+        if let Some(source) = read(&self.token_refreshes) {
+            let counter = ConstCounter::new(source());
+            let metric = encoder.encode_descriptor(
+                "egress_proxy_token_refreshes",
+                "LiveKit access tokens minted by the token cache.",
+                None,
+                counter.metric_type(),
+            )?;
+            counter.encode(metric)?;
+        }
+        if let Some(stats) = read(&self.heap).and_then(|source| source()) {
+            for (name, help, bytes) in [
+                (
+                    "egress_proxy_heap_allocated",
+                    "Bytes the gateway holds allocated (its allocator's count).",
+                    stats.allocated,
+                ),
+                (
+                    "egress_proxy_heap_resident",
+                    "Bytes of the allocator's pages resident in memory: allocated, plus what \
+                     it keeps for reuse or has not given back yet.",
+                    stats.resident,
+                ),
+            ] {
+                let gauge = ConstGauge::new(i64::try_from(bytes).unwrap_or(i64::MAX));
+                let metric = encoder.encode_descriptor(
+                    name,
+                    help,
+                    Some(&Unit::Bytes),
+                    gauge.metric_type(),
+                )?;
+                gauge.encode(metric)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -85,6 +85,36 @@ async fn metrics_count_calls_by_rpc_and_code() {
 }
 
 #[tokio::test]
+async fn the_binary_reports_its_allocators_heap() {
+    // The binary runs on jemalloc and says what it holds apart from what the allocator
+    // keeps; an in-process gateway (the test's allocator) leaves both series out.
+    let sim = Simulator::builder()
+        .credentials(Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let mut client = proxy.client().await;
+    client
+        .list_egress(ListEgressRequest::default())
+        .await
+        .expect("ListEgress");
+    let (_, metrics) = admin_get(proxy.admin, "/metrics").await;
+    let allocated = metric_value(&metrics, "egress_proxy_heap_allocated_bytes ").expect(&metrics);
+    let resident = metric_value(&metrics, "egress_proxy_heap_resident_bytes ").expect(&metrics);
+    assert!(allocated > 100_000.0, "{metrics}");
+    assert!(resident >= allocated, "{metrics}");
+    assert!(
+        metrics.contains("# TYPE egress_proxy_heap_allocated_bytes gauge"),
+        "{metrics}"
+    );
+
+    let in_process = Gateway::start(&sim.url(), ProxyOptions::default());
+    let (_, metrics) = admin_get(in_process.admin, "/metrics").await;
+    assert!(!metrics.contains("egress_proxy_heap_"), "{metrics}");
+}
+
+#[tokio::test]
 async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
     let sim = Simulator::builder()
         .credentials(Credentials::new(API_KEY, API_SECRET))
