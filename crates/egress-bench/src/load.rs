@@ -588,12 +588,17 @@ pub struct InflightStats {
 pub struct Settled {
     pub after_s: f64,
     pub rss_kib: u64,
-    /// The proxy's `egress_proxy_heap_allocated_bytes` (KiB), where it reports it.
+    /// The proxy's heap gauges, where it reports them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub heap_allocated_kib: Option<u64>,
-    /// Its `egress_proxy_heap_resident_bytes` (KiB): the allocator's resident pages.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub heap_resident_kib: Option<u64>,
+    pub heap: Option<HeapKib>,
+}
+
+/// The proxy's `egress_proxy_heap_{allocated,resident}_bytes`, in KiB.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct HeapKib {
+    pub allocated: u64,
+    /// The allocator's resident pages: `allocated` and what it keeps.
+    pub resident: u64,
 }
 
 /// `stats` with the proxy's VmRSS (and, from its admin listener, its heap) read `settle`
@@ -606,21 +611,22 @@ pub async fn settle(
 ) -> InflightStats {
     tokio::time::sleep(settle.saturating_sub(INFLIGHT_AFTER)).await;
     let rss_kib = proxy_pid.status_kib("VmRSS").unwrap_or(0);
-    let (mut heap_allocated_kib, mut heap_resident_kib) = (None, None);
+    let mut heap = None;
     if let (Some(admin), Ok(http)) = (admin, http_client(reqwest::Client::builder())) {
         let kib = |bytes: f64| (bytes / 1024.0) as u64;
-        heap_allocated_kib = metric(&http, admin, "egress_proxy_heap_allocated_bytes")
-            .await
-            .map(kib);
-        heap_resident_kib = metric(&http, admin, "egress_proxy_heap_resident_bytes")
-            .await
-            .map(kib);
+        let allocated = metric(&http, admin, "egress_proxy_heap_allocated_bytes").await;
+        let resident = metric(&http, admin, "egress_proxy_heap_resident_bytes").await;
+        if let (Some(allocated), Some(resident)) = (allocated, resident) {
+            heap = Some(HeapKib {
+                allocated: kib(allocated),
+                resident: kib(resident),
+            });
+        }
     }
     stats.settled = Some(Settled {
         after_s: settle.max(INFLIGHT_AFTER).as_secs_f64(),
         rss_kib,
-        heap_allocated_kib,
-        heap_resident_kib,
+        heap,
     });
     stats
 }

@@ -485,14 +485,13 @@ pub fn print(report: &Report) {
         if let Some(settled) = &inflight.settled {
             // An allocator may keep what a burst freed; the target is that it goes back.
             let bound = 2 * memory.rss_idle_kib;
-            let heap = match (settled.heap_allocated_kib, settled.heap_resident_kib) {
-                (Some(allocated), Some(resident)) => format!(
+            let heap = settled.heap.map_or_else(String::new, |heap| {
+                format!(
                     " (heap: {} allocated, {} resident)",
-                    fmt_mib(allocated),
-                    fmt_mib(resident)
-                ),
-                _ => String::new(),
-            };
+                    fmt_mib(heap.allocated),
+                    fmt_mib(heap.resident)
+                )
+            });
             println!(
                 "| {:.0} s after they finished | {}{heap} | ≤ 2 × idle = {} {} |",
                 settled.after_s,

@@ -7,10 +7,12 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt as _;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use http_body::Body as _;
@@ -502,14 +504,16 @@ impl TwirpClient {
         &pools[at % pools.len()]
     }
 
-    async fn send(
+    ///
+    /// Not an `async fn`: that would keep `request` in its state beside the pool's future,
+    /// which holds the request too, for every call in flight.
+    fn send(
         &self,
         request: http::Request<Full<Bytes>>,
-    ) -> Result<http::Response<Incoming>, Error> {
+    ) -> impl Future<Output = Result<http::Response<Incoming>, Error>> + use<'_> {
         self.pool()
             .request(request)
-            .await
-            .map_err(|e| classify_transport_error(&e, Phase::Send))
+            .map(|sent| sent.map_err(|e| classify_transport_error(&e, Phase::Send)))
     }
 
     async fn read_response(

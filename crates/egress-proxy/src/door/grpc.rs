@@ -123,13 +123,16 @@ where
         if rpc == Rpc::ListEgress {
             grpc = grpc.send_compressed(CompressionEncoding::Gzip);
         }
-        let answered = grpc.client_streaming(
+        // Boxed: `within_deadline` keeps the future it was given and the one it awaits side
+        // by side (rust-lang/rust#62958); boxed, that is two pointers instead of two copies
+        // of tonic's request state.
+        let answered = Box::pin(grpc.client_streaming(
             OneMessage {
                 stages: Arc::clone(&self.stages),
-                call: Some(call),
+                call: Some(Box::new(call)),
             },
             req,
-        );
+        ));
         let response = self
             .settings
             .within_deadline(rpc, deadline, answered)
@@ -157,7 +160,8 @@ impl Grpc {
 /// own `unary` would drop any further messages without a word.
 struct OneMessage {
     stages: Arc<Stages>,
-    call: Option<Call>,
+    /// Boxed: tonic keeps this service for the whole call, after the call moved out of it.
+    call: Option<Box<Call>>,
 }
 
 impl tower::Service<Request<Streaming<Bytes>>> for OneMessage {
@@ -172,10 +176,12 @@ impl tower::Service<Request<Streaming<Bytes>>> for OneMessage {
     fn call(&mut self, request: Request<Streaming<Bytes>>) -> Self::Future {
         let stages = Arc::clone(&self.stages);
         let call = self.call.take();
+        // Unwrapped here, not in the future: what the future captures, it keeps for the
+        // whole call beside whatever it moved that into.
+        let mut messages = request.into_inner();
         Box::pin(async move {
             let mut call = call.expect("tonic calls a client-streaming handler once");
             let result = async {
-                let mut messages = request.into_inner();
                 call.message = messages
                     .message()
                     .await

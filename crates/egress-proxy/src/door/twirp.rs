@@ -100,7 +100,8 @@ where
         let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
         let key = call.idempotency_key.clone();
         let max = self.settings.max_message_size;
-        let answered = async {
+        // Boxed for the same reason as the gRPC door's.
+        let answered = Box::pin(async {
             call.message = read_message(req.into_body(), rpc, encoding, max).await?;
             let answer = self.stages.run(&call).await?;
             match encoding {
@@ -109,7 +110,7 @@ where
                     .map(Bytes::from)
                     .map_err(|reason| CallError::Upstream(egress_twirp::Error::Decode(reason))),
             }
-        };
+        });
         let outcome = self.settings.within_deadline(rpc, deadline, answered).await;
         let response = match outcome.and_then(|answered| answered) {
             Ok(message) => answer(encoding, message),
