@@ -493,7 +493,6 @@ impl TwirpClient {
         result
     }
 
-    /// Sends `request` on the pool; a failure to get an answer head is classified.
     /// The pool this call uses (round robin over [`ClientConfig::http2_connections`]).
     fn pool(&self) -> &HttpClient {
         let pools = &self.inner.http;
@@ -504,6 +503,7 @@ impl TwirpClient {
         &pools[at % pools.len()]
     }
 
+    /// Sends `request` on the pool; a failure to get an answer head is classified.
     ///
     /// Not an `async fn`: that would keep `request` in its state beside the pool's future,
     /// which holds the request too, for every call in flight.
