@@ -42,6 +42,16 @@ pub fn sim_builder() -> egress_sim::SimulatorBuilder {
         .gone_worker_delay(Duration::from_millis(100))
 }
 
+/// A simulator with its defaults and the test credentials on `addr` (port 0 for a free one,
+/// or a fixed port to start it where a gateway already looks).
+pub fn sim_on(addr: &str) -> egress_sim::SimHandle {
+    egress_sim::Simulator::builder()
+        .credentials(egress_auth::Credentials::new(API_KEY, API_SECRET))
+        .build()
+        .spawn(addr.parse().expect("a socket address"))
+        .expect("start the simulator")
+}
+
 /// Starts a simulator from `builder` (e.g. [`sim_builder`]) with the test credentials.
 pub fn spawn_sim(builder: egress_sim::SimulatorBuilder) -> egress_sim::SimHandle {
     sim_with(builder)

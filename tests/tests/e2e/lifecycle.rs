@@ -4,21 +4,39 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use egress_auth::Credentials;
-use egress_e2e::{API_KEY, API_SECRET, Proxy, ProxyOptions, closed_port, proxy_bin};
-use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
-use egress_sim::{Fault, SimHandle, Simulator};
+use egress_e2e::{API_SECRET, Proxy, ProxyOptions, closed_port, proxy_bin, sim_on};
+use egress_proto::livekit::egress_client::EgressClient;
+use egress_proto::livekit::{ListEgressRequest, ListEgressResponse, StopEgressRequest};
+use egress_sim::{Fault, SimHandle};
 use tonic::Code;
+use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-fn sim_on(addr: &str) -> SimHandle {
-    Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn(addr.parse().unwrap())
-        .unwrap()
+/// Sends SIGTERM while a `ListEgress` that LiveKit holds for 800 ms is in flight on
+/// `client`: the call's answer, and the exit status with the stopped proxy.
+async fn sigterm_during_a_slow_call(
+    sim: &SimHandle,
+    mut proxy: Proxy,
+    mut client: EgressClient<Channel>,
+) -> (
+    Result<tonic::Response<ListEgressResponse>, tonic::Status>,
+    std::process::ExitStatus,
+    Proxy,
+) {
+    sim.faults()
+        .push(Fault::latency(Duration::from_millis(800)).method("ListEgress"));
+    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
+    // Let the call reach the upstream before the signal.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = tokio::task::spawn_blocking(move || {
+        let status = proxy.terminate(Duration::from_secs(10));
+        (status, proxy)
+    });
+    let answer = call.await.unwrap();
+    let (status, proxy) = stopped.await.unwrap();
+    (answer, status, proxy)
 }
 
 /// Runs the binary with a bad configuration; returns (exit code, stderr).
@@ -142,25 +160,14 @@ async fn health_follows_upstream_reachability() {
 #[tokio::test]
 async fn sigterm_lets_in_flight_calls_finish_then_exits_0() {
     let sim = sim_on("127.0.0.1:0");
-    sim.faults()
-        .push(Fault::latency(Duration::from_millis(800)).method("ListEgress"));
-    let mut proxy = Proxy::start(&sim.url(), ProxyOptions::default());
-    let mut client = proxy.client().await;
-    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
-    // Let the call reach the upstream before the signal.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let addr = proxy.addr;
-    let status = tokio::task::spawn_blocking(move || {
-        let status = proxy.terminate(Duration::from_secs(10));
-        (status, proxy)
-    });
-    let answer = call.await.unwrap();
+    let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
+    let client = proxy.client().await;
+    let (answer, status, proxy) = sigterm_during_a_slow_call(&sim, proxy, client).await;
     assert!(answer.is_ok(), "in-flight call finished: {answer:?}");
-    let (status, proxy) = status.await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", proxy.log());
     assert!(proxy.log().contains("draining"), "{}", proxy.log());
     assert!(
-        std::net::TcpStream::connect(addr).is_err(),
+        std::net::TcpStream::connect(proxy.addr).is_err(),
         "listener closed after exit"
     );
 }
@@ -313,7 +320,7 @@ async fn secrets_and_tokens_never_reach_the_log_or_the_caller() {
 #[tokio::test]
 async fn io_threads_serve_connections_and_drain_on_sigterm() {
     let sim = sim_on("127.0.0.1:0");
-    let mut proxy = Proxy::start(
+    let proxy = Proxy::start(
         &sim.url(),
         ProxyOptions::default().arg("--io-threads").arg("2"),
     );
@@ -330,18 +337,9 @@ async fn io_threads_serve_connections_and_drain_on_sigterm() {
         }
     }
 
-    sim.faults()
-        .push(Fault::latency(Duration::from_millis(800)).method("ListEgress"));
-    let mut client = clients.pop().unwrap();
-    let call = tokio::spawn(async move { client.list_egress(ListEgressRequest::default()).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let status = tokio::task::spawn_blocking(move || {
-        let status = proxy.terminate(Duration::from_secs(10));
-        (status, proxy)
-    });
-    let answer = call.await.unwrap();
+    let client = clients.pop().unwrap();
+    let (answer, status, proxy) = sigterm_during_a_slow_call(&sim, proxy, client).await;
     assert!(answer.is_ok(), "in-flight call finished: {answer:?}");
-    let (status, proxy) = status.await.unwrap();
     assert_eq!(status.code(), Some(0), "{}", proxy.log());
     assert!(proxy.log().contains("drained; bye"), "{}", proxy.log());
 }

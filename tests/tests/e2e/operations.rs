@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use egress_auth::Credentials;
 use egress_e2e::{
-    API_KEY, API_SECRET, ConnectProxy, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream,
-    admin_get, closed_port,
+    API_SECRET, ConnectProxy, Gateway, Proxy, ProxyOptions, RawBehaviour, RawUpstream, admin_get,
+    closed_port, sim_on,
 };
 use egress_proto::livekit::{ListEgressRequest, StopEgressRequest};
-use egress_sim::{Fault, Simulator};
+use egress_sim::Fault;
 
 fn metric_value(metrics: &str, prefix: &str) -> Option<f64> {
     metrics
@@ -29,11 +28,7 @@ async fn wait_for(mut check: impl AsyncFnMut() -> bool, what: &str) {
 
 #[tokio::test]
 async fn metrics_count_calls_by_rpc_and_code() {
-    let sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let sim = sim_on("127.0.0.1:0");
     let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
     let mut client = proxy.client().await;
     for _ in 0..3 {
@@ -88,11 +83,7 @@ async fn metrics_count_calls_by_rpc_and_code() {
 async fn the_binary_reports_its_allocators_heap() {
     // The binary runs on jemalloc and says what it holds apart from what the allocator
     // keeps; an in-process gateway (the test's allocator) leaves both series out.
-    let sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let sim = sim_on("127.0.0.1:0");
     let proxy = Proxy::start(&sim.url(), ProxyOptions::default());
     let mut client = proxy.client().await;
     client
@@ -116,11 +107,7 @@ async fn the_binary_reports_its_allocators_heap() {
 
 #[tokio::test]
 async fn in_flight_gauge_returns_to_zero_after_cancelled_calls() {
-    let sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let sim = sim_on("127.0.0.1:0");
     sim.faults()
         .push(Fault::latency(Duration::from_secs(5)).method("ListEgress"));
     let proxy = Gateway::start(&sim.url(), ProxyOptions::default());
@@ -174,11 +161,7 @@ async fn healthz_and_readyz_follow_the_upstream() {
         "not ready while LiveKit is unreachable",
     )
     .await;
-    let _sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn(format!("127.0.0.1:{port}").parse().unwrap())
-        .unwrap();
+    let _sim = sim_on(&format!("127.0.0.1:{port}"));
     wait_for(
         async || admin_get(proxy.admin, "/readyz").await == (200, "ready".to_owned()),
         "ready once LiveKit answers",
@@ -191,11 +174,7 @@ async fn healthz_and_readyz_follow_the_upstream() {
 /// `NO_PROXY` exempts LiveKit's host.
 #[tokio::test]
 async fn upstream_is_reached_through_the_environment_proxy() {
-    let sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let sim = sim_on("127.0.0.1:0");
     let mut forward = ConnectProxy::start().await;
     let proxy = Proxy::start(
         &sim.url(),
@@ -259,11 +238,7 @@ async fn call_spans_are_exported_over_otlp_in_the_callers_trace() {
 
     const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
     const PARENT_ID: &str = "00f067aa0ba902b7";
-    let sim = Simulator::builder()
-        .credentials(Credentials::new(API_KEY, API_SECRET))
-        .build()
-        .spawn("127.0.0.1:0".parse().unwrap())
-        .unwrap();
+    let sim = sim_on("127.0.0.1:0");
     let mut collector = RawUpstream::start(RawBehaviour::Answer {
         content_type: "application/x-protobuf",
         body: Vec::new(),
