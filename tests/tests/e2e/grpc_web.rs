@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use egress_e2e::events::{deliver, egress_webhook};
-use egress_e2e::{Gateway, ProxyOptions, sim};
+use egress_e2e::{Gateway, ProxyOptions, admin_get, sim};
 use egress_proto::egress_gateway::v1::WatchEgressRequest;
 use egress_proto::egress_gateway::v1::egress_events_client::EgressEventsClient;
 use egress_proto::livekit::{self as lk, egress_client::EgressClient};
@@ -56,12 +56,7 @@ async fn egress_calls_and_the_event_stream_work_over_grpc_web() {
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
 
     // Counted as gRPC calls are, by the code inside the gRPC-Web answer, under their own door.
-    let metrics = reqwest::get(format!("http://{}/metrics", gateway.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = admin_get(gateway.admin, "/metrics").await;
     for series in [
         r#"egress_proxy_calls_total{door="grpc-web",rpc="StartWebEgress",code="OK"} 1"#,
         r#"egress_proxy_calls_total{door="grpc-web",rpc="StopEgress",code="NOT_FOUND"} 1"#,
@@ -168,12 +163,7 @@ async fn cors_is_off_by_default_and_allows_exactly_the_configured_origins() {
     assert!(exposed.contains("grpc-status"), "{exposed}");
 
     // A preflight is not a call: only the one ListEgress is counted.
-    let metrics = reqwest::get(format!("http://{}/metrics", open.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (_, metrics) = admin_get(open.admin, "/metrics").await;
     let calls: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("egress_proxy_calls_total{"))

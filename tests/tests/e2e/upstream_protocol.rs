@@ -178,8 +178,12 @@ fn trusting(ca: &std::path::Path) -> ProxyOptions {
         .arg(ca.display().to_string())
 }
 
-fn versions(sim: &egress_sim::SimHandle) -> Vec<String> {
-    sim.requests().into_iter().map(|r| r.version).collect()
+/// Fifty calls through `gateway`; each must have reached `sim` over HTTP/2.
+async fn fifty_calls_over_http2(gateway: &Gateway, sim: &egress_sim::SimHandle) {
+    fifty_calls(gateway).await;
+    let versions: Vec<String> = sim.requests().into_iter().map(|r| r.version).collect();
+    assert_eq!(versions.len(), 50);
+    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
 }
 
 #[tokio::test]
@@ -187,10 +191,7 @@ async fn an_https_upstream_gets_http2_by_alpn() {
     let (sim, ca) = tls_sim();
     assert!(sim.url().starts_with("https://"), "{}", sim.url());
     let gateway = Gateway::start(&sim.url(), trusting(&ca));
-    fifty_calls(&gateway).await;
-    let versions = versions(&sim);
-    assert_eq!(versions.len(), 50);
-    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+    fifty_calls_over_http2(&gateway, &sim).await;
 }
 
 #[tokio::test]
@@ -203,10 +204,7 @@ async fn with_upstream_http2_an_https_upstream_multiplexes_over_tls() {
             .arg("--upstream-http2-connections")
             .arg("2"),
     );
-    fifty_calls(&gateway).await;
-    let versions = versions(&sim);
-    assert_eq!(versions.len(), 50);
-    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+    fifty_calls_over_http2(&gateway, &sim).await;
 }
 
 #[tokio::test]
