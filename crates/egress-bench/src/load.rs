@@ -613,9 +613,11 @@ pub async fn settle(
     let rss_kib = proxy_pid.status_kib("VmRSS").unwrap_or(0);
     let mut heap = None;
     if let (Some(admin), Ok(http)) = (admin, http_client(reqwest::Client::builder())) {
+        // One scrape for both: the two gauges are read from the same allocator snapshot.
+        let page = scrape(&http, admin).await.unwrap_or_default();
         let kib = |bytes: f64| (bytes / 1024.0) as u64;
-        let allocated = metric(&http, admin, "egress_proxy_heap_allocated_bytes").await;
-        let resident = metric(&http, admin, "egress_proxy_heap_resident_bytes").await;
+        let allocated = value(&page, "egress_proxy_heap_allocated_bytes");
+        let resident = value(&page, "egress_proxy_heap_resident_bytes");
         if let (Some(allocated), Some(resident)) = (allocated, resident) {
             heap = Some(HeapKib {
                 allocated: kib(allocated),
@@ -633,15 +635,23 @@ pub async fn settle(
 
 /// A gauge or counter of the proxy's `/metrics` (unlabelled).
 pub async fn metric(http: &reqwest::Client, admin: &str, name: &str) -> Option<f64> {
-    let text = http
-        .get(format!("http://{admin}/metrics"))
+    value(&scrape(http, admin).await?, name)
+}
+
+/// The proxy's `/metrics` page.
+async fn scrape(http: &reqwest::Client, admin: &str) -> Option<String> {
+    http.get(format!("http://{admin}/metrics"))
         .send()
         .await
         .ok()?
         .text()
         .await
-        .ok()?;
-    text.lines().find_map(|line| {
+        .ok()
+}
+
+/// An unlabelled series' value on a `/metrics` page.
+fn value(page: &str, name: &str) -> Option<f64> {
+    page.lines().find_map(|line| {
         line.strip_prefix(name)?
             .strip_prefix(' ')?
             .trim()
