@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use crate::BenchError;
 
-/// A child process that is killed (and reaped) when the guard is dropped: on a normal exit,
+/// A child process that is stopped (and reaped) when the guard is dropped: on a normal exit,
 /// on an error, on a panic unwinding through `main`, and on Ctrl-C (the benchmark future is
-/// dropped).
+/// dropped). SIGTERM first, so the proxy exits as it would in production (and a
+/// `--features dhat-heap` build writes its profile); SIGKILL after [`STOP_GRACE`].
 #[derive(Debug)]
 pub struct ChildGuard {
     name: &'static str,
@@ -24,8 +25,19 @@ impl ChildGuard {
     }
 }
 
+/// How long a child may take to exit after SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
+        let term = rustix::process::Pid::from_raw(self.child.id().cast_signed())
+            .map(|pid| rustix::process::kill_process(pid, rustix::process::Signal::TERM));
+        if matches!(term, Some(Ok(()))) {
+            let began = std::time::Instant::now();
+            while matches!(self.child.try_wait(), Ok(None)) && began.elapsed() < STOP_GRACE {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
         }
