@@ -1,30 +1,28 @@
 //! The Twirp HTTP client.
 //!
-//! [`TwirpClient`] holds one pooled hyper client (HTTP/1.1 keep-alive, HTTP/2 when the server
-//! offers it through ALPN, rustls with the `ring` provider) and is cheap to clone. Each
+//! [`TwirpClient`] holds one transport (hyper's pooled client: HTTP/1.1 keep-alive, HTTP/2 when
+//! the server offers it through ALPN; or, with [`ClientConfig::http2_only`], a few HTTP/2
+//! connections of its own; rustls with the `ring` provider) and is cheap to clone. Each
 //! [`TwirpClient::call`] posts one Twirp request and either returns the answer's body or an
 //! [`Error`] that says exactly what failed; dropping the returned future aborts the request.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use futures_util::FutureExt as _;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 use tokio::time::Instant;
 use url::Url;
 
 use crate::authorizer::Authorizer;
 use crate::config::ClientConfig;
 use crate::error::{Error, classify_response, classify_response_prefix};
-use crate::transport::{self, HttpClient};
+use crate::transport::{Transport, UpstreamBody};
 
 /// The header carrying the call's time budget in milliseconds.
 pub const TWIRP_TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-twirp-timeout-ms");
@@ -214,10 +212,8 @@ pub struct TwirpClient {
 }
 
 struct Inner {
-    /// One pool, or with [`ClientConfig::http2_connections`] several (each keeps one HTTP/2
-    /// connection): calls take them in turn, so streams spread over the connections.
-    http: Vec<HttpClient>,
-    next: std::sync::atomic::AtomicUsize,
+    /// hyper's pool, or with [`ClientConfig::http2_only`] our own HTTP/2 connections.
+    transport: Transport,
     config: ClientConfig,
     authorizer: Arc<dyn Authorizer>,
     user_agent: HeaderValue,
@@ -252,19 +248,13 @@ impl TwirpClient {
         let user_agent = HeaderValue::try_from(config.user_agent.as_str()).map_err(|_| {
             Error::InvalidUrl(format!("invalid User-Agent {:?}", config.user_agent))
         })?;
-        let pools = if config.http2_only {
-            config.http2_connections.max(1)
-        } else {
-            1
-        };
-        let http = transport::build(&config, &root, pools)?;
+        let transport = Transport::build(&config, &root)?;
         let in_flight = config
             .max_connections
             .map(|n| Arc::new(tokio::sync::Semaphore::new(n.max(1))));
         Ok(Self {
             inner: Arc::new(Inner {
-                http,
-                next: std::sync::atomic::AtomicUsize::new(0),
+                transport,
                 config,
                 authorizer: Arc::new(authorizer),
                 user_agent,
@@ -356,14 +346,15 @@ impl TwirpClient {
     /// no egress state is touched.
     pub async fn probe(&self) -> Result<(), Error> {
         let config = &self.inner.config;
-        let mut request = http::Request::new(Full::new(Bytes::new()));
+        let mut request = http::Request::new(Bytes::new());
         *request.uri_mut() = self.inner.root.clone();
         request
             .headers_mut()
             .insert(header::USER_AGENT, self.inner.user_agent.clone());
         let budget = config.connect_timeout.max(Duration::from_secs(1));
-        let response = match tokio::time::timeout(budget, self.pool().request(request)).await {
-            Ok(result) => result.map_err(|e| classify_transport_error(&e, Phase::Send))?,
+        let response = match tokio::time::timeout(budget, self.inner.transport.send(request)).await
+        {
+            Ok(result) => result?,
             Err(_) => return Err(Error::Timeout(budget)),
         };
         let status = response.status();
@@ -392,13 +383,13 @@ impl TwirpClient {
             .map_err(|e| Error::InvalidUrl(format!("{}: {e}", url.as_str())))?;
         let mut authorization = self.inner.authorizer.authorization()?;
         authorization.set_sensitive(true);
-        let mut request = http::Request::new(Full::new(Bytes::new()));
+        let mut request = http::Request::new(Bytes::new());
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.insert(header::USER_AGENT, self.inner.user_agent.clone());
         headers.insert(header::AUTHORIZATION, authorization);
         let exchange = async {
-            let response = self.send(request).await?;
+            let response = self.inner.transport.send(request).await?;
             let status = response.status();
             if status != http::StatusCode::OK {
                 let content_type = response
@@ -444,7 +435,7 @@ impl TwirpClient {
         let mut authorization = self.inner.authorizer.authorization()?;
         authorization.set_sensitive(true);
 
-        let mut request = http::Request::new(Full::new(body));
+        let mut request = http::Request::new(body);
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let headers = request.headers_mut();
@@ -474,7 +465,7 @@ impl TwirpClient {
                 Some(places) => Some(places.acquire().await.map_err(|_| Error::Canceled)?),
                 None => None,
             };
-            let response = self.send(request).await?;
+            let response = self.inner.transport.send(request).await?;
             self.read_response(response, encoding).await
         };
         let result = match tokio::time::timeout_at(deadline, exchange).await {
@@ -493,32 +484,9 @@ impl TwirpClient {
         result
     }
 
-    /// The pool this call uses (round robin over [`ClientConfig::http2_connections`]).
-    fn pool(&self) -> &HttpClient {
-        let pools = &self.inner.http;
-        let at = self
-            .inner
-            .next
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        &pools[at % pools.len()]
-    }
-
-    /// Sends `request` on the pool; a failure to get an answer head is classified.
-    ///
-    /// Not an `async fn`: that would keep `request` in its state beside the pool's future,
-    /// which holds the request too, for every call in flight.
-    fn send(
-        &self,
-        request: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, Error>> + use<'_> {
-        self.pool()
-            .request(request)
-            .map(|sent| sent.map_err(|e| classify_transport_error(&e, Phase::Send)))
-    }
-
     async fn read_response(
         &self,
-        response: http::Response<Incoming>,
+        response: http::Response<UpstreamBody>,
         encoding: WireFormat,
     ) -> Result<Response, Error> {
         let status = response.status();
@@ -569,7 +537,7 @@ fn timeout_ms(budget: Duration) -> u64 {
     u64::try_from(budget.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
+async fn read_body(mut body: UpstreamBody, limit: usize) -> Result<Bytes, Error> {
     // hyper knows a `Content-Length` body's exact size before any of it is read.
     let content_length = body.size_hint().exact();
     let too_large = || Error::TooLarge {
@@ -583,7 +551,7 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
     let mut rest: Option<BytesMut> = None;
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify_transport_error(&e, Phase::Body))?;
+        let frame = frame?;
         let Ok(chunk) = frame.into_data() else {
             continue; // trailers: Twirp has none to read
         };
@@ -623,10 +591,10 @@ async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
 /// Reads an error answer's body up to [`MAX_ERROR_BODY_BYTES`]: the bytes, and whether they
 /// are the whole body (`false` when the bound cut it). A body that breaks off is
 /// [`Error::Body`].
-async fn read_error_body(mut body: Incoming) -> Result<(Vec<u8>, bool), Error> {
+async fn read_error_body(mut body: UpstreamBody) -> Result<(Vec<u8>, bool), Error> {
     let mut kept = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify_transport_error(&e, Phase::Body))?;
+        let frame = frame?;
         let Ok(chunk) = frame.into_data() else {
             continue;
         };
@@ -638,80 +606,6 @@ async fn read_error_body(mut body: Incoming) -> Result<(Vec<u8>, bool), Error> {
         kept.extend_from_slice(&chunk);
     }
     Ok((kept, true))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    /// Sending the request and waiting for the answer's head.
-    Send,
-    /// Reading the answer's body.
-    Body,
-}
-
-/// Maps a transport error to the transport variants of [`Error`].
-///
-/// * a TLS error anywhere in the source chain → [`Error::Tls`];
-/// * while reading the body → [`Error::Body`];
-/// * connection not established (refused, DNS, unreachable, connect timeout) → [`Error::Connect`];
-/// * anything else before the answer's head (reset, closed, incomplete message) →
-///   [`Error::Reset`].
-fn classify_transport_error(err: &(dyn std::error::Error + 'static), phase: Phase) -> Error {
-    let detail = describe(err);
-    if any_in_chain(err, &mut |e| e.is::<rustls::Error>()) {
-        return Error::Tls(detail);
-    }
-    if phase == Phase::Body {
-        return Error::Body(detail);
-    }
-    let connecting = err
-        .downcast_ref::<hyper_util::client::legacy::Error>()
-        .is_some_and(hyper_util::client::legacy::Error::is_connect);
-    if connecting {
-        return Error::Connect(detail);
-    }
-    Error::Reset(detail)
-}
-
-/// Calls `f` on every error of `err`'s source chain, including the errors wrapped inside
-/// `io::Error`s (whose `source()` skips them). Stops when `f` returns `true`.
-fn any_in_chain(
-    err: &(dyn std::error::Error + 'static),
-    f: &mut dyn FnMut(&(dyn std::error::Error + 'static)) -> bool,
-) -> bool {
-    let mut current = Some(err);
-    let mut depth = 0;
-    while let Some(e) = current {
-        if f(e) {
-            return true;
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(inner) = io.get_ref()
-        {
-            let inner: &(dyn std::error::Error + 'static) = inner;
-            if depth < 16 && any_in_chain(inner, f) {
-                return true;
-            }
-        }
-        depth += 1;
-        if depth > 32 {
-            break;
-        }
-        current = e.source();
-    }
-    false
-}
-
-/// A one-line description of a transport error and its causes.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    any_in_chain(err, &mut |e| {
-        let text = e.to_string();
-        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        false
-    });
-    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -772,78 +666,6 @@ mod tests {
             Err(Error::InvalidUrl(_))
         ));
         assert_eq!(client.inner.uris.read().unwrap().len(), 1);
-    }
-
-    /// A test error: a message and an optional source.
-    #[derive(Debug)]
-    struct Msg(String, Option<Box<dyn std::error::Error + Send + Sync>>);
-
-    impl fmt::Display for Msg {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-
-    impl std::error::Error for Msg {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1
-                .as_deref()
-                .map(|e| e as &(dyn std::error::Error + 'static))
-        }
-    }
-
-    /// `Msg("link 0") -> … -> Msg("link {len - 1}")`, or, with `io_at`, a chain whose link at
-    /// that position is an `io::Error` wrapping `Msg("marker")` (and ends there).
-    fn chain(len: usize, io_at: Option<usize>) -> Msg {
-        let end = io_at.unwrap_or(len);
-        let mut tail: Option<Box<dyn std::error::Error + Send + Sync>> =
-            io_at.map(|_| Box::new(std::io::Error::other(Msg("marker".into(), None))) as Box<_>);
-        for i in (1..end).rev() {
-            tail = Some(Box::new(Msg(format!("link {i}"), tail)));
-        }
-        Msg("link 0".into(), tail)
-    }
-
-    #[test]
-    fn source_chains_are_walked_to_a_bound() {
-        let mut seen = 0;
-        any_in_chain(&chain(100, None), &mut |_| {
-            seen += 1;
-            false
-        });
-        assert_eq!(seen, 33, "the error and 32 sources");
-        let mut seen = 0;
-        any_in_chain(&chain(5, None), &mut |_| {
-            seen += 1;
-            false
-        });
-        assert_eq!(seen, 5);
-        // Errors inside io::Errors (which `source()` skips) are looked at, up to position 15.
-        // (By type: the io::Error itself displays as the error it wraps.)
-        let is_marker = &mut |e: &(dyn std::error::Error + 'static)| {
-            e.downcast_ref::<Msg>().is_some_and(|m| m.0 == "marker")
-        };
-        assert!(any_in_chain(&chain(0, Some(1)), is_marker));
-        assert!(any_in_chain(&chain(0, Some(15)), is_marker));
-        assert!(!any_in_chain(&chain(0, Some(16)), is_marker));
-    }
-
-    #[test]
-    fn describe_joins_distinct_messages() {
-        assert_eq!(describe(&chain(3, None)), "link 0: link 1: link 2");
-        // A source already quoted by its parent, or with no text, adds nothing.
-        let err = Msg(
-            "error trying to connect: connection refused".into(),
-            Some(Box::new(Msg(
-                String::new(),
-                Some(Box::new(Msg("connection refused".into(), None))),
-            ))),
-        );
-        assert_eq!(
-            describe(&err),
-            "error trying to connect: connection refused"
-        );
-        assert_eq!(describe(&chain(0, Some(1))), "link 0: marker");
     }
 
     #[test]

@@ -38,9 +38,9 @@ pub struct ClientConfig {
     ///
     /// After a burst, every connection it opened sits idle in the pool (up to
     /// [`pool_max_idle_per_host`](Self::pool_max_idle_per_host), which the proxy sets to its
-    /// concurrency limit): this bound is what closes them. hyper checks the pool once per
-    /// timeout, so an idle connection is closed between one and two timeouts after its last
-    /// use.
+    /// concurrency limit): this bound is what closes them. The pool looks once per timeout,
+    /// so an idle connection is closed between one and two timeouts after its last use. With
+    /// [`http2_only`](Self::http2_only), a connection with a call in flight is never idle.
     pub pool_idle_timeout: Option<Duration>,
     /// Most idle connections kept per host (default 32).
     pub pool_max_idle_per_host: usize,
@@ -56,13 +56,15 @@ pub struct ClientConfig {
     /// none): for a LiveKit server behind a private CA.
     pub extra_root_certs_pem: Option<Vec<u8>>,
     /// Speak HTTP/2 only: with prior knowledge on `http://` (h2c), by ALPN on `https://`
-    /// (default `false`: HTTP/2 when ALPN offers it, HTTP/1.1 otherwise). Calls then share a
-    /// few multiplexed connections.
+    /// (default `false`: HTTP/2 when ALPN offers it, HTTP/1.1 otherwise). Calls then share
+    /// [`http2_connections`](Self::http2_connections) multiplexed connections, each call no
+    /// more than its HTTP/2 stream; a server that picks HTTP/1.1 by ALPN is a
+    /// [`Error::Connect`](crate::Error::Connect).
     pub http2_only: bool,
     /// With [`http2_only`](Self::http2_only): HTTP/2 connections the calls spread over
-    /// (default 1). A server limits the streams of one connection (Go's default 250, hyper's
-    /// 200), and a pool keeps a single HTTP/2 connection per host, so more calls in flight
-    /// than that need more connections.
+    /// (default 1), in turn. A server limits the streams of one connection (Go's default 250,
+    /// hyper's 200); calls beyond that wait in `h2` for a stream, so more calls in flight
+    /// than that want more connections.
     pub http2_connections: usize,
     /// Most calls on the wire at once (default `None`: unbounded). Over HTTP/1.1 each needs
     /// its own connection, so this bounds upstream connections and descriptors; calls beyond
