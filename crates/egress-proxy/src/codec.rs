@@ -50,8 +50,17 @@ impl Decoder for BytesCodec {
     type Error = Status;
 
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        // `DecodeBuf` splits its frame off the receive buffer here: no copy.
-        Ok(Some(src.copy_to_bytes(src.remaining())))
+        let len = src.remaining();
+        // A message smaller than the receive buffer is copied out: split off the buffer, it
+        // would keep all of it for the whole call, though tonic's stream (and so the rest of
+        // the buffer) is dropped once the one message is read. A larger one grew the buffer
+        // to its own size first, so `DecodeBuf` splits it off without a copy.
+        if len < RECV_BUFFER && src.chunk().len() >= len {
+            let message = Bytes::copy_from_slice(&src.chunk()[..len]);
+            src.advance(len);
+            return Ok(Some(message));
+        }
+        Ok(Some(src.copy_to_bytes(len)))
     }
 
     fn buffer_settings(&self) -> BufferSettings {

@@ -12,6 +12,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::{Either, OptionFuture};
+use futures_util::{FutureExt as _, TryFutureExt as _};
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use http_body::Body as _;
@@ -458,16 +460,25 @@ impl TwirpClient {
             headers.insert(TRACESTATE_HEADER, v.clone());
         }
 
-        let exchange = async {
-            // A place on the wire first (held until the answer is read): past the cap, calls
-            // wait here, within their deadline, instead of opening more connections.
-            let _place = match &self.inner.in_flight {
-                Some(places) => Some(places.acquire().await.map_err(|_| Error::Canceled)?),
-                None => None,
+        // A place on the wire first (held until the answer is read): past the cap, calls
+        // wait here, within their deadline, instead of opening more connections. Chained
+        // futures, not an async block: the block would keep `request` for the whole call
+        // beside the transport's future, which holds it too (rust-lang/rust#62958).
+        let place = OptionFuture::from(self.inner.in_flight.as_ref().map(|p| p.acquire()));
+        let exchange = place.then(move |place| {
+            let Ok(place) = place.transpose() else {
+                return Either::Left(std::future::ready(Err(Error::Canceled)));
             };
-            let response = self.inner.transport.send(request).await?;
-            self.read_response(response, encoding).await
-        };
+            Either::Right(
+                self.inner
+                    .transport
+                    .send(request)
+                    .and_then(move |response| {
+                        self.read_response(response, encoding)
+                            .inspect(move |_| drop(place))
+                    }),
+            )
+        });
         let result = match tokio::time::timeout_at(deadline, exchange).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout(budget)),

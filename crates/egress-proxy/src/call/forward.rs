@@ -111,16 +111,13 @@ impl Forwarder {
         }
         let method = call.rpc.as_str();
         let started = std::time::Instant::now();
-        // The client enforces the deadline itself; this outer bound makes sure that no call
-        // outlives it whatever happens below (e.g. a stalled token refresh).
-        let outcome = tokio::time::timeout_at(
-            call.deadline(),
-            self.client.call(method, call.message.clone(), &opts),
-        )
-        .await;
+        // No timer of its own: the client bounds the whole exchange by `opts`' deadline (the
+        // token is minted synchronously before it), and the door bounds the call; a third
+        // timer per call in flight would only cost memory and timer-wheel work.
+        let outcome = self.client.call(method, call.message.clone(), &opts).await;
         self.metrics.observe_upstream(method, started.elapsed());
         let error = match outcome {
-            Ok(Ok(answer)) => match check_response(call.rpc, &answer.body) {
+            Ok(answer) => match check_response(call.rpc, &answer.body) {
                 Ok(egress_id) => {
                     return Ok(Answer {
                         message: answer.body,
@@ -129,8 +126,7 @@ impl Forwarder {
                 }
                 Err(err) => egress_twirp::Error::from(err),
             },
-            Ok(Err(err)) => err,
-            Err(_elapsed) => egress_twirp::Error::Timeout(Duration::ZERO),
+            Err(err) => err,
         };
         self.metrics.upstream_error(error.kind());
         tracing::debug!(method, kind = error.kind(), "upstream call failed");

@@ -26,6 +26,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use egress_core::Rpc;
+use futures_util::TryFutureExt as _;
 use futures_util::future::BoxFuture;
 use tonic::body::Body;
 use tonic::codec::{CompressionEncoding, Streaming};
@@ -107,11 +108,14 @@ where
         self.recognise(req).map_err(|error| answer_error(&error))
     }
 
-    async fn answer(
+    // Not an `async fn`: its arguments would stay in the future for the whole call (the
+    // `Call` and the request head, about 600 bytes), though both are moved into tonic's
+    // future before the first await.
+    fn answer(
         self: Arc<Self>,
         (call, slots): (Call, Slots),
         req: http::Request<B>,
-    ) -> http::Response<Body> {
+    ) -> impl Future<Output = http::Response<Body>> + Send + 'static {
         let call_key = call.idempotency_key.clone();
         let (rpc, deadline) = (call.rpc, (call.deadline(), call.budget));
         let max = self.settings.max_message_size;
@@ -125,20 +129,20 @@ where
         }
         // Boxed: `within_deadline` keeps the future it was given and the one it awaits side
         // by side (rust-lang/rust#62958); boxed, that is two pointers instead of two copies
-        // of tonic's request state.
-        let answered = Box::pin(grpc.client_streaming(
-            OneMessage {
-                stages: Arc::clone(&self.stages),
-                call: Some(Box::new(call)),
-            },
-            req,
-        ));
-        let response = self
-            .settings
-            .within_deadline(rpc, deadline, answered)
-            .await
-            .unwrap_or_else(|error| answer_error(&error));
-        held(response, slots, call_key)
+        // of tonic's request state. tonic's handler borrows `grpc`, so the box owns it.
+        let one_message = OneMessage {
+            stages: Arc::clone(&self.stages),
+            call: Some(Box::new(call)),
+        };
+        let answered = Box::pin(async move { grpc.client_streaming(one_message, req).await });
+        async move {
+            let response = self
+                .settings
+                .within_deadline(rpc, deadline, answered)
+                .await
+                .unwrap_or_else(|error| answer_error(&error));
+            held(response, slots, call_key)
+        }
     }
 }
 
@@ -177,27 +181,37 @@ impl tower::Service<Request<Streaming<Bytes>>> for OneMessage {
         let stages = Arc::clone(&self.stages);
         let call = self.call.take();
         // Unwrapped here, not in the future: what the future captures, it keeps for the
-        // whole call beside whatever it moved that into.
-        let mut messages = request.into_inner();
-        Box::pin(async move {
-            let mut call = call.expect("tonic calls a client-streaming handler once");
-            let result = async {
-                call.message = messages
-                    .message()
-                    .await
-                    .map_err(request_error)?
-                    .ok_or(CallError::NoMessage { rpc: call.rpc })?;
-                if messages.message().await.map_err(request_error)?.is_some() {
-                    return Err(CallError::ExtraMessage { rpc: call.rpc });
-                }
-                stages.run(&call).await
-            }
-            .await;
-            result
-                .map(|answer| Response::new(answer.message))
-                .map_err(|error| error.to_status())
-        })
+        // whole call beside whatever it moved that into. And two futures chained, not one
+        // async block: reading the message and running the call are the two states of one
+        // enum, so tonic's request stream is gone (and its room reused) once the message is
+        // read, instead of staying beside the call until LiveKit answers.
+        let messages = request.into_inner();
+        let read = read_one(
+            messages,
+            call.expect("tonic calls a client-streaming handler once"),
+        );
+        Box::pin(
+            read.and_then(move |call| async move { stages.run(&call).await })
+                .map_ok(|answer| Response::new(answer.message))
+                .map_err(|error| error.to_status()),
+        )
     }
+}
+
+/// The call with its one message from `messages`; none, or a second one, is an error.
+async fn read_one(
+    mut messages: Streaming<Bytes>,
+    mut call: Box<Call>,
+) -> Result<Box<Call>, CallError> {
+    call.message = messages
+        .message()
+        .await
+        .map_err(request_error)?
+        .ok_or(CallError::NoMessage { rpc: call.rpc })?;
+    if messages.message().await.map_err(request_error)?.is_some() {
+        return Err(CallError::ExtraMessage { rpc: call.rpc });
+    }
+    Ok(call)
 }
 
 /// tonic refuses an oversized message with OUT_OF_RANGE; the gRPC spec says a server

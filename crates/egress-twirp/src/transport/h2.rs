@@ -12,6 +12,7 @@
 //! abandon it), and dropped when the connection ends, when it cannot open a stream, or when
 //! it has carried nothing for a whole [`ClientConfig::pool_idle_timeout`].
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -19,9 +20,10 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, Shared};
-use h2::client::SendRequest;
+use futures_util::{FutureExt as _, TryFutureExt as _};
+use h2::SendStream;
+use h2::client::{ResponseFuture, SendRequest};
 use http::Uri;
 use http_body::{Body, Frame, SizeHint};
 use hyper_rustls::MaybeHttpsStream;
@@ -136,10 +138,43 @@ impl Pool {
     /// closed) is replaced once at once: nothing was sent on it, so this is no retry of the
     /// call. Errors before the stream opened are [`Error::Connect`] (or [`Error::Tls`]), as is
     /// a stream LiveKit refused unprocessed (`REFUSED_STREAM`); after that, [`Error::Reset`].
-    pub(crate) async fn send(
+    ///
+    /// Two chained futures: opening the stream (which needs the request) and waiting for the
+    /// answer (which needs only the stream) are two states of one enum, so the request does
+    /// not stay in the call's memory while LiveKit takes its time.
+    pub(crate) fn send(
         &self,
         request: http::Request<Bytes>,
-    ) -> Result<http::Response<RecvBody>, Error> {
+    ) -> impl Future<Output = Result<http::Response<RecvBody>, Error>> + Send + use<'_> {
+        self.open(request).and_then(|(response, stream, guard)| {
+            response.map(move |answered| {
+                // The send half lives until the answer's head, so that h2 never sees the
+                // request abandoned while its body may still sit in the send queue.
+                drop(stream);
+                let (parts, recv) = answered.map_err(|e| stream_error(&e))?.into_parts();
+                let length = parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse().ok());
+                Ok(http::Response::from_parts(
+                    parts,
+                    RecvBody {
+                        recv,
+                        length,
+                        data_done: false,
+                        _guard: guard,
+                    },
+                ))
+            })
+        })
+    }
+
+    /// Opens a stream for `request` and sends it: head, and body where there is one.
+    async fn open(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<(ResponseFuture, SendStream<Bytes>, StreamGuard), Error> {
         let pool = &self.state;
         let index = pool.next.fetch_add(1, Ordering::Relaxed) % pool.slots.len();
         let mut replaced = false;
@@ -168,25 +203,7 @@ impl Pool {
             // grants more; the bytes are the caller's, already bounded by the request limit.
             stream.send_data(body, true).map_err(|e| stream_error(&e))?;
         }
-        let response = response.await.map_err(|e| stream_error(&e))?;
-        // The send half lives until the answer's head, so that h2 never sees the request
-        // abandoned while its body may still sit in the send queue.
-        drop(stream);
-        let (parts, recv) = response.into_parts();
-        let length = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok());
-        Ok(http::Response::from_parts(
-            parts,
-            RecvBody {
-                recv,
-                length,
-                data_done: false,
-                _guard: guard,
-            },
-        ))
+        Ok((response, stream, guard))
     }
 }
 
