@@ -371,7 +371,8 @@ async fn unknown_request_fields_reach_livekit_unchanged() {
             .rfind(|r| r.rpc.as_deref() == Some("StartRoomCompositeEgress"))
             .expect("recorded");
         assert_eq!(
-            sent.body, body,
+            sent.body,
+            body,
             "the Twirp body is the gRPC message, byte for byte ({} bytes)",
             body.len()
         );
